@@ -1,0 +1,165 @@
+"""A site's own extract to MEDS, described by a small YAML mapping.
+
+.. code-block:: yaml
+
+    dataset_name: my_clinic          # optional
+    tables:
+      - file: patients.csv           # relative to SRC
+        subject_id: patient_id
+        time: birth_date
+        time_format: "%m/%d/%Y"      # optional; ISO dates and date-times are accepted by default
+        code_value: MEDS_BIRTH       # a fixed code for every row ...
+      - file: diagnoses.csv
+        subject_id: patient_id
+        time: visit_date
+        code: dx                     # ... or a column of codes
+        code_prefix: ICD10CM         # the vocabulary; undotted ICD codes are dotted
+        encounter_id: visit_id       # optional
+      - file: labs.csv
+        subject_id: patient_id
+        time: taken_at
+        code: test_code
+        code_prefix: LOINC
+        numeric_value: result        # optional
+        text_value: comment          # optional
+        unit: units                  # optional
+
+``code_prefix`` must be a known vocabulary (see :data:`clinfm.vocab.systems.KNOWN_VOCABULARIES`) or
+``LOCAL_<NAME>`` for codes only the site uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from clinfm.errors import InputError
+from clinfm.events.convert.tables import DATETIME_FORMATS, SourceTable, event_frame, run_probes
+from clinfm.events.meds import write_dataset
+from clinfm.vocab.icd import descriptions, dot_icd9cm, dot_icd9proc, dot_icd10cm, parent_codes
+from clinfm.vocab.systems import check_vocabulary
+
+_DOTTERS = {"ICD9CM": dot_icd9cm, "ICD10CM": dot_icd10cm, "ICD9PROC": dot_icd9proc}
+
+
+class TableMapping(BaseModel):
+    """How one file of the extract becomes events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    subject_id: str
+    time: str | None = None
+    time_format: str | None = None
+    code: str | None = None
+    code_value: str | None = None
+    code_prefix: str | None = None
+    numeric_value: str | None = None
+    text_value: str | None = None
+    encounter_id: str | None = None
+    unit: str | None = None
+    separator: str | None = None
+
+    @model_validator(mode="after")
+    def _one_code_source(self) -> TableMapping:
+        if (self.code is None) == (self.code_value is None):
+            raise ValueError("give exactly one of 'code' (a column) or 'code_value' (a fixed code)")
+        if self.code is not None and self.code_prefix is None:
+            raise ValueError("'code' needs a 'code_prefix' naming its vocabulary, e.g. ICD10CM or LOCAL_LAB")
+        return self
+
+
+class Mapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_name: str | None = None
+    tables: list[TableMapping]
+
+
+def load_mapping(path: str | os.PathLike) -> Mapping:
+    """Read and check a mapping file; any problem is one line naming the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError("mapping file not found", path=path) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise InputError(f"{where}not valid YAML ({getattr(err, 'problem', err)})", path=path) from None
+    try:
+        mapping = Mapping.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise InputError(f"{field}: {first['msg']}", path=path) from None
+    for index, table in enumerate(mapping.tables):
+        if table.code_prefix is not None:
+            table.code_prefix = check_vocabulary(table.code_prefix, where=f"{path}: tables.{index}.code_prefix")
+    return mapping
+
+
+def _table_events(src: Path, spec: TableMapping) -> tuple[SourceTable, pl.LazyFrame]:
+    path = src / spec.file
+    if not path.exists():
+        raise InputError("file named in the mapping not found", path=path)
+    columns = [c for c in (spec.subject_id, spec.time, spec.code, spec.numeric_value, spec.text_value,
+                           spec.encounter_id, spec.unit) if c]
+    table = SourceTable.open(path, [c.lower() for c in columns], separator=spec.separator)
+    table.check_not_empty()
+    formats = (spec.time_format,) if spec.time_format else DATETIME_FORMATS
+    time = table.datetime(spec.time.lower(), required=True, formats=formats) if spec.time else pl.lit(None)
+    if spec.code_value is not None:
+        code = pl.lit(spec.code_value)
+    else:
+        raw = table.col(spec.code.lower())
+        dot = _DOTTERS.get(spec.code_prefix)
+        if dot is not None:  # claims extracts usually drop the dot; MEDS codes keep it
+            raw = pl.when(raw.str.contains(".", literal=True)).then(raw).otherwise(dot(raw))
+        code = pl.lit(spec.code_prefix + "/") + raw
+
+    def optional(name: str | None, kind: str = "text") -> pl.Expr | None:
+        if name is None:
+            return None
+        return table.number(name.lower()) if kind == "number" else table.col(name.lower())
+
+    events = table.frame.select(
+        event_frame(
+            table.integer(spec.subject_id.lower(), required=True),
+            time,
+            code,
+            numeric_value=optional(spec.numeric_value, "number"),
+            text_value=optional(spec.text_value),
+            encounter_id=table.integer(spec.encounter_id.lower()) if spec.encounter_id else None,
+            unit=optional(spec.unit),
+        )
+    ).filter(pl.col("code").is_not_null())
+    return table, events
+
+
+def convert_csv(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    mapping: str | os.PathLike,
+    *,
+    subjects_per_shard: int = 10_000,
+    overwrite: bool = False,
+) -> Path:
+    """Convert the CSV files in ``src`` that ``mapping`` (a YAML file) describes to MEDS at ``out``."""
+    spec = load_mapping(mapping)
+    converted = [_table_events(Path(src), table) for table in spec.tables]
+    run_probes([table for table, _ in converted])
+    codes = descriptions().join(parent_codes(), on="code", how="left")
+    return write_dataset(
+        out,
+        pl.concat([events for _, events in converted]),
+        dataset_name=spec.dataset_name or Path(src).name,
+        etl_name="clinfm.convert_csv",
+        codes=codes,
+        subjects_per_shard=subjects_per_shard,
+        overwrite=overwrite,
+    )

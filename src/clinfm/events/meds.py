@@ -1,0 +1,285 @@
+"""Read and write MEDS datasets (0.4; 0.3.3 read too).
+
+A MEDS dataset is a folder::
+
+    data/**/*.parquet              subject_id, time, code, numeric_value, text_value (+ extra columns)
+    metadata/dataset.json          dataset name, ETL, meds_version, created_at
+    metadata/codes.parquet         code, description, parent_codes
+    metadata/subject_splits.parquet subject_id, split
+    tasks/<task>.parquet           MEDS labels: subject_id, prediction_time, <type>_value
+
+Every event of a subject lives in one shard, contiguous and sorted by time (static events, with a
+null time, first). Readers here are lazy, so a model or a description streams over the shards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import meds
+import polars as pl
+import pyarrow.parquet as pq
+
+from clinfm.errors import InputError
+from clinfm.io import atomic_directory
+
+MEDS_VERSION = meds.__version__
+
+#: The typed core of every event row. Extra columns ride along untouched.
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "subject_id": pl.Int64(),
+    "time": pl.Datetime("us"),
+    "code": pl.String(),
+    "numeric_value": pl.Float32(),
+    "text_value": pl.String(),
+}
+CODE_METADATA_SCHEMA: dict[str, pl.DataType] = {
+    "code": pl.String(),
+    "description": pl.String(),
+    "parent_codes": pl.List(pl.String()),
+}
+LABEL_VALUE_COLUMNS = ("boolean_value", "integer_value", "float_value", "categorical_value")
+LABEL_SCHEMA: dict[str, pl.DataType] = {
+    "subject_id": pl.Int64(),
+    "prediction_time": pl.Datetime("us"),
+    "boolean_value": pl.Boolean(),
+    "integer_value": pl.Int64(),
+    "float_value": pl.Float32(),
+    "categorical_value": pl.String(),
+}
+SPLITS = (meds.train_split, meds.tuning_split, meds.held_out_split)
+DEFAULT_SUBJECTS_PER_SHARD = 10_000
+TASKS_DIR = "tasks"
+
+
+def data_files(root: str | os.PathLike) -> list[Path]:
+    """The dataset's event shards, in a stable order; InputError if there are none."""
+    data_dir = Path(root) / meds.data_subdirectory
+    files = sorted(data_dir.rglob("*.parquet")) if data_dir.is_dir() else []
+    if not files:
+        raise InputError("no MEDS event shards; expected data/**/*.parquet", path=root)
+    return files
+
+
+def normalize_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Cast the core columns to the MEDS types, add missing optional ones, keep extras after them."""
+    names = events.collect_schema().names()
+    missing = [c for c in ("subject_id", "time", "code") if c not in names]
+    if missing:
+        raise InputError(f"events lack the required MEDS column(s) {missing}")
+    core = [
+        (pl.col(name) if name in names else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in EVENT_SCHEMA.items()
+    ]
+    extras = [c for c in names if c not in EVENT_SCHEMA]
+    return events.select(*core, *extras)
+
+
+def scan_events(root: str | os.PathLike, *, columns: list[str] | None = None) -> pl.LazyFrame:
+    """All events of a MEDS dataset as one lazy frame with the core columns typed.
+
+    Shards may differ in their extra columns (MEDS allows it); missing ones read as null.
+    ``columns`` restricts the read to those columns (the core ones are always kept).
+    """
+    scans = [pl.scan_parquet(path) for path in data_files(root)]
+    events = pl.concat(scans, how="diagonal_relaxed") if len(scans) > 1 else scans[0]
+    events = normalize_events(events)
+    if columns is not None:
+        keep = list(EVENT_SCHEMA) + [c for c in columns if c not in EVENT_SCHEMA]
+        events = events.select(keep)
+    return events
+
+
+def read_dataset_metadata(root: str | os.PathLike) -> dict:
+    """``metadata/dataset.json`` as a dict; empty when absent (MEDS makes every field optional)."""
+    path = Path(root) / meds.dataset_metadata_filepath
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON (line {err.lineno}: {err.msg})", path=path) from None
+
+
+def read_codes(root: str | os.PathLike) -> pl.DataFrame:
+    """``metadata/codes.parquet`` (code, description, parent_codes, extras); empty when absent."""
+    path = Path(root) / meds.code_metadata_filepath
+    if not path.exists():
+        return pl.DataFrame(schema=CODE_METADATA_SCHEMA)
+    return pl.read_parquet(path)
+
+
+def read_splits(root: str | os.PathLike) -> pl.DataFrame | None:
+    """``metadata/subject_splits.parquet``, or None when the dataset has none."""
+    path = Path(root) / meds.subject_splits_filepath
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def task_files(root: str | os.PathLike) -> dict[str, Path]:
+    """Label files under ``tasks/`` by task name (``tasks/a/b.parquet`` is task ``a/b``)."""
+    tasks_dir = Path(root) / TASKS_DIR
+    if not tasks_dir.is_dir():
+        return {}
+    return {
+        path.relative_to(tasks_dir).with_suffix("").as_posix(): path
+        for path in sorted(tasks_dir.rglob("*.parquet"))
+    }
+
+
+def read_labels(path: str | os.PathLike) -> pl.DataFrame:
+    """A MEDS label file, with its value columns typed.
+
+    MEDS 0.3.3 label files carry every value column, mostly all-null; 0.4 forbids nulls in the
+    value columns, so all-null ones are dropped here and the file reads the same either way.
+    """
+    labels = pl.read_parquet(path)
+    for required in ("subject_id", "prediction_time"):
+        if required not in labels.columns:
+            raise InputError(f"label file lacks the column {required!r}", path=path)
+    labels = labels.drop([c for c in LABEL_VALUE_COLUMNS if c in labels.columns and labels[c].is_null().all()])
+    return labels.with_columns(pl.col(c).cast(LABEL_SCHEMA[c]) for c in labels.columns if c in LABEL_SCHEMA)
+
+
+def write_table(frame: pl.DataFrame, schema, path: Path) -> None:
+    """Write a frame as parquet with the exact Arrow types of a `meds` schema (via a temp file).
+
+    Polars writes strings as large_string; the MEDS schemas want string for code and friends,
+    so tables go through ``schema.align`` (which casts and checks) and pyarrow.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(schema.align(frame.to_arrow()), tmp)
+    tmp.replace(path)
+
+
+def _sort_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    # MEDS: a subject's events are contiguous and time-ordered; static (null-time) events first.
+    return events.sort(["subject_id", "time", "code"], nulls_last=False, maintain_order=True)
+
+
+def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, subjects_per_shard: int) -> None:
+    """Write events as shards of at most ``subjects_per_shard`` whole subjects each.
+
+    One shard is sorted and written directly. For more, events stream once into per-shard staging
+    files (bounded memory whatever the input size), then each is sorted on its own.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    n_shards = max(1, -(-subjects.len() // subjects_per_shard))
+    if n_shards == 1:
+        write_table(_sort_events(events).collect(), meds.DataSchema, data_dir / "0.parquet")
+        return
+    shard_of = pl.DataFrame({"subject_id": subjects.sort()}).with_columns(
+        shard=(pl.int_range(pl.len(), dtype=pl.Int64) // subjects_per_shard)
+    )
+    staging = data_dir.parent / ".staging"
+    events.join(shard_of.lazy(), on="subject_id", how="inner").sink_parquet(
+        pl.PartitionBy(staging, key="shard", include_key=False), mkdir=True
+    )
+    for shard in range(n_shards):
+        parts = sorted((staging / f"shard={shard}").glob("*.parquet"))
+        write_table(_sort_events(pl.scan_parquet(parts)).collect(), meds.DataSchema, data_dir / f"{shard}.parquet")
+    for path in sorted(staging.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    staging.rmdir()
+
+
+def write_dataset(
+    out: str | os.PathLike,
+    events: pl.LazyFrame | pl.DataFrame,
+    *,
+    dataset_name: str,
+    etl_name: str = "clinfm",
+    codes: pl.DataFrame | None = None,
+    splits: pl.DataFrame | None = None,
+    tasks: Mapping[str, pl.DataFrame] | None = None,
+    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
+    overwrite: bool = False,
+) -> Path:
+    """Write a MEDS 0.4 dataset to ``out`` atomically and return its path.
+
+    ``codes`` needs at least a ``code`` column; codes of the data without an entry get one with a
+    null description, so every code appears in ``codes.parquet`` as MEDS requires. Without
+    ``splits``, deterministic patient-level splits are assigned (see :func:`assign_splits`).
+    """
+    events = normalize_events(events.lazy())
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        subjects = events.select(pl.col("subject_id").unique()).collect()["subject_id"]
+        _write_shards(events, tmp / meds.data_subdirectory, subjects, subjects_per_shard)
+        finish_dataset(tmp, dataset_name=dataset_name, etl_name=etl_name, codes=codes, splits=splits, tasks=tasks)
+    return Path(out)
+
+
+def finish_dataset(
+    root: Path,
+    *,
+    dataset_name: str,
+    etl_name: str,
+    codes: pl.DataFrame | None = None,
+    splits: pl.DataFrame | None = None,
+    tasks: Mapping[str, pl.DataFrame] | None = None,
+) -> None:
+    """Write the metadata and tasks of a dataset whose ``data/`` shards are already in place."""
+    from clinfm.events.splits import assign_splits
+
+    written = pl.scan_parquet(root / meds.data_subdirectory / "*.parquet")
+    data_codes, subjects = pl.collect_all(
+        [written.select(pl.col("code").unique()), written.select(pl.col("subject_id").unique())]
+    )
+    write_codes(root, complete_codes(codes, data_codes["code"]))
+    write_splits(root, splits if splits is not None else assign_splits(subjects["subject_id"]))
+    for name, labels in (tasks or {}).items():
+        write_labels(root / TASKS_DIR / f"{name}.parquet", labels)
+    metadata = {
+        "dataset_name": dataset_name,
+        "etl_name": etl_name,
+        "etl_version": _clinfm_version(),
+        "meds_version": MEDS_VERSION,
+        "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(),
+    }
+    (root / meds.dataset_metadata_filepath).write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def complete_codes(codes: pl.DataFrame | None, data_codes: pl.Series) -> pl.DataFrame:
+    """Code metadata restricted to, and covering, the codes that occur in the data."""
+    present = pl.DataFrame({"code": data_codes.cast(pl.String)})
+    if codes is None or codes.is_empty():
+        codes = pl.DataFrame(schema=CODE_METADATA_SCHEMA)
+    for name, dtype in CODE_METADATA_SCHEMA.items():
+        codes = codes.with_columns(pl.col(name).cast(dtype)) if name in codes.columns else codes.with_columns(
+            pl.lit(None, dtype=dtype).alias(name)
+        )
+    codes = codes.unique("code", keep="first", maintain_order=True)
+    return present.join(codes, on="code", how="left").sort("code").select(
+        list(CODE_METADATA_SCHEMA) + [c for c in codes.columns if c not in CODE_METADATA_SCHEMA]
+    )
+
+
+def write_codes(root: Path, codes: pl.DataFrame) -> None:
+    write_table(codes, meds.CodeMetadataSchema, root / meds.code_metadata_filepath)
+
+
+def write_splits(root: Path, splits: pl.DataFrame) -> None:
+    splits = splits.select(pl.col("subject_id").cast(pl.Int64), pl.col("split").cast(pl.String))
+    write_table(splits, meds.SubjectSplitSchema, root / meds.subject_splits_filepath)
+
+
+def write_labels(path: str | os.PathLike, labels: pl.DataFrame) -> Path:
+    """Write a MEDS label file: subject_id, prediction_time and the non-null value columns only."""
+    path = Path(path)
+    keep = ["subject_id", "prediction_time"] + [c for c in LABEL_VALUE_COLUMNS if c in labels.columns]
+    labels = labels.select(pl.col(c).cast(LABEL_SCHEMA[c]) for c in keep)
+    bad = [c for c in keep if labels[c].null_count()]
+    if bad:
+        raise InputError(f"label columns {bad} hold nulls; MEDS 0.4 labels may not", path=path)
+    write_table(labels.sort(["subject_id", "prediction_time"]), meds.LabelSchema, path)
+    return path
+
+
+def _clinfm_version() -> str:
+    from clinfm import __version__
+
+    return __version__

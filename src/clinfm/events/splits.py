@@ -1,0 +1,46 @@
+"""Deterministic patient-level splits: a subject lands in one split, the same one every time."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from clinfm.errors import InputError
+
+DEFAULT_FRACTIONS = {"train": 0.8, "tuning": 0.1, "held_out": 0.1}
+
+
+def _uniform_from_ids(subject_ids: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per subject id, from the splitmix64 finaliser.
+
+    Unlike Python's or Polars' hash, this is fixed across versions and platforms, so a subject's
+    split depends only on its id and the seed, never on which other subjects are present.
+    """
+    with np.errstate(over="ignore"):
+        x = subject_ids.astype(np.uint64) ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def assign_splits(
+    subject_ids: pl.Series | np.ndarray | list[int],
+    fractions: dict[str, float] | None = None,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """Assign each subject to a split (default 80/10/10 train/tuning/held_out) by a stable hash.
+
+    Returns a ``subject_splits`` frame (subject_id, split). Adding subjects later never moves an
+    existing subject to another split.
+    """
+    fractions = dict(fractions or DEFAULT_FRACTIONS)
+    if any(f < 0 for f in fractions.values()) or not np.isclose(sum(fractions.values()), 1.0):
+        raise InputError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+    ids = np.unique(np.asarray(pl.Series(subject_ids).cast(pl.Int64).to_numpy()))
+    u = _uniform_from_ids(ids, seed)
+    edges = np.cumsum(list(fractions.values()))
+    edges[-1] = 1.0 + 1e-12  # guard the float sum
+    index = np.searchsorted(edges, u, side="right")
+    names = np.array(list(fractions))
+    return pl.DataFrame({"subject_id": ids, "split": names[index]})

@@ -1,0 +1,106 @@
+"""Synthetic multi-site pediatric cohorts: the embedded default data of clinfm.
+
+>>> from clinfm.events.synth import synthesize
+>>> synthesize("site_a", patients=1000, site="site_a", coding="icd9", seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from clinfm.events.meds import finish_dataset, write_table
+from clinfm.events.synth import catalog as cat
+from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
+from clinfm.events.synth.tasks import build_tasks
+from clinfm.events.synth.timeline import visit_events
+from clinfm.io import atomic_directory
+from clinfm.progress import track
+
+DEFAULT_SHARD_SIZE = 10_000
+
+
+def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codebook: CodeBook):
+    """Events and task labels of ``n`` children, deterministic for (site, seed, shard)."""
+    rng = np.random.default_rng([seed, shard])
+    window = site.years * 365.25
+    patients = _draw_patients(rng, site, n, window)
+    visits = _draw_visits(rng, site, patients, window)
+    subject_ids = site.subject_offset + first + np.arange(n, dtype=np.int64)
+    encounter_ids = (site.subject_offset + first) * 1000 + np.arange(len(visits.day), dtype=np.int64)
+    events = visit_events(rng, site, patients, visits, codebook, subject_ids, encounter_ids)
+    events = events.sort(["subject_id", "time", "code"], nulls_last=False)
+    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
+    tasks = build_tasks(rng, patients, visits, events, window=window, coding=site.coding,
+                        subject_ids=subject_ids, encounter_ids=encounter_ids, start_us=start_us)
+    return events, tasks
+
+
+def code_metadata(codes: list[str]) -> pl.DataFrame:
+    """Descriptions and parents of the codes the generator used."""
+    from clinfm.vocab.icd import descriptions, parent_codes
+
+    own = {f"RXNORM/{k}": v for k, v in cat.DRUGS.items()}
+    own |= {f"LOINC/{t.loinc}": t.name for t in cat.LAB_TESTS}
+    own |= {f"CPT4/{k}": v for k, v in cat.PROCEDURES.items()}
+    own |= {"GENDER/F": "Female", "GENDER/M": "Male", "MEDS_BIRTH": "Birth", "MEDS_DEATH": "Death",
+            "VISIT/OUTPATIENT": "Outpatient visit", "VISIT/EMERGENCY": "Emergency department visit",
+            "VISIT/INPATIENT": "Inpatient stay", "VISIT/PHARMACY": "Pharmacy claim",
+            "NOTE/PROGRESS": "Progress note", "NOTE/ED": "Emergency department note",
+            "NOTE/DISCHARGE": "Discharge summary"}
+    table = pl.DataFrame({"code": list(own), "description": list(own.values())})
+    used = pl.DataFrame({"code": codes})
+    described = pl.concat([table, descriptions().join(used, on="code")])
+    return used.join(described, on="code", how="left").join(parent_codes(), on="code", how="left")
+
+
+def synthesize(
+    out: str | os.PathLike,
+    *,
+    patients: int = 1000,
+    site: str = "site_a",
+    coding: str = "icd9",
+    seed: int = 0,
+    years: float = 4.0,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    overwrite: bool = False,
+) -> Path:
+    """Write a synthetic MEDS dataset of ``patients`` children at ``site`` coded in ``coding``.
+
+    Tasks (``tasks/``): ``asthma_exacerbation_180d`` and ``self_harm_365d`` (binary, within the
+    asthma and anxiety/depression cohorts), ``next_visit_categories`` (space-separated CCS or CCSR
+    categories of the next visit, in ``categorical_value``) and ``diseases/<condition>`` (ten binary
+    tasks sharing prediction times: the multi-label task). Generation streams in shards of
+    ``shard_size`` children, so memory does not grow with ``patients``. Deterministic for a seed.
+    """
+    from clinfm.errors import InputError
+
+    if patients < 1:
+        raise InputError(f"--patients must be at least 1, got {patients}")
+    profile = SiteProfile.from_name(site, coding, years)
+    codebook = CodeBook()
+    tasks: dict[str, list[pl.DataFrame]] = {}
+    n_shards = -(-patients // shard_size)
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        for shard in track(range(n_shards), f"Synthesizing {patients:,} patients at {site}", total=n_shards):
+            first = shard * shard_size
+            events, shard_tasks = _shard(profile, seed, shard, first, min(shard_size, patients - first), codebook)
+            import meds
+
+            write_table(events, meds.DataSchema, tmp / "data" / f"{shard}.parquet")
+            for name, labels in shard_tasks.items():
+                tasks.setdefault(name, []).append(labels)
+        finish_dataset(
+            tmp,
+            dataset_name=f"clinfm synthetic pediatric cohort, {site} ({coding})",
+            etl_name="clinfm.synthesize",
+            codes=code_metadata(codebook.codes),
+            tasks={name: pl.concat(parts) for name, parts in tasks.items()},
+        )
+    return Path(out)
+
+
+__all__ = ["DAY_US", "SiteProfile", "synthesize"]

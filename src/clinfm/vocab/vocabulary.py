@@ -1,0 +1,216 @@
+"""The code vocabulary a model is trained with, and the minimum-patient-count policy behind it.
+
+A code enters a vocabulary only if at least ``min_subjects`` DISTINCT subjects have it. The
+vocabulary is saved with every checkpoint, so a code seen in one or a few patients, however many
+times, would otherwise tell whoever receives the checkpoint that some patient of the training
+site had that (rare) code. The saved file holds the codes and the threshold only: no counts, no
+subject ids, and the codes are in code order, so not even their frequency ranking leaks.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from clinfm.errors import InputError
+from clinfm.io import write_json_atomic
+from clinfm.vocab.systems import check_vocabulary, vocabulary_of
+
+#: A code must be seen in at least this many distinct subjects to enter a vocabulary.
+DEFAULT_MIN_SUBJECTS = 10
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+MASK_TOKEN = "[MASK]"
+#: Special tokens come first, so [PAD] is id 0.
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = (PAD_TOKEN, UNK_TOKEN, MASK_TOKEN)
+
+FORMAT = "clinfm-vocabulary"
+VERSION = 1
+
+#: What ``codes=`` accepts: a filter on the events, or vocabulary prefixes to keep.
+CodeFilter = pl.Expr | str | Iterable[str] | None
+
+
+def _check_min_subjects(min_subjects: object, *, where: object = None) -> int:
+    # bool is an int subclass; True would silently mean 1.
+    if isinstance(min_subjects, bool) or not isinstance(min_subjects, int) or min_subjects < 1:
+        raise InputError(f"min_subjects must be an integer >= 1, got {min_subjects!r}", path=where)
+    return min_subjects
+
+
+def _code_filter(codes: CodeFilter) -> pl.Expr | None:
+    """The row filter for ``codes=``: an expression as given, or the codes of the named vocabularies."""
+    if codes is None or isinstance(codes, pl.Expr):
+        return codes
+    prefixes = [codes] if isinstance(codes, str) else list(codes)
+    wanted = [check_vocabulary(prefix, where="codes") for prefix in prefixes]
+    return vocabulary_of(pl.col("code")).str.to_uppercase().is_in(wanted)
+
+
+def subject_counts(events: pl.LazyFrame | pl.DataFrame, codes: CodeFilter = None) -> pl.DataFrame:
+    """DataFrame[code, n_subjects]: how many distinct subjects have each code, sorted by code.
+
+    For local reporting only: these counts must never be saved with a model.
+    """
+    lazy = events.lazy()
+    missing = {"subject_id", "code"} - set(lazy.collect_schema().names())
+    if missing:
+        raise InputError(f"events lack column(s) {', '.join(sorted(missing))}; expected subject_id and code")
+    lazy = lazy.select("subject_id", "code").drop_nulls()
+    row_filter = _code_filter(codes)
+    if row_filter is not None:
+        lazy = lazy.filter(row_filter)
+    counts = lazy.group_by("code").agg(pl.col("subject_id").n_unique().alias("n_subjects"))
+    return counts.sort("code").collect(engine="streaming")
+
+
+def rare_codes(
+    events: pl.LazyFrame | pl.DataFrame, min_subjects: int = DEFAULT_MIN_SUBJECTS, codes: CodeFilter = None
+) -> pl.Series:
+    """The codes the policy keeps out of a vocabulary: seen in fewer than ``min_subjects`` subjects."""
+    min_subjects = _check_min_subjects(min_subjects)
+    counts = subject_counts(events, codes)
+    return counts.filter(pl.col("n_subjects") < min_subjects).get_column("code")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token ids: the special tokens first (``[PAD]`` = 0 by default), then the codes in code order.
+
+    ``len()`` and ``in`` count the special tokens too: ``len(vocab)`` is the embedding size.
+    """
+
+    codes: tuple[str, ...]
+    min_subjects: int = DEFAULT_MIN_SUBJECTS
+    special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codes", tuple(self.codes))
+        object.__setattr__(self, "special_tokens", tuple(self.special_tokens))
+        _check_min_subjects(self.min_subjects)
+        if UNK_TOKEN not in self.special_tokens:
+            raise InputError(f"special_tokens must include {UNK_TOKEN}: unknown codes are encoded as it")
+        tokens = self.tokens
+        if not all(isinstance(token, str) and token for token in tokens):
+            raise InputError("vocabulary tokens must be non-empty strings")
+        if len(set(tokens)) != len(tokens):
+            raise InputError("vocabulary tokens must be unique (codes and special tokens together)")
+
+    @classmethod
+    def from_events(
+        cls,
+        events: pl.LazyFrame | pl.DataFrame,
+        min_subjects: int = DEFAULT_MIN_SUBJECTS,
+        codes: CodeFilter = None,
+        special_tokens: Iterable[str] = DEFAULT_SPECIAL_TOKENS,
+    ) -> Vocabulary:
+        """The codes of ``events`` (columns subject_id, code) seen in at least ``min_subjects`` subjects.
+
+        ``codes`` narrows the codes considered: a Polars filter expression on the events, or one or
+        more vocabulary prefixes (``"ICD10CM"``, ``["ICD9CM", "ICD10CM"]``).
+        """
+        min_subjects = _check_min_subjects(min_subjects)
+        counts = subject_counts(events, codes)
+        specials = tuple(special_tokens)
+        # A code spelled like a special token could not get an id of its own; the special one wins.
+        kept = counts.filter((pl.col("n_subjects") >= min_subjects) & ~pl.col("code").is_in(specials))
+        return cls(tuple(kept.get_column("code").to_list()), min_subjects, specials)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """All tokens in id order."""
+        return self.special_tokens + self.codes
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {token: i for i, token in enumerate(self.tokens)}
+
+    @functools.cached_property
+    def _token_series(self) -> pl.Series:
+        return pl.Series("token", self.tokens, dtype=pl.String)
+
+    @functools.cached_property
+    def _id_series(self) -> pl.Series:
+        return pl.int_range(len(self.tokens), dtype=pl.Int64, eager=True)
+
+    def __len__(self) -> int:
+        return len(self.special_tokens) + len(self.codes)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._index
+
+    def id_of(self, token: str) -> int:
+        """The id of one token; InputError if it is not in the vocabulary."""
+        if token not in self._index:
+            raise InputError(f"{token!r} is not in the vocabulary")
+        return self._index[token]
+
+    @property
+    def unk_id(self) -> int:
+        return self._index[UNK_TOKEN]
+
+    def encode(self, codes: pl.Series) -> pl.Series:
+        """Int64 ids of ``codes``; codes not in the vocabulary (and nulls) get the ``[UNK]`` id."""
+        ids = codes.cast(pl.String).replace_strict(
+            self._token_series, self._id_series, default=self.unk_id, return_dtype=pl.Int64
+        )
+        return ids.alias(codes.name)
+
+    def decode(self, ids: pl.Series) -> pl.Series:
+        """The tokens of ``ids``; an id outside the vocabulary gives null."""
+        tokens = ids.cast(pl.Int64).replace_strict(
+            self._id_series, self._token_series, default=None, return_dtype=pl.String
+        )
+        return tokens.alias(ids.name)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the vocabulary as JSON, atomically. Only the threshold and the tokens are stored."""
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "min_subjects": self.min_subjects,
+            "special_tokens": list(self.special_tokens),
+            "codes": list(self.codes),
+        }
+        write_json_atomic(path, payload)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Vocabulary:
+        """Read a vocabulary saved by ``save``; InputError for anything else, or a threshold below 1."""
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputError(f"cannot read a vocabulary: {error}", path=path) from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise InputError(f"not a clinfm vocabulary (expected format {FORMAT!r})", path=path)
+        if payload.get("version") != VERSION:
+            raise InputError(f"unsupported vocabulary version {payload.get('version')!r}", path=path)
+        min_subjects = _check_min_subjects(payload.get("min_subjects"), where=path)
+        special_tokens, codes = payload.get("special_tokens"), payload.get("codes")
+        for name, value in (("special_tokens", special_tokens), ("codes", codes)):
+            if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
+                raise InputError(f"{name} must be a list of strings", path=path)
+        try:
+            return cls(tuple(codes), min_subjects, tuple(special_tokens))
+        except InputError as error:
+            raise InputError(str(error), path=path) from None
+
+
+__all__ = [
+    "DEFAULT_MIN_SUBJECTS",
+    "DEFAULT_SPECIAL_TOKENS",
+    "MASK_TOKEN",
+    "PAD_TOKEN",
+    "UNK_TOKEN",
+    "Vocabulary",
+    "rare_codes",
+    "subject_counts",
+]
