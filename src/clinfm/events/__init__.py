@@ -1,0 +1,1 @@
+"""MEDS event data: read, write, validate, describe, split, join with labels, convert, synthesize."""

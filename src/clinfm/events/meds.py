@@ -156,6 +156,14 @@ def write_table(frame: pl.DataFrame, schema, path: Path) -> None:
     tmp.replace(path)
 
 
+def write_events(frame: pl.DataFrame, path: Path) -> None:
+    """Write one shard of events; refuse null subject ids or codes, which MEDS forbids."""
+    for column in ("subject_id", "code"):
+        if frame[column].null_count():
+            raise InputError(f"{frame[column].null_count()} event(s) have a null {column}; MEDS requires one")
+    write_table(frame, meds.DataSchema, path)
+
+
 def _sort_events(events: pl.LazyFrame) -> pl.LazyFrame:
     # MEDS: a subject's events are contiguous and time-ordered; static (null-time) events first.
     return events.sort(["subject_id", "time", "code"], nulls_last=False, maintain_order=True)
@@ -170,7 +178,7 @@ def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, sub
     data_dir.mkdir(parents=True, exist_ok=True)
     n_shards = max(1, -(-subjects.len() // subjects_per_shard))
     if n_shards == 1:
-        write_table(_sort_events(events).collect(), meds.DataSchema, data_dir / "0.parquet")
+        write_events(_sort_events(events).collect(), data_dir / "0.parquet")
         return
     shard_of = pl.DataFrame({"subject_id": subjects.sort()}).with_columns(
         shard=(pl.int_range(pl.len(), dtype=pl.Int64) // subjects_per_shard)
@@ -181,7 +189,7 @@ def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, sub
     )
     for shard in range(n_shards):
         parts = sorted((staging / f"shard={shard}").glob("*.parquet"))
-        write_table(_sort_events(pl.scan_parquet(parts)).collect(), meds.DataSchema, data_dir / f"{shard}.parquet")
+        write_events(_sort_events(pl.scan_parquet(parts)).collect(), data_dir / f"{shard}.parquet")
     for path in sorted(staging.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     staging.rmdir()

@@ -7,6 +7,7 @@ PATIENTS (needed)   ``GENDER/F|M`` (static), ``MEDS_BIRTH`` at dob, ``MEDS_DEATH
 ADMISSIONS          ``VISIT/INPATIENT`` at admittime, encounter_id = hadm_id
 DIAGNOSES_ICD       ``ICD9CM/<dotted>`` at the admission's dischtime (coded at discharge)
 PROCEDURES_ICD      ``ICD9PROC/<dotted>`` at dischtime
+CPTEVENTS           ``CPT4/<cpt_cd>`` at chartdate, else at dischtime
 PRESCRIPTIONS       ``DRUG/<NAME>`` at startdate; numeric_value = dose_val_rx, unit = dose_unit_rx
 LABEVENTS           ``LOINC/<code>`` via D_LABITEMS where it has one, else ``LAB/<itemid>``;
                     numeric_value = valuenum, text_value = value when not numeric
@@ -37,6 +38,7 @@ TABLES = {
     "ADMISSIONS": ["subject_id", "hadm_id", "admittime", "dischtime"],
     "DIAGNOSES_ICD": ["subject_id", "hadm_id", "icd9_code"],
     "PROCEDURES_ICD": ["subject_id", "hadm_id", "icd9_code"],
+    "CPTEVENTS": ["subject_id", "hadm_id", "cpt_cd"],
     "PRESCRIPTIONS": ["subject_id", "startdate", "drug"],
     "LABEVENTS": ["subject_id", "itemid", "charttime"],
     "D_LABITEMS": ["itemid", "label"],
@@ -91,6 +93,21 @@ def _coded_at_discharge(t: SourceTable, discharge: pl.LazyFrame, prefix: str, do
     return events.drop("time").join(discharge, on="encounter_id", how="inner").select(
         "subject_id", "time", "code", "numeric_value", "text_value", "encounter_id", "unit"
     )
+
+
+def _cpt_events(t: SourceTable, discharge: pl.LazyFrame) -> pl.LazyFrame:
+    code = t.col("cpt_cd")
+    events = t.frame.filter(code.is_not_null()).select(
+        event_frame(
+            t.integer("subject_id", required=True),
+            t.datetime("chartdate"),
+            pl.lit("CPT4/") + code,
+            encounter_id=t.integer("hadm_id", required=True),
+        )
+    )
+    return events.join(discharge.rename({"time": "dischtime"}), on="encounter_id", how="left").with_columns(
+        time=pl.coalesce("time", "dischtime")
+    ).filter(pl.col("time").is_not_null()).drop("dischtime")
 
 
 def _prescriptions(t: SourceTable) -> pl.LazyFrame:
@@ -184,9 +201,10 @@ def convert_mimic3(
 ) -> Path:
     """Convert MIMIC-III CSV tables (``.csv`` or ``.csv.gz``, upper- or lower-case) in ``src`` to MEDS.
 
-    PATIENTS is required; ADMISSIONS, DIAGNOSES_ICD, PROCEDURES_ICD, PRESCRIPTIONS, LABEVENTS
+    PATIENTS is required; ADMISSIONS, DIAGNOSES_ICD, PROCEDURES_ICD, CPTEVENTS, PRESCRIPTIONS, LABEVENTS
     (with D_LABITEMS for LOINC codes) and NOTEEVENTS are converted when present, and their absence is
     logged. Diagnoses and procedures need ADMISSIONS for their times. Returns the output path.
+    Procedure descriptions of CPT codes are not in the package's vocabularies and stay empty.
     """
     tables = open_tables(src, TABLES, required=("PATIENTS",))
     parts = [_patients(tables["PATIENTS"])]
@@ -197,8 +215,10 @@ def convert_mimic3(
         for name, prefix, dot in (("DIAGNOSES_ICD", "ICD9CM/", dot_icd9cm), ("PROCEDURES_ICD", "ICD9PROC/", dot_icd9proc)):
             if name in tables:
                 parts.append(_coded_at_discharge(tables[name], discharge, prefix, dot))
+        if "CPTEVENTS" in tables:
+            parts.append(_cpt_events(tables["CPTEVENTS"], discharge))
     else:
-        skipped = [n for n in ("DIAGNOSES_ICD", "PROCEDURES_ICD") if n in tables]
+        skipped = [n for n in ("DIAGNOSES_ICD", "PROCEDURES_ICD", "CPTEVENTS") if n in tables]
         if skipped:
             log.warning("ADMISSIONS not found: %s have no time without it and are skipped", ", ".join(skipped))
     if "PRESCRIPTIONS" in tables:

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from clinfm.events.meds import finish_dataset, write_table
+from clinfm.events.convert.to_mimic3 import export_mimic3
+from clinfm.events.meds import finish_dataset, write_events
 from clinfm.events.synth import catalog as cat
 from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
 from clinfm.events.synth.tasks import build_tasks
 from clinfm.events.synth.timeline import visit_events
+from clinfm.errors import InputError
 from clinfm.io import atomic_directory
 from clinfm.progress import track
 
@@ -66,6 +68,7 @@ def synthesize(
     seed: int = 0,
     years: float = 4.0,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    mimic3: bool = False,
     overwrite: bool = False,
 ) -> Path:
     """Write a synthetic MEDS dataset of ``patients`` children at ``site`` coded in ``coding``.
@@ -75,12 +78,13 @@ def synthesize(
     categories of the next visit, in ``categorical_value``) and ``diseases/<condition>`` (ten binary
     tasks sharing prediction times: the multi-label task). Generation streams in shards of
     ``shard_size`` children, so memory does not grow with ``patients``. Deterministic for a seed.
+    With ``mimic3``, MIMIC-III-shaped CSVs of the same cohort are written to ``out/mimic3`` too.
     """
-    from clinfm.errors import InputError
-
     if patients < 1:
         raise InputError(f"--patients must be at least 1, got {patients}")
     profile = SiteProfile.from_name(site, coding, years)
+    if mimic3 and coding != "icd9":
+        raise InputError("MIMIC-III tables hold ICD-9 codes only; use --coding icd9 with --format mimic3")
     codebook = CodeBook()
     tasks: dict[str, list[pl.DataFrame]] = {}
     n_shards = -(-patients // shard_size)
@@ -88,9 +92,7 @@ def synthesize(
         for shard in track(range(n_shards), f"Synthesizing {patients:,} patients at {site}", total=n_shards):
             first = shard * shard_size
             events, shard_tasks = _shard(profile, seed, shard, first, min(shard_size, patients - first), codebook)
-            import meds
-
-            write_table(events, meds.DataSchema, tmp / "data" / f"{shard}.parquet")
+            write_events(events, tmp / "data" / f"{shard}.parquet")
             for name, labels in shard_tasks.items():
                 tasks.setdefault(name, []).append(labels)
         finish_dataset(
@@ -100,6 +102,8 @@ def synthesize(
             codes=code_metadata(codebook.codes),
             tasks={name: pl.concat(parts) for name, parts in tasks.items()},
         )
+        if mimic3:
+            export_mimic3(tmp, tmp / "mimic3")
     return Path(out)
 
 

@@ -54,12 +54,23 @@ def _labels(subject_ids, start_us, v: Visits, rows: np.ndarray, **values) -> pl.
     })
 
 
-def _cohort_outcome(rng, p, v, window, subject_ids, start_us, condition, outcome_reason, horizon, min_age=0.0):
-    """Within a condition's cohort (known at an outpatient visit), an outcome in the next ``horizon`` days."""
-    i = COND[condition]
+def _first_coded_day(events: pl.DataFrame, codes: list[str], subject_ids: np.ndarray, start_us: int) -> np.ndarray:
+    """Per patient of the shard, the first day any of ``codes`` appears in the events (inf if never)."""
+    first = (
+        events.filter(pl.col("code").is_in(codes))
+        .group_by("subject_id")
+        .agg(pl.col("time").min().dt.epoch("us"))
+    )
+    days = np.full(len(subject_ids), np.inf)
+    days[first["subject_id"].to_numpy() - subject_ids[0]] = (first["time"].to_numpy() - start_us) // DAY_US
+    return days
+
+
+def _cohort_outcome(rng, p, v, window, cohort_day, outcome_reason, horizon, subject_ids, start_us, min_age=0.0):
+    """In a cohort (coded by an outpatient visit's day), an outcome visit in the next ``horizon`` days."""
     observed = (v.day + horizon < window) & (v.day + horizon < p.death_day[v.patient])
     old_enough = (v.day - p.birth_day[v.patient]) >= min_age * 365.25
-    eligible = (v.kind == OUTPATIENT) & (p.known_day[v.patient, i] <= v.day) & observed & old_enough
+    eligible = (v.kind == OUTPATIENT) & (cohort_day[v.patient] <= v.day) & observed & old_enough
     rows = _one_per_patient(rng, np.flatnonzero(eligible), v)
     positive = _outcome_after(v, rows, np.flatnonzero(v.reason == outcome_reason), horizon)
     return _labels(subject_ids, start_us, v, rows, boolean_value=positive)
@@ -99,10 +110,15 @@ def _next_visit(rng, v: Visits, events: pl.DataFrame, encounter_ids, subject_ids
 
 def build_tasks(rng, p: Patients, v: Visits, events: pl.DataFrame, *, window: float, coding: str,
                 subject_ids: np.ndarray, encounter_ids: np.ndarray, start_us: int) -> dict[str, pl.DataFrame]:
+    # Cohorts are defined as a claims analyst would: by a diagnosis code on record, not the latent truth.
+    asthma_codes = cat.diagnosis_codes(cat.CONDITIONS[COND["asthma"]].icd9 + cat.ASTHMA_EXACERBATION_ICD9, coding)
+    anxiety_codes = cat.diagnosis_codes(cat.CONDITIONS[COND["anxiety_depression"]].icd9, coding)
+    asthma_day = _first_coded_day(events, list(asthma_codes), subject_ids, start_us)
+    anxiety_day = _first_coded_day(events, list(anxiety_codes), subject_ids, start_us)
     tasks = {
-        ASTHMA_TASK: _cohort_outcome(rng, p, v, window, subject_ids, start_us, "asthma", ASTHMA_ATTACK, 180),
+        ASTHMA_TASK: _cohort_outcome(rng, p, v, window, asthma_day, ASTHMA_ATTACK, 180, subject_ids, start_us),
         SELF_HARM_TASK: _cohort_outcome(
-            rng, p, v, window, subject_ids, start_us, "anxiety_depression", SELF_HARM, 365, min_age=10.0
+            rng, p, v, window, anxiety_day, SELF_HARM, 365, subject_ids, start_us, min_age=10.0
         ),
         NEXT_VISIT_TASK: _next_visit(rng, v, events, encounter_ids, subject_ids, start_us, coding),
     }
