@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 import clinfm
+from _shared import shared_path
 from clinfm.errors import InputError
 from clinfm.events.meds import normalize_events, write_dataset
-from _shared import shared_path
 
 
 def _events(subjects=(1, 2, 3)) -> pl.DataFrame:
@@ -24,12 +24,18 @@ def _events(subjects=(1, 2, 3)) -> pl.DataFrame:
             (s, dt.datetime(2020, 5, 1, 9), "LOINC/711-2", 0.4, None),
             (s, dt.datetime(2020, 6, 1), "NOTE/PROGRESS", None, "Wheezing. Denies fever."),
         ]
-    return pl.DataFrame(rows, schema=["subject_id", "time", "code", "numeric_value", "text_value"], orient="row")
+    return pl.DataFrame(
+        rows, schema=["subject_id", "time", "code", "numeric_value", "text_value"], orient="row"
+    )
 
 
 def test_write_then_read_round_trip(tmp_path):
-    out = write_dataset(tmp_path / "ds", _events().reverse(), dataset_name="toy",
-                        codes=pl.DataFrame({"code": ["LOINC/711-2"], "description": ["Eosinophils"]}))
+    out = write_dataset(
+        tmp_path / "ds",
+        _events().reverse(),
+        dataset_name="toy",
+        codes=pl.DataFrame({"code": ["LOINC/711-2"], "description": ["Eosinophils"]}),
+    )
     report = clinfm.validate(out)
     assert report.ok and not report.warnings, report
     back = clinfm.scan_events(out).collect()
@@ -117,8 +123,13 @@ def test_validate_needs_event_shards(tmp_path):
 
 
 def test_labels_with_nulls_are_refused(tmp_path):
-    labels = pl.DataFrame({"subject_id": [1, 2], "prediction_time": [dt.datetime(2020, 1, 1), None],
-                           "boolean_value": [True, False]})
+    labels = pl.DataFrame(
+        {
+            "subject_id": [1, 2],
+            "prediction_time": [dt.datetime(2020, 1, 1), None],
+            "boolean_value": [True, False],
+        }
+    )
     with pytest.raises(InputError, match="nulls"):
         clinfm.write_labels(tmp_path / "t.parquet", labels)
 
@@ -133,6 +144,10 @@ def test_reads_meds_0_3_3_with_extra_columns():
     task = next(t for t in description.tasks if t.name == "icu_mortality_first_24h")
     assert task.samples == 74 and task.prevalence == pytest.approx(9 / 74)
     labels = clinfm.read_labels(root / "tasks" / "icu_mortality_first_24h.parquet")
-    assert labels.columns == ["subject_id", "prediction_time", "boolean_value"]  # all-null value columns dropped
+    assert labels.columns == [
+        "subject_id",
+        "prediction_time",
+        "boolean_value",
+    ]  # all-null value columns dropped
     report = clinfm.validate(root)
     assert report.ok, report.errors

@@ -18,7 +18,9 @@ def _digest(root) -> str:
     return hashlib.sha256(events.write_csv().encode()).hexdigest()
 
 
-@pytest.mark.parametrize("fixture, system, other", [("site_icd9", "ICD9CM", "ICD10CM"), ("site_icd10", "ICD10CM", "ICD9CM")])
+@pytest.mark.parametrize(
+    "fixture, system, other", [("site_icd9", "ICD9CM", "ICD10CM"), ("site_icd10", "ICD10CM", "ICD9CM")]
+)
 def test_sites_validate_with_codes_of_their_own_system(request, fixture, system, other):
     root = request.getfixturevalue(fixture)
     report = clinfm.validate(root)
@@ -56,7 +58,12 @@ def test_sites_differ_in_population_and_habits(site_icd9, tmp_path):
 def _outcome_check(root, task, outcome_codes, horizon_days):
     """Recompute each label from the events: an outcome code on a later day within the horizon."""
     labels = clinfm.read_labels(root / "tasks" / f"{task}.parquet").with_row_index("sample")
-    outcomes = clinfm.scan_events(root).filter(pl.col("code").is_in(outcome_codes)).select("subject_id", "time").collect()
+    outcomes = (
+        clinfm.scan_events(root)
+        .filter(pl.col("code").is_in(outcome_codes))
+        .select("subject_id", "time")
+        .collect()
+    )
     joined = labels.join(outcomes, on="subject_id", how="left").with_columns(
         hit=(pl.col("time") > pl.col("prediction_time"))
         & (pl.col("time") <= pl.col("prediction_time") + pl.duration(days=horizon_days))
@@ -87,7 +94,8 @@ def test_history_carries_signal_about_the_outcome(tmp_path):
     codes = list(catalog.diagnosis_codes(catalog.ASTHMA_EXACERBATION_ICD9, "icd9"))
     past = (
         clinfm.events_as_of(clinfm.scan_events(root), labels)
-        .group_by("sample_id").agg(prior=pl.col("code").is_in(codes).any())
+        .group_by("sample_id")
+        .agg(prior=pl.col("code").is_in(codes).any())
         .collect()
     )
     frame = labels.with_row_index("sample_id").join(past, on="sample_id")

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -27,11 +27,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-convert_app = typer.Typer(help="Convert source data (MIMIC-III, OMOP CDM, your own CSV) to MEDS.", no_args_is_help=True)
+convert_app = typer.Typer(
+    help="Convert source data (MIMIC-III, OMOP CDM, your own CSV) to MEDS.", no_args_is_help=True
+)
 app.add_typer(convert_app, name="convert")
 
-console = Console()
-error_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2
 
 
@@ -51,18 +53,18 @@ def _user_facing(command):
             if os.environ.get("CLINFM_DEBUG"):
                 raise
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            error_console.print(f"[bold red]error:[/] {message}", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return run
 
 
-class Coding(str, Enum):
+class Coding(StrEnum):
     icd9 = "icd9"
     icd10 = "icd10"
 
 
-class SynthFormat(str, Enum):
+class SynthFormat(StrEnum):
     meds = "meds"
     mimic3 = "mimic3"
 
@@ -76,13 +78,23 @@ def synth(
     coding: Coding = typer.Option(Coding.icd9, help="Diagnosis coding system of the site."),
     seed: int = typer.Option(0, help="Random seed; the same seed gives the same cohort."),
     years: float = typer.Option(4.0, help="Length of the observation window in years."),
-    format: SynthFormat = typer.Option(SynthFormat.meds, "--format", help="mimic3 also writes MIMIC-III CSVs to OUT/mimic3."),
-    overwrite: bool = typer.Option(False, help="Replace OUT if it exists (only once the new one is complete)."),
+    format: SynthFormat = typer.Option(
+        SynthFormat.meds, "--format", help="mimic3 also writes MIMIC-III CSVs to OUT/mimic3."
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace OUT if it exists (only once the new one is complete)."
+    ),
 ):
     """Synthesize a pediatric claims cohort with labs, notes and built-in tasks, as MEDS."""
     path = clinfm.synthesize(
-        out, patients=patients, site=site, coding=coding.value, seed=seed, years=years,
-        mimic3=format == SynthFormat.mimic3, overwrite=overwrite,
+        out,
+        patients=patients,
+        site=site,
+        coding=coding.value,
+        seed=seed,
+        years=years,
+        mimic3=format == SynthFormat.mimic3,
+        overwrite=overwrite,
     )
     console.print(f"wrote {path}")
 
@@ -90,7 +102,9 @@ def synth(
 @convert_app.command("mimic3")
 @_user_facing
 def convert_mimic3(
-    src: Path = typer.Argument(..., help="Folder with PATIENTS, ADMISSIONS, DIAGNOSES_ICD, ... (.csv or .csv.gz)."),
+    src: Path = typer.Argument(
+        ..., help="Folder with PATIENTS, ADMISSIONS, DIAGNOSES_ICD, ... (.csv or .csv.gz)."
+    ),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
@@ -118,7 +132,9 @@ def convert_omop(
 def convert_csv(
     src: Path = typer.Argument(..., help="Folder with the CSV files the mapping names."),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
-    mapping: Path = typer.Option(..., "--mapping", help="YAML file describing the tables (see docs/data.md)."),
+    mapping: Path = typer.Option(
+        ..., "--mapping", help="YAML file describing the tables (see docs/data.md)."
+    ),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert your own CSV extract to MEDS, as a YAML mapping describes it."""
@@ -131,15 +147,17 @@ def convert_csv(
 @_user_facing
 def validate(
     meds_dir: Path = typer.Argument(..., help="A MEDS dataset folder."),
-    strict: bool = typer.Option(False, help="Treat warnings (unknown vocabularies, invalid ICD codes) as errors."),
+    strict: bool = typer.Option(
+        False, help="Treat warnings (unknown vocabularies, invalid ICD codes) as errors."
+    ),
 ):
     """Check a MEDS dataset against the MEDS schemas and ordering rules."""
     report = clinfm.validate(meds_dir)
     for warning in report.warnings:
-        error_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        error_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     problems = report.errors + (report.warnings if strict else [])
     for problem in problems:
-        error_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        error_console.print(f"[bold red]error:[/] {problem}", highlight=False)
     if problems:
         raise typer.Exit(EXIT_BAD_INPUT)
     version = f" (meds_version {report.meds_version})" if report.meds_version else ""
@@ -172,7 +190,9 @@ def print_description(description: clinfm.DatasetDescription) -> None:
         for column in ("task", "kind", "samples", "subjects", "prevalence / classes"):
             tasks.add_column(column, justify="left" if column in ("task", "kind") else "right")
         for task in description.tasks:
-            spread = f"{task.prevalence:.1%}" if task.prevalence is not None else f"{task.classes or 0:,} classes"
+            spread = (
+                f"{task.prevalence:.1%}" if task.prevalence is not None else f"{task.classes or 0:,} classes"
+            )
             tasks.add_row(task.name, task.kind, f"{task.samples:,}", f"{task.subjects:,}", spread)
         console.print(tasks)
 
@@ -203,7 +223,8 @@ def demo(
     for site in result.sites:
         console.rule(f"{site.name}: {site.path}")
         print_description(site.description)
-        console.print(f"validation: {'valid MEDS' if site.report.ok else 'INVALID'}, {len(site.report.warnings)} warning(s)")
+        verdict = "valid MEDS" if site.report.ok else "INVALID"
+        console.print(f"validation: {verdict}, {len(site.report.warnings)} warning(s)")
     console.print(f"\nwrote {result.out} (summary in {result.summary_path})")
 
 

@@ -34,8 +34,9 @@ class DemoResult:
     summary_path: Path
 
 
-def demo(out: str | os.PathLike = "clinfm-demo", *, patients: int = 2000, seed: int = 0,
-         overwrite: bool = False) -> DemoResult:
+def demo(
+    out: str | os.PathLike = "clinfm-demo", *, patients: int = 2000, seed: int = 0, overwrite: bool = False
+) -> DemoResult:
     """Synthesize, validate and describe two sites under ``out``; write ``summary.json`` there."""
     out = Path(out)
     sites = []

@@ -50,8 +50,12 @@ def _describe_task(name: str, path: Path) -> TaskSummary:
     for column, kind in (("categorical_value", "categorical"), ("integer_value", "integer")):
         if column in labels.columns:
             return TaskSummary(**summary, kind=kind, prevalence=None, classes=labels[column].n_unique())
-    return TaskSummary(**summary, kind="regression" if "float_value" in labels.columns else "none",
-                       prevalence=None, classes=None)
+    return TaskSummary(
+        **summary,
+        kind="regression" if "float_value" in labels.columns else "none",
+        prevalence=None,
+        classes=None,
+    )
 
 
 def describe(root: str | os.PathLike) -> DatasetDescription:

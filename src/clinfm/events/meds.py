@@ -140,7 +140,9 @@ def read_labels(path: str | os.PathLike) -> pl.DataFrame:
     for required in ("subject_id", "prediction_time"):
         if required not in labels.columns:
             raise InputError(f"label file lacks the column {required!r}", path=path)
-    labels = labels.drop([c for c in LABEL_VALUE_COLUMNS if c in labels.columns and labels[c].is_null().all()])
+    labels = labels.drop(
+        [c for c in LABEL_VALUE_COLUMNS if c in labels.columns and labels[c].is_null().all()]
+    )
     return labels.with_columns(pl.col(c).cast(LABEL_SCHEMA[c]) for c in labels.columns if c in LABEL_SCHEMA)
 
 
@@ -217,7 +219,9 @@ def write_dataset(
     with atomic_directory(out, overwrite=overwrite) as tmp:
         subjects = events.select(pl.col("subject_id").unique()).collect()["subject_id"]
         _write_shards(events, tmp / meds.data_subdirectory, subjects, subjects_per_shard)
-        finish_dataset(tmp, dataset_name=dataset_name, etl_name=etl_name, codes=codes, splits=splits, tasks=tasks)
+        finish_dataset(
+            tmp, dataset_name=dataset_name, etl_name=etl_name, codes=codes, splits=splits, tasks=tasks
+        )
     return Path(out)
 
 
@@ -257,12 +261,16 @@ def complete_codes(codes: pl.DataFrame | None, data_codes: pl.Series) -> pl.Data
     if codes is None or codes.is_empty():
         codes = pl.DataFrame(schema=CODE_METADATA_SCHEMA)
     for name, dtype in CODE_METADATA_SCHEMA.items():
-        codes = codes.with_columns(pl.col(name).cast(dtype)) if name in codes.columns else codes.with_columns(
-            pl.lit(None, dtype=dtype).alias(name)
+        codes = (
+            codes.with_columns(pl.col(name).cast(dtype))
+            if name in codes.columns
+            else codes.with_columns(pl.lit(None, dtype=dtype).alias(name))
         )
     codes = codes.unique("code", keep="first", maintain_order=True)
-    return present.join(codes, on="code", how="left").sort("code").select(
-        list(CODE_METADATA_SCHEMA) + [c for c in codes.columns if c not in CODE_METADATA_SCHEMA]
+    return (
+        present.join(codes, on="code", how="left")
+        .sort("code")
+        .select(list(CODE_METADATA_SCHEMA) + [c for c in codes.columns if c not in CODE_METADATA_SCHEMA])
     )
 
 

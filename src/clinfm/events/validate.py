@@ -94,9 +94,8 @@ def _check_codes(root: Path, used_codes: pl.Series, report: ValidationReport) ->
     described = read_codes(root)["code"]
     absent = used_codes.filter(~used_codes.is_in(described.implode()))
     if absent.len():
-        report.warnings.append(
-            f"{path}: {absent.len()} code(s) of the data have no entry, e.g. {absent.head(_EXAMPLES).to_list()}"
-        )
+        examples = absent.head(_EXAMPLES).to_list()
+        report.warnings.append(f"{path}: {absent.len()} code(s) of the data have no entry, e.g. {examples}")
 
 
 def _check_vocabularies(used_codes: pl.Series, report: ValidationReport) -> None:
@@ -107,9 +106,8 @@ def _check_vocabularies(used_codes: pl.Series, report: ValidationReport) -> None
     known = [prefix for prefix in prefixes if is_known_vocabulary(prefix)]
     unknown = frame.filter(~pl.col("vocabulary").is_in(known).fill_null(False))
     if unknown.height:
-        report.warnings.append(
-            f"{unknown.height} code(s) carry no known vocabulary prefix, e.g. {unknown['code'].head(_EXAMPLES).to_list()}"
-        )
+        examples = unknown["code"].head(_EXAMPLES).to_list()
+        report.warnings.append(f"{unknown.height} code(s) carry no known vocabulary prefix, e.g. {examples}")
     icd = frame.filter(pl.col("vocabulary").is_in(["ICD9CM", "ICD10CM", "ICD9PROC"]))
     invalid = icd.filter(~is_valid_code(icd["code"]))
     if invalid.height:
@@ -144,7 +142,9 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
     for name, path in task_files(root).items():
         table = pq.read_table(path)
         # MEDS 0.3.3 wrote every value column, unused ones all null; 0.4 forbids those nulls.
-        unused = [c for c in LABEL_VALUE_COLUMNS if c in table.column_names and table[c].null_count == len(table)]
+        unused = [
+            c for c in LABEL_VALUE_COLUMNS if c in table.column_names and table[c].null_count == len(table)
+        ]
         if report.meds_version and report.meds_version.startswith("0.3"):
             table = table.drop_columns(unused)
         try:

@@ -99,7 +99,9 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
         raise InputError(f"{field}: {first['msg']}", path=path) from None
     for index, table in enumerate(mapping.tables):
         if table.code_prefix is not None:
-            table.code_prefix = check_vocabulary(table.code_prefix, where=f"{path}: tables.{index}.code_prefix")
+            table.code_prefix = check_vocabulary(
+                table.code_prefix, where=f"{path}: tables.{index}.code_prefix"
+            )
     return mapping
 
 
@@ -107,8 +109,19 @@ def _table_events(src: Path, spec: TableMapping) -> tuple[SourceTable, pl.LazyFr
     path = src / spec.file
     if not path.exists():
         raise InputError("file named in the mapping not found", path=path)
-    columns = [c for c in (spec.subject_id, spec.time, spec.code, spec.numeric_value, spec.text_value,
-                           spec.encounter_id, spec.unit) if c]
+    columns = [
+        c
+        for c in (
+            spec.subject_id,
+            spec.time,
+            spec.code,
+            spec.numeric_value,
+            spec.text_value,
+            spec.encounter_id,
+            spec.unit,
+        )
+        if c
+    ]
     table = SourceTable.open(path, [c.lower() for c in columns], separator=spec.separator)
     table.check_not_empty()
     formats = (spec.time_format,) if spec.time_format else DATETIME_FORMATS

@@ -76,7 +76,9 @@ def _admissions(t: SourceTable) -> tuple[pl.LazyFrame, pl.LazyFrame]:
             encounter_id=hadm,
         )
     )
-    discharge = t.frame.select(hadm.alias("encounter_id"), t.datetime("dischtime", required=True).alias("time"))
+    discharge = t.frame.select(
+        hadm.alias("encounter_id"), t.datetime("dischtime", required=True).alias("time")
+    )
     return visits, discharge
 
 
@@ -90,8 +92,10 @@ def _coded_at_discharge(t: SourceTable, discharge: pl.LazyFrame, prefix: str, do
             encounter_id=t.integer("hadm_id", required=True),
         )
     )
-    return events.drop("time").join(discharge, on="encounter_id", how="inner").select(
-        "subject_id", "time", "code", "numeric_value", "text_value", "encounter_id", "unit"
+    return (
+        events.drop("time")
+        .join(discharge, on="encounter_id", how="inner")
+        .select("subject_id", "time", "code", "numeric_value", "text_value", "encounter_id", "unit")
     )
 
 
@@ -105,9 +109,12 @@ def _cpt_events(t: SourceTable, discharge: pl.LazyFrame) -> pl.LazyFrame:
             encounter_id=t.integer("hadm_id", required=True),
         )
     )
-    return events.join(discharge.rename({"time": "dischtime"}), on="encounter_id", how="left").with_columns(
-        time=pl.coalesce("time", "dischtime")
-    ).filter(pl.col("time").is_not_null()).drop("dischtime")
+    return (
+        events.join(discharge.rename({"time": "dischtime"}), on="encounter_id", how="left")
+        .with_columns(time=pl.coalesce("time", "dischtime"))
+        .filter(pl.col("time").is_not_null())
+        .drop("dischtime")
+    )
 
 
 def _prescriptions(t: SourceTable) -> pl.LazyFrame:
@@ -184,7 +191,8 @@ def _code_metadata(events: pl.LazyFrame, lab_codes: pl.LazyFrame | None) -> pl.D
     parts = [fixed, descriptions(), drugs]
     if lab_codes is not None:
         labs = lab_codes.select(
-            code=pl.coalesce("loinc", pl.lit("LAB/") + pl.col("itemid").cast(pl.String)), description="description"
+            code=pl.coalesce("loinc", pl.lit("LAB/") + pl.col("itemid").cast(pl.String)),
+            description="description",
         )
         parts.append(labs.unique("code", keep="first").collect())
     codes = pl.concat([p.select("code", "description") for p in parts])
@@ -212,7 +220,10 @@ def convert_mimic3(
     if "ADMISSIONS" in tables:
         visits, discharge = _admissions(tables["ADMISSIONS"])
         parts.append(visits)
-        for name, prefix, dot in (("DIAGNOSES_ICD", "ICD9CM/", dot_icd9cm), ("PROCEDURES_ICD", "ICD9PROC/", dot_icd9proc)):
+        for name, prefix, dot in (
+            ("DIAGNOSES_ICD", "ICD9CM/", dot_icd9cm),
+            ("PROCEDURES_ICD", "ICD9PROC/", dot_icd9proc),
+        ):
             if name in tables:
                 parts.append(_coded_at_discharge(tables[name], discharge, prefix, dot))
         if "CPTEVENTS" in tables:
@@ -220,7 +231,9 @@ def convert_mimic3(
     else:
         skipped = [n for n in ("DIAGNOSES_ICD", "PROCEDURES_ICD", "CPTEVENTS") if n in tables]
         if skipped:
-            log.warning("ADMISSIONS not found: %s have no time without it and are skipped", ", ".join(skipped))
+            log.warning(
+                "ADMISSIONS not found: %s have no time without it and are skipped", ", ".join(skipped)
+            )
     if "PRESCRIPTIONS" in tables:
         parts.append(_prescriptions(tables["PRESCRIPTIONS"]))
     if "LABEVENTS" in tables:

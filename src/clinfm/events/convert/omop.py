@@ -38,19 +38,48 @@ class ClinicalTable:
 
 
 CLINICAL_TABLES = (
-    ClinicalTable("CONDITION_OCCURRENCE", "CONDITION", "condition_concept_id",
-                  ("condition_start_datetime", "condition_start_date"), "condition_source_value"),
-    ClinicalTable("DRUG_EXPOSURE", "DRUG", "drug_concept_id",
-                  ("drug_exposure_start_datetime", "drug_exposure_start_date"), "drug_source_value",
-                  numeric_value="quantity"),
-    ClinicalTable("PROCEDURE_OCCURRENCE", "PROCEDURE", "procedure_concept_id",
-                  ("procedure_datetime", "procedure_date"), "procedure_source_value"),
-    ClinicalTable("MEASUREMENT", "MEASUREMENT", "measurement_concept_id",
-                  ("measurement_datetime", "measurement_date"), "measurement_source_value",
-                  numeric_value="value_as_number", text_value="value_source_value", unit="unit_source_value"),
-    ClinicalTable("OBSERVATION", "OBSERVATION", "observation_concept_id",
-                  ("observation_datetime", "observation_date"), "observation_source_value",
-                  numeric_value="value_as_number", text_value="value_as_string", unit="unit_source_value"),
+    ClinicalTable(
+        "CONDITION_OCCURRENCE",
+        "CONDITION",
+        "condition_concept_id",
+        ("condition_start_datetime", "condition_start_date"),
+        "condition_source_value",
+    ),
+    ClinicalTable(
+        "DRUG_EXPOSURE",
+        "DRUG",
+        "drug_concept_id",
+        ("drug_exposure_start_datetime", "drug_exposure_start_date"),
+        "drug_source_value",
+        numeric_value="quantity",
+    ),
+    ClinicalTable(
+        "PROCEDURE_OCCURRENCE",
+        "PROCEDURE",
+        "procedure_concept_id",
+        ("procedure_datetime", "procedure_date"),
+        "procedure_source_value",
+    ),
+    ClinicalTable(
+        "MEASUREMENT",
+        "MEASUREMENT",
+        "measurement_concept_id",
+        ("measurement_datetime", "measurement_date"),
+        "measurement_source_value",
+        numeric_value="value_as_number",
+        text_value="value_source_value",
+        unit="unit_source_value",
+    ),
+    ClinicalTable(
+        "OBSERVATION",
+        "OBSERVATION",
+        "observation_concept_id",
+        ("observation_datetime", "observation_date"),
+        "observation_source_value",
+        numeric_value="value_as_number",
+        text_value="value_as_string",
+        unit="unit_source_value",
+    ),
 )
 TABLES = {
     "PERSON": ["person_id", "gender_concept_id", "year_of_birth"],
@@ -61,13 +90,28 @@ TABLES = {
     **{t.name: ["person_id", t.concept, t.times[-1]] for t in CLINICAL_TABLES},
 }
 #: OMOP standard visit concepts -> clinfm visit types (Claim-PT needs inpatient / outpatient / pharmacy).
-VISIT_TYPES = {9201: "INPATIENT", 262: "INPATIENT", 8717: "INPATIENT", 9203: "EMERGENCY", 9202: "OUTPATIENT",
-               581477: "OUTPATIENT", 38004207: "OUTPATIENT", 5083: "OUTPATIENT", 581458: "PHARMACY"}
+VISIT_TYPES = {
+    9201: "INPATIENT",
+    262: "INPATIENT",
+    8717: "INPATIENT",
+    9203: "EMERGENCY",
+    9202: "OUTPATIENT",
+    581477: "OUTPATIENT",
+    38004207: "OUTPATIENT",
+    5083: "OUTPATIENT",
+    581458: "PHARMACY",
+}
 GENDERS = {8507: "M", 8532: "F"}
 FIXED_DESCRIPTIONS = {
-    "GENDER/F": "Female", "GENDER/M": "Male", "MEDS_BIRTH": "Birth", "MEDS_DEATH": "Death",
-    "VISIT/INPATIENT": "Inpatient visit", "VISIT/EMERGENCY": "Emergency room visit",
-    "VISIT/OUTPATIENT": "Outpatient visit", "VISIT/PHARMACY": "Pharmacy visit", "VISIT/OTHER": "Other visit",
+    "GENDER/F": "Female",
+    "GENDER/M": "Male",
+    "MEDS_BIRTH": "Birth",
+    "MEDS_DEATH": "Death",
+    "VISIT/INPATIENT": "Inpatient visit",
+    "VISIT/EMERGENCY": "Emergency room visit",
+    "VISIT/OUTPATIENT": "Outpatient visit",
+    "VISIT/PHARMACY": "Pharmacy visit",
+    "VISIT/OTHER": "Other visit",
 }
 
 
@@ -112,7 +156,9 @@ def _person(t: SourceTable) -> pl.LazyFrame:
     born_on = pl.date(year, t.integer("month_of_birth").fill_null(1), t.integer("day_of_birth").fill_null(1))
     birth = pl.coalesce(t.datetime("birth_datetime"), born_on.cast(pl.Datetime("us")))
     gender = t.integer("gender_concept_id").replace_strict(GENDERS, default=None, return_dtype=pl.String)
-    static = t.frame.filter(gender.is_not_null()).select(event_frame(person, pl.lit(None), pl.lit("GENDER/") + gender))
+    static = t.frame.filter(gender.is_not_null()).select(
+        event_frame(person, pl.lit(None), pl.lit("GENDER/") + gender)
+    )
     return pl.concat([static, t.frame.select(event_frame(person, birth, pl.lit("MEDS_BIRTH")))])
 
 
@@ -177,8 +223,12 @@ def convert_omop(
     if clinical:
         coded = pl.concat(clinical)
         if concepts is not None:
-            coded = coded.join(concepts.select("concept_id", "concept_code"), on="concept_id", how="left").with_columns(
-                code=pl.when(pl.col("concept_id") != 0).then(pl.coalesce("concept_code", "code")).otherwise("code")
+            coded = coded.join(
+                concepts.select("concept_id", "concept_code"), on="concept_id", how="left"
+            ).with_columns(
+                code=pl.when(pl.col("concept_id") != 0)
+                .then(pl.coalesce("concept_code", "code"))
+                .otherwise("code")
             )
         parts.append(coded.drop("concept_id", "concept_code", strict=False))
     run_probes(list(tables.values()))

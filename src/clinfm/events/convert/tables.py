@@ -83,14 +83,17 @@ class SourceTable:
             return pl.lit(None, dtype=pl.String)
         return pl.col(column).str.strip_chars().replace("", None)
 
-    def _probe(self, raw: pl.Expr, parsed: pl.Expr, column: str, expected: str) -> None:
+    def _probe(self, raw: pl.Expr | None, parsed: pl.Expr, column: str, expected: str) -> None:
+        """Remember a check for the first row where ``parsed`` fails: ``raw`` present but unparsed,
+        or (``raw`` None) the value missing altogether."""
         if (column, expected) in self.probes:  # the same check asked twice runs once
             return
+        failed = parsed.is_null() if raw is None else raw.is_not_null() & parsed.is_null()
         # Line numbers count the header as line 1, as an editor shows them.
         bad = (
             self.frame.with_row_index("line", offset=2)
-            .filter(raw.is_not_null() & parsed.is_null())
-            .select("line", raw.alias("value"))
+            .filter(failed)
+            .select("line", (pl.lit(None, pl.String) if raw is None else raw).alias("value"))
             .head(1)
             .with_columns(path=pl.lit(str(self.path)), column=pl.lit(column), expected=pl.lit(expected))
         )
@@ -109,16 +112,18 @@ class SourceTable:
             parsed.append(value)
         result = pl.coalesce(parsed)
         if required:
-            self._probe(pl.lit("missing"), result, "/".join(columns), "a date, present in every row")
+            self._probe(None, result, "/".join(columns), "a date in every row")
         return result
 
     def integer(self, column: str, *, required: bool = False) -> pl.Expr:
         raw = self.col(column)
         # Ids often arrive as "123.0" from spreadsheet exports; accept integral floats.
-        value = pl.coalesce(raw.cast(pl.Int64, strict=False), raw.cast(pl.Float64, strict=False).cast(pl.Int64))
+        value = pl.coalesce(
+            raw.cast(pl.Int64, strict=False), raw.cast(pl.Float64, strict=False).cast(pl.Int64)
+        )
         self._probe(raw, value, column, "an integer")
         if required:
-            self._probe(pl.lit("missing"), value, column, "an integer, present in every row")
+            self._probe(None, value, column, "an integer in every row")
         return value
 
     def number(self, column: str) -> pl.Expr:
@@ -138,8 +143,9 @@ def run_probes(tables: list[SourceTable]) -> None:
     for found in pl.collect_all(probes):
         if found.height:
             row = found.row(0, named=True)
+            got = "empty" if row["value"] is None else f"got {row['value']!r}"
             raise InputError(
-                f"line {row['line']}, column {row['column']}: got {row['value']!r}, expected {row['expected']}",
+                f"line {row['line']}, column {row['column']}: {got}, expected {row['expected']}",
                 path=row["path"],
             )
 
@@ -161,7 +167,9 @@ def open_tables(
         path = find_table(src, name)
         if path is None:
             if name in required:
-                raise InputError(f"required table {name} not found (looked for {name}.csv or .csv.gz)", path=src)
+                raise InputError(
+                    f"required table {name} not found (looked for {name}.csv or .csv.gz)", path=src
+                )
             log.info("table %s not found in %s; skipped", name, src)
             continue
         tables[name] = SourceTable.open(path, columns)
@@ -185,7 +193,9 @@ def event_frame(
         subject_id.cast(pl.Int64).alias("subject_id"),
         time.cast(pl.Datetime("us")).alias("time"),
         code.cast(pl.String).alias("code"),
-        (numeric_value if numeric_value is not None else pl.lit(None)).cast(pl.Float32).alias("numeric_value"),
+        (numeric_value if numeric_value is not None else pl.lit(None))
+        .cast(pl.Float32)
+        .alias("numeric_value"),
         (text_value if text_value is not None else pl.lit(None)).cast(pl.String).alias("text_value"),
         (encounter_id if encounter_id is not None else pl.lit(None)).cast(pl.Int64).alias("encounter_id"),
         (unit if unit is not None else pl.lit(None)).cast(pl.String).alias("unit"),

@@ -40,7 +40,11 @@ def _patients(events: pl.LazyFrame) -> pl.DataFrame:
     return (
         gender.join(dob, on="subject_id", how="full", coalesce=True)
         .join(dod, on="subject_id", how="left")
-        .with_columns(dod_hosp=pl.col("dod"), dod_ssn=pl.lit(None), expire_flag=pl.col("dod").is_not_null().cast(pl.Int8))
+        .with_columns(
+            dod_hosp=pl.col("dod"),
+            dod_ssn=pl.lit(None),
+            expire_flag=pl.col("dod").is_not_null().cast(pl.Int8),
+        )
         .sort("subject_id")
         .collect()
     )
@@ -50,39 +54,65 @@ def export_mimic3(root: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write MIMIC-III-shaped CSVs of the MEDS dataset at ``root`` into the folder ``out``."""
     events = scan_events(root, columns=["encounter_id", "unit"])
     if events.filter(pl.col("code").str.starts_with("ICD10CM/")).head(1).collect().height:
-        raise InputError("MIMIC-III tables hold ICD-9 codes only; synthesize this site with --coding icd9", path=root)
+        raise InputError(
+            "MIMIC-III tables hold ICD-9 codes only; synthesize this site with --coding icd9", path=root
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     descriptions = read_codes(root).select("code", "description")
     _write(_patients(events), out / "PATIENTS.csv")
 
     visits = _events_with(events, "VISIT/").filter(pl.col("value") != "PHARMACY")
-    stays = events.filter(pl.col("encounter_id").is_not_null()).group_by("encounter_id").agg(dischtime=pl.col("time").max())
+    stays = (
+        events.filter(pl.col("encounter_id").is_not_null())
+        .group_by("encounter_id")
+        .agg(dischtime=pl.col("time").max())
+    )
     admissions = visits.join(stays, on="encounter_id").select(
-        "subject_id", hadm_id="encounter_id", admittime="time", dischtime="dischtime",
+        "subject_id",
+        hadm_id="encounter_id",
+        admittime="time",
+        dischtime="dischtime",
         admission_type=pl.col("value").replace_strict(_ADMISSION_TYPES, default="URGENT"),
     )
     _write(admissions.sort("hadm_id").collect(), out / "ADMISSIONS.csv")
 
     hadm = pl.col("encounter_id").alias("hadm_id")
     diagnoses = _events_with(events, "ICD9CM/").select(
-        "subject_id", hadm, seq_num=pl.int_range(1, pl.len() + 1).over("encounter_id"),
+        "subject_id",
+        hadm,
+        seq_num=pl.int_range(1, pl.len() + 1).over("encounter_id"),
         icd9_code=pl.col("value").str.replace(".", "", literal=True),
     )
     _write(diagnoses.collect(), out / "DIAGNOSES_ICD.csv")
-    procedures = _events_with(events, "CPT4/").join(descriptions.lazy(), on="code", how="left").select(
-        "subject_id", hadm, chartdate="time", cpt_cd="value", description="description"
+    procedures = (
+        _events_with(events, "CPT4/")
+        .join(descriptions.lazy(), on="code", how="left")
+        .select("subject_id", hadm, chartdate="time", cpt_cd="value", description="description")
     )
     _write(procedures.collect(), out / "CPTEVENTS.csv")
-    drugs = _events_with(events, "RXNORM/").join(descriptions.lazy(), on="code", how="left").select(
-        "subject_id", hadm, startdate="time", drug_type=pl.lit("MAIN"),
-        drug=pl.col("description").fill_null(pl.col("code")), drug_name_generic=pl.col("description"),
+    drugs = (
+        _events_with(events, "RXNORM/")
+        .join(descriptions.lazy(), on="code", how="left")
+        .select(
+            "subject_id",
+            hadm,
+            startdate="time",
+            drug_type=pl.lit("MAIN"),
+            drug=pl.col("description").fill_null(pl.col("code")),
+            drug_name_generic=pl.col("description"),
+        )
     )
     _write(drugs.collect(), out / "PRESCRIPTIONS.csv")
     _write_labs(events, descriptions, out)
     notes = _events_with(events, "NOTE/").select(
-        "subject_id", hadm, chartdate=pl.col("time").dt.date(), charttime="time", category="value",
-        iserror=pl.lit(None, pl.Int8), text="text_value",
+        "subject_id",
+        hadm,
+        chartdate=pl.col("time").dt.date(),
+        charttime="time",
+        category="value",
+        iserror=pl.lit(None, pl.Int8),
+        text="text_value",
     )
     _write(notes.collect(), out / "NOTEEVENTS.csv")
     return out
@@ -95,12 +125,24 @@ def _write_labs(events: pl.LazyFrame, descriptions: pl.DataFrame, out: Path) -> 
         .with_columns(itemid=pl.int_range(50_000, 50_000 + pl.len()))
         .collect()
         .join(descriptions.with_columns(loinc_code=pl.col("code").str.slice(6)), on="loinc_code", how="left")
-        .select("itemid", label=pl.col("description").fill_null(pl.col("loinc_code")), fluid=pl.lit("Blood"),
-                category=pl.lit("Chemistry"), loinc_code="loinc_code")
+        .select(
+            "itemid",
+            label=pl.col("description").fill_null(pl.col("loinc_code")),
+            fluid=pl.lit("Blood"),
+            category=pl.lit("Chemistry"),
+            loinc_code="loinc_code",
+        )
     )
     _write(items, out / "D_LABITEMS.csv")
-    rows = labs.join(items.lazy().select("itemid", "loinc_code"), left_on="value", right_on="loinc_code").select(
-        "subject_id", pl.col("encounter_id").alias("hadm_id"), "itemid", charttime="time",
-        value=pl.col("numeric_value").cast(pl.String), valuenum="numeric_value", valueuom="unit",
+    rows = labs.join(
+        items.lazy().select("itemid", "loinc_code"), left_on="value", right_on="loinc_code"
+    ).select(
+        "subject_id",
+        pl.col("encounter_id").alias("hadm_id"),
+        "itemid",
+        charttime="time",
+        value=pl.col("numeric_value").cast(pl.String),
+        valuenum="numeric_value",
+        valueuom="unit",
     )
     _write(rows.collect(), out / "LABEVENTS.csv")

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from clinfm.errors import InputError
 from clinfm.events.convert.to_mimic3 import export_mimic3
 from clinfm.events.meds import finish_dataset, write_events
 from clinfm.events.synth import catalog as cat
 from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
 from clinfm.events.synth.tasks import build_tasks
 from clinfm.events.synth.timeline import visit_events
-from clinfm.errors import InputError
 from clinfm.io import atomic_directory
 from clinfm.progress import track
 
@@ -36,8 +36,17 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
     events = visit_events(rng, site, patients, visits, codebook, subject_ids, encounter_ids)
     events = events.sort(["subject_id", "time", "code"], nulls_last=False)
     start_us = int(np.datetime64(site.start, "us").astype(np.int64))
-    tasks = build_tasks(rng, patients, visits, events, window=window, coding=site.coding,
-                        subject_ids=subject_ids, encounter_ids=encounter_ids, start_us=start_us)
+    tasks = build_tasks(
+        rng,
+        patients,
+        visits,
+        events,
+        window=window,
+        coding=site.coding,
+        subject_ids=subject_ids,
+        encounter_ids=encounter_ids,
+        start_us=start_us,
+    )
     return events, tasks
 
 
@@ -48,11 +57,19 @@ def code_metadata(codes: list[str]) -> pl.DataFrame:
     own = {f"RXNORM/{k}": v for k, v in cat.DRUGS.items()}
     own |= {f"LOINC/{t.loinc}": t.name for t in cat.LAB_TESTS}
     own |= {f"CPT4/{k}": v for k, v in cat.PROCEDURES.items()}
-    own |= {"GENDER/F": "Female", "GENDER/M": "Male", "MEDS_BIRTH": "Birth", "MEDS_DEATH": "Death",
-            "VISIT/OUTPATIENT": "Outpatient visit", "VISIT/EMERGENCY": "Emergency department visit",
-            "VISIT/INPATIENT": "Inpatient stay", "VISIT/PHARMACY": "Pharmacy claim",
-            "NOTE/PROGRESS": "Progress note", "NOTE/ED": "Emergency department note",
-            "NOTE/DISCHARGE": "Discharge summary"}
+    own |= {
+        "GENDER/F": "Female",
+        "GENDER/M": "Male",
+        "MEDS_BIRTH": "Birth",
+        "MEDS_DEATH": "Death",
+        "VISIT/OUTPATIENT": "Outpatient visit",
+        "VISIT/EMERGENCY": "Emergency department visit",
+        "VISIT/INPATIENT": "Inpatient stay",
+        "VISIT/PHARMACY": "Pharmacy claim",
+        "NOTE/PROGRESS": "Progress note",
+        "NOTE/ED": "Emergency department note",
+        "NOTE/DISCHARGE": "Discharge summary",
+    }
     table = pl.DataFrame({"code": list(own), "description": list(own.values())})
     used = pl.DataFrame({"code": codes})
     described = pl.concat([table, descriptions().join(used, on="code")])
@@ -91,7 +108,9 @@ def synthesize(
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for shard in track(range(n_shards), f"Synthesizing {patients:,} patients at {site}", total=n_shards):
             first = shard * shard_size
-            events, shard_tasks = _shard(profile, seed, shard, first, min(shard_size, patients - first), codebook)
+            events, shard_tasks = _shard(
+                profile, seed, shard, first, min(shard_size, patients - first), codebook
+            )
             write_events(events, tmp / "data" / f"{shard}.parquet")
             for name, labels in shard_tasks.items():
                 tasks.setdefault(name, []).append(labels)

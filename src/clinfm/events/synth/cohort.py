@@ -182,13 +182,17 @@ def _draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, windo
     parts = []  # (patient, day, kind, reason, episode)
 
     # Outpatient: follow-ups of known conditions, acute episodes, well-child checks.
-    patient, day = _events_over_span(rng, site.visit_rate * (1.0 + 0.6 * burden + infant), zeros, np.full(p.n, window), everyone)
+    patient, day = _events_over_span(
+        rng, site.visit_rate * (1.0 + 0.6 * burden + infant), zeros, np.full(p.n, window), everyone
+    )
     known = p.known_day[patient] <= day[:, None]
-    weights = np.column_stack([
-        known * p.severity[patient] * [c.followup_rate for c in cat.CONDITIONS],
-        np.full(len(patient), 1.2),
-        0.35 + 0.8 * ((day - p.birth_day[patient]) < 3 * 365.25),
-    ])
+    weights = np.column_stack(
+        [
+            known * p.severity[patient] * [c.followup_rate for c in cat.CONDITIONS],
+            np.full(len(patient), 1.2),
+            0.35 + 0.8 * ((day - p.birth_day[patient]) < 3 * 365.25),
+        ]
+    )
     reason = _choose(rng, weights)
     parts.append((patient, day, OUTPATIENT, reason))
 
@@ -201,14 +205,34 @@ def _draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, windo
     ):
         who = everyone[p.has[:, condition]]
         patient, day = _events_over_span(
-            rng, rate[who] * site.acute_rate, np.maximum(p.onset_day[who, condition], 0), np.full(len(who), window), who
+            rng,
+            rate[who] * site.acute_rate,
+            np.maximum(p.onset_day[who, condition], 0),
+            np.full(len(who), window),
+            who,
         )
         if reason == SELF_HARM:  # self-harm is an adolescent outcome here
             adolescent = day - p.birth_day[patient] >= 10 * 365.25
             patient, day = patient[adolescent], day[adolescent]
-        parts.append((patient, day, np.where(rng.random(len(patient)) < 0.25, INPATIENT, EMERGENCY), np.full(len(patient), reason)))
-    patient, day = _events_over_span(rng, np.full(p.n, 0.12 * site.acute_rate), zeros, np.full(p.n, window), everyone)
-    parts.append((patient, day, np.where(rng.random(len(patient)) < 0.08, INPATIENT, EMERGENCY), np.full(len(patient), ACUTE)))
+        parts.append(
+            (
+                patient,
+                day,
+                np.where(rng.random(len(patient)) < 0.25, INPATIENT, EMERGENCY),
+                np.full(len(patient), reason),
+            )
+        )
+    patient, day = _events_over_span(
+        rng, np.full(p.n, 0.12 * site.acute_rate), zeros, np.full(p.n, window), everyone
+    )
+    parts.append(
+        (
+            patient,
+            day,
+            np.where(rng.random(len(patient)) < 0.08, INPATIENT, EMERGENCY),
+            np.full(len(patient), ACUTE),
+        )
+    )
 
     # Pharmacy refills of maintenance drugs, from diagnosis on, at the child's own adherence.
     adherence = rng.beta(4.0, 2.0, p.n)
@@ -216,7 +240,11 @@ def _draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, windo
         if condition.drugs:
             who = everyone[p.has[:, index] & (p.known_day[:, index] < window)]
             patient, day = _events_over_span(
-                rng, adherence[who] * 12.0, np.maximum(p.known_day[who, index], 0), np.full(len(who), window), who
+                rng,
+                adherence[who] * 12.0,
+                np.maximum(p.known_day[who, index], 0),
+                np.full(len(who), window),
+                who,
             )
             parts.append((patient, day, PHARMACY, np.full(len(patient), index)))
 
@@ -225,7 +253,11 @@ def _draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, windo
     kind = np.concatenate([np.broadcast_to(part[2], len(part[0])) for part in parts]).astype(np.int8)
     reason = np.concatenate([np.broadcast_to(part[3], len(part[0])) for part in parts]).astype(np.int64)
     episode_weights = np.array([e.weight for e in cat.EPISODES])
-    episode = np.where(reason == ACUTE, rng.choice(len(cat.EPISODES), len(reason), p=episode_weights / episode_weights.sum()), -1)
+    episode = np.where(
+        reason == ACUTE,
+        rng.choice(len(cat.EPISODES), len(reason), p=episode_weights / episode_weights.sum()),
+        -1,
+    )
     visits = Visits(patient, day, kind, reason, episode)
     alive = visits.day < p.death_day[visits.patient]
     visits = visits.take(alive)

@@ -86,20 +86,39 @@ def write_notes(rng: np.random.Generator, p: Patients, v: Visits) -> pl.Series:
     negation = np.where(denied, "Denies " + first[absent].astype(str) + ".", "")
     finding = rng.integers(0, len(cat.NEGATABLE_FINDINGS), n)
     # Never deny what the child has: a general finding is left out if an active condition has it.
-    conflicts = np.array([[f in c.symptoms or (f == "suicidal ideation" and c.name == "anxiety_depression")
-                           for c in cat.CONDITIONS] for f in cat.NEGATABLE_FINDINGS])
+    conflicts = np.array(
+        [
+            [
+                f in c.symptoms or (f == "suicidal ideation" and c.name == "anxiety_depression")
+                for c in cat.CONDITIONS
+            ]
+            for f in cat.NEGATABLE_FINDINGS
+        ]
+    )
     clash = (conflicts[finding] & active).any(axis=1)
     findings = np.array(cat.NEGATABLE_FINDINGS, dtype=object)
     general = np.where(clash, "", "No " + findings[finding].astype(str) + ".")
 
-    frame = pl.DataFrame({
-        "opening": age.astype(str).astype(object) + "-year-old " + child + " seen in " + _SETTINGS[v.kind] + " for " + phrase + ".",
-        "symptoms": "Reports " + symptom.astype(str) + ".",
-        "extra": extra,
-        "history": _mask_phrases(known, _history, "No significant past medical history."),
-        "negation": negation,
-        "general": general,
-        "medications": _mask_phrases(known, _medications, "No regular medications."),
-    }, schema=dict.fromkeys(["opening", "symptoms", "extra", "history", "negation", "general", "medications"], pl.String))
+    frame = pl.DataFrame(
+        {
+            "opening": age.astype(str).astype(object)
+            + "-year-old "
+            + child
+            + " seen in "
+            + _SETTINGS[v.kind]
+            + " for "
+            + phrase
+            + ".",
+            "symptoms": "Reports " + symptom.astype(str) + ".",
+            "extra": extra,
+            "history": _mask_phrases(known, _history, "No significant past medical history."),
+            "negation": negation,
+            "general": general,
+            "medications": _mask_phrases(known, _medications, "No regular medications."),
+        },
+        schema=dict.fromkeys(
+            ["opening", "symptoms", "extra", "history", "negation", "general", "medications"], pl.String
+        ),
+    )
     text = frame.select(pl.concat_str(pl.all(), separator=" ").str.replace_all(r"\s+", " ").str.strip_chars())
     return text.to_series().rename("text_value")

@@ -47,14 +47,18 @@ def _outcome_after(v: Visits, rows: np.ndarray, outcome: np.ndarray, horizon: in
 
 def _labels(subject_ids, start_us, v: Visits, rows: np.ndarray, **values) -> pl.DataFrame:
     end_of_day = start_us + (v.day[rows] + 1) * DAY_US - 1
-    return pl.DataFrame({
-        "subject_id": subject_ids[v.patient[rows]],
-        "prediction_time": pl.Series(end_of_day).cast(pl.Datetime("us")),
-        **values,
-    })
+    return pl.DataFrame(
+        {
+            "subject_id": subject_ids[v.patient[rows]],
+            "prediction_time": pl.Series(end_of_day).cast(pl.Datetime("us")),
+            **values,
+        }
+    )
 
 
-def _first_coded_day(events: pl.DataFrame, codes: list[str], subject_ids: np.ndarray, start_us: int) -> np.ndarray:
+def _first_coded_day(
+    events: pl.DataFrame, codes: list[str], subject_ids: np.ndarray, start_us: int
+) -> np.ndarray:
     """Per patient of the shard, the first day any of ``codes`` appears in the events (inf if never)."""
     first = (
         events.filter(pl.col("code").is_in(codes))
@@ -66,7 +70,9 @@ def _first_coded_day(events: pl.DataFrame, codes: list[str], subject_ids: np.nda
     return days
 
 
-def _cohort_outcome(rng, p, v, window, cohort_day, outcome_reason, horizon, subject_ids, start_us, min_age=0.0):
+def _cohort_outcome(
+    rng, p, v, window, cohort_day, outcome_reason, horizon, subject_ids, start_us, min_age=0.0
+):
     """In a cohort (coded by an outpatient visit's day), an outcome visit in the next ``horizon`` days."""
     observed = (v.day + horizon < window) & (v.day + horizon < p.death_day[v.patient])
     old_enough = (v.day - p.birth_day[v.patient]) >= min_age * 365.25
@@ -87,7 +93,7 @@ def _diseases(rng, p, v, subject_ids, start_us) -> dict[str, pl.DataFrame]:
 
 
 def _next_visit(rng, v: Visits, events: pl.DataFrame, encounter_ids, subject_ids, start_us, coding: str):
-    """The diagnosis categories (CCS for ICD-9-CM, CCSR for ICD-10-CM) of the next medical visit on a later day."""
+    """Diagnosis categories (CCS for ICD-9-CM, CCSR for ICD-10-CM) of the next medical visit on a later day."""
     from clinfm.vocab.icd import categories
 
     medical = np.flatnonzero(v.kind != PHARMACY)
@@ -101,22 +107,38 @@ def _next_visit(rng, v: Visits, events: pl.DataFrame, encounter_ids, subject_ids
     scheme = categories("CCS" if coding == "icd9" else "CCSR").select("code", "category")
     wanted = pl.DataFrame({"encounter_id": encounter_ids[nexts], "sample": np.arange(len(rows))})
     found = (
-        events.join(wanted, on="encounter_id").join(scheme, on="code")
-        .group_by("sample").agg(pl.col("category").unique().sort().str.join(" ").alias("categorical_value"))
+        events.join(wanted, on="encounter_id")
+        .join(scheme, on="code")
+        .group_by("sample")
+        .agg(pl.col("category").unique().sort().str.join(" ").alias("categorical_value"))
     )
     labels = _labels(subject_ids, start_us, v, rows).with_row_index("sample")
     return labels.join(found, on="sample", how="inner").sort("sample").drop("sample")
 
 
-def build_tasks(rng, p: Patients, v: Visits, events: pl.DataFrame, *, window: float, coding: str,
-                subject_ids: np.ndarray, encounter_ids: np.ndarray, start_us: int) -> dict[str, pl.DataFrame]:
+def build_tasks(
+    rng,
+    p: Patients,
+    v: Visits,
+    events: pl.DataFrame,
+    *,
+    window: float,
+    coding: str,
+    subject_ids: np.ndarray,
+    encounter_ids: np.ndarray,
+    start_us: int,
+) -> dict[str, pl.DataFrame]:
     # Cohorts are defined as a claims analyst would: by a diagnosis code on record, not the latent truth.
-    asthma_codes = cat.diagnosis_codes(cat.CONDITIONS[COND["asthma"]].icd9 + cat.ASTHMA_EXACERBATION_ICD9, coding)
+    asthma_codes = cat.diagnosis_codes(
+        cat.CONDITIONS[COND["asthma"]].icd9 + cat.ASTHMA_EXACERBATION_ICD9, coding
+    )
     anxiety_codes = cat.diagnosis_codes(cat.CONDITIONS[COND["anxiety_depression"]].icd9, coding)
     asthma_day = _first_coded_day(events, list(asthma_codes), subject_ids, start_us)
     anxiety_day = _first_coded_day(events, list(anxiety_codes), subject_ids, start_us)
     tasks = {
-        ASTHMA_TASK: _cohort_outcome(rng, p, v, window, asthma_day, ASTHMA_ATTACK, 180, subject_ids, start_us),
+        ASTHMA_TASK: _cohort_outcome(
+            rng, p, v, window, asthma_day, ASTHMA_ATTACK, 180, subject_ids, start_us
+        ),
         SELF_HARM_TASK: _cohort_outcome(
             rng, p, v, window, anxiety_day, SELF_HARM, 365, subject_ids, start_us, min_age=10.0
         ),

@@ -42,7 +42,9 @@ class EventParts:
     def add(self, visit: np.ndarray, code: np.ndarray | int, value: np.ndarray | None = None) -> None:
         self.visit.append(visit)
         self.code.append(np.broadcast_to(np.asarray(code, dtype=np.int64), visit.shape))
-        self.value.append(np.full(len(visit), np.nan, np.float32) if value is None else value.astype(np.float32))
+        self.value.append(
+            np.full(len(visit), np.nan, np.float32) if value is None else value.astype(np.float32)
+        )
 
     def add_choice(self, rng, visit: np.ndarray, codes: Sequence[str], weights: np.ndarray) -> None:
         """One of ``codes`` per visit, drawn with the site's habit ``weights``."""
@@ -62,7 +64,9 @@ def _diagnoses(rng, site: SiteProfile, p: Patients, v: Visits, parts: EventParts
         code(condition.name, condition.icd9, index[medical & (v.reason == i)])
         # Comorbidities already known are coded at some visits, by the site's habit.
         known = (p.known_day[v.patient, i] <= v.day) & medical & (v.reason != i)
-        code(condition.name, condition.icd9, index[known & (rng.random(len(v.day)) < site.comorbidity_coding)])
+        code(
+            condition.name, condition.icd9, index[known & (rng.random(len(v.day)) < site.comorbidity_coding)]
+        )
     for e, episode in enumerate(cat.EPISODES):
         code(episode.name, episode.icd9, index[v.episode == e])
     code("well_child", cat.WELL_CHILD_ICD9, index[v.reason == WELL])
@@ -125,7 +129,12 @@ def _drugs(rng, p: Patients, v: Visits, parts: EventParts) -> None:
         rows = index[v.episode == e]
         if episode.drugs:
             chosen = rows[rng.random(len(rows)) < 0.6]
-            parts.add(chosen, book.ids([f"RXNORM/{d}" for d in episode.drugs])[rng.integers(0, len(episode.drugs), len(chosen))])
+            parts.add(
+                chosen,
+                book.ids([f"RXNORM/{d}" for d in episode.drugs])[
+                    rng.integers(0, len(episode.drugs), len(chosen))
+                ],
+            )
 
 
 def _lab_orders(v: Visits) -> dict[str, np.ndarray]:
@@ -150,7 +159,9 @@ def _labs(rng, p: Patients, v: Visits, parts: EventParts) -> np.ndarray:
             rows.append(chosen)
             tests.append(np.full(len(chosen), LAB_INDEX[loinc]))
     rows, tests = np.concatenate(rows), np.concatenate(tests)
-    rows, first = np.unique(rows * len(cat.LAB_TESTS) + tests, return_index=True)  # one result per test per visit
+    rows, first = np.unique(
+        rows * len(cat.LAB_TESTS) + tests, return_index=True
+    )  # one result per test per visit
     tests = tests[first]
     rows = rows // len(cat.LAB_TESTS)
     patient, day = v.patient[rows], v.day[rows]
@@ -183,8 +194,11 @@ def visit_events(
 ) -> pl.DataFrame:
     """All events of a shard's visits, plus each child's static and birth/death events."""
     start_us = int(np.datetime64(site.start, "us").astype(np.int64))
-    hours = np.where(v.kind == OUTPATIENT, rng.uniform(8, 17, len(v.day)),
-                     np.where(v.kind == PHARMACY, rng.uniform(9, 20, len(v.day)), rng.uniform(0, 24, len(v.day))))
+    hours = np.where(
+        v.kind == OUTPATIENT,
+        rng.uniform(8, 17, len(v.day)),
+        np.where(v.kind == PHARMACY, rng.uniform(9, 20, len(v.day)), rng.uniform(0, 24, len(v.day))),
+    )
     visit_time = start_us + v.day * DAY_US + (hours * 3600e6).astype(np.int64) // 60_000_000 * 60_000_000
 
     parts = EventParts(codebook)
@@ -199,15 +213,17 @@ def visit_events(
     unit = np.full(len(visit), -1)
     unit[n_before_labs:] = lab_tests
     units = pl.Series([t.unit for t in cat.LAB_TESTS] + [None])
-    events = pl.DataFrame({
-        "subject_id": subject_ids[v.patient[visit]],
-        "time": pl.Series(visit_time[visit]).cast(pl.Datetime("us")),
-        "code": pl.Series(codebook.codes).gather(np.concatenate(parts.code)),
-        "numeric_value": pl.Series(np.concatenate(parts.value)).fill_nan(None),
-        "text_value": pl.Series([None] * len(visit), dtype=pl.String),
-        "encounter_id": encounter_ids[visit],
-        "unit": units.gather(np.where(unit < 0, len(cat.LAB_TESTS), unit)),
-    })
+    events = pl.DataFrame(
+        {
+            "subject_id": subject_ids[v.patient[visit]],
+            "time": pl.Series(visit_time[visit]).cast(pl.Datetime("us")),
+            "code": pl.Series(codebook.codes).gather(np.concatenate(parts.code)),
+            "numeric_value": pl.Series(np.concatenate(parts.value)).fill_nan(None),
+            "text_value": pl.Series([None] * len(visit), dtype=pl.String),
+            "encounter_id": encounter_ids[visit],
+            "unit": units.gather(np.where(unit < 0, len(cat.LAB_TESTS), unit)),
+        }
+    )
     notes = _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids)
     static = _static_events(p, start_us, subject_ids)
     return pl.concat([static, events, notes], how="vertical")
@@ -217,26 +233,32 @@ def _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids) -> pl.DataFr
     chance = np.select([v.kind == OUTPATIENT, v.kind == PHARMACY], [site.note_rate, 0.0], 0.95)
     rows = np.flatnonzero(rng.random(len(v.day)) < chance)
     note_type = np.array(["NOTE/PROGRESS", "NOTE/ED", "NOTE/DISCHARGE", ""], dtype=object)[v.kind[rows]]
-    return pl.DataFrame({
-        "subject_id": subject_ids[v.patient[rows]],
-        "time": pl.Series(visit_time[rows]).cast(pl.Datetime("us")),
-        "code": pl.Series(note_type, dtype=pl.String),
-        "numeric_value": pl.Series([None] * len(rows), dtype=pl.Float32),
-        "text_value": write_notes(rng, p, v.take(rows)),
-        "encounter_id": encounter_ids[rows],
-        "unit": pl.Series([None] * len(rows), dtype=pl.String),
-    })
+    return pl.DataFrame(
+        {
+            "subject_id": subject_ids[v.patient[rows]],
+            "time": pl.Series(visit_time[rows]).cast(pl.Datetime("us")),
+            "code": pl.Series(note_type, dtype=pl.String),
+            "numeric_value": pl.Series([None] * len(rows), dtype=pl.Float32),
+            "text_value": write_notes(rng, p, v.take(rows)),
+            "encounter_id": encounter_ids[rows],
+            "unit": pl.Series([None] * len(rows), dtype=pl.String),
+        }
+    )
 
 
 def _static_events(p: Patients, start_us: int, subject_ids: np.ndarray) -> pl.DataFrame:
     birth = start_us + (p.birth_day * DAY_US).astype(np.int64) // DAY_US * DAY_US
     dead = np.isfinite(p.death_day)
     death = start_us + (np.where(dead, p.death_day, 0) * DAY_US).astype(np.int64)
-    return pl.DataFrame({
-        "subject_id": np.concatenate([subject_ids, subject_ids, subject_ids[dead]]),
-        "time": pl.Series(np.concatenate([np.full(p.n, 0), birth, death[dead]])).cast(pl.Datetime("us")),
-        "code": ["GENDER/M" if m else "GENDER/F" for m in p.male] + ["MEDS_BIRTH"] * p.n + ["MEDS_DEATH"] * int(dead.sum()),
-    }).with_columns(
+    return pl.DataFrame(
+        {
+            "subject_id": np.concatenate([subject_ids, subject_ids, subject_ids[dead]]),
+            "time": pl.Series(np.concatenate([np.full(p.n, 0), birth, death[dead]])).cast(pl.Datetime("us")),
+            "code": ["GENDER/M" if m else "GENDER/F" for m in p.male]
+            + ["MEDS_BIRTH"] * p.n
+            + ["MEDS_DEATH"] * int(dead.sum()),
+        }
+    ).with_columns(
         time=pl.when(pl.col("code").str.starts_with("GENDER/")).then(None).otherwise(pl.col("time")),
         numeric_value=pl.lit(None, pl.Float32),
         text_value=pl.lit(None, pl.String),

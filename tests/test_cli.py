@@ -1,0 +1,97 @@
+"""The command line: every command has --help, bad input is one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from clinfm.cli import app
+
+runner = CliRunner()
+
+
+def clinfm_process(*args: str) -> subprocess.CompletedProcess:
+    """Run the real console entry point, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "clinfm.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["synth"],
+        ["convert"],
+        ["convert", "mimic3"],
+        ["convert", "omop"],
+        ["convert", "csv"],
+        ["validate"],
+        ["describe"],
+        ["demo"],
+    ],
+)
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_synth_validate_describe(tmp_path):
+    out = tmp_path / "site"
+    result = runner.invoke(
+        app, ["synth", "--out", str(out), "--patients", "80", "--site", "b", "--coding", "icd10"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["validate", str(out), "--strict"])
+    assert result.exit_code == 0 and "valid MEDS (meds_version 0.4" in result.output
+    result = runner.invoke(app, ["describe", str(out), "--json"])
+    description = json.loads(result.output)
+    assert description["subjects"] == 80
+    assert {v["vocabulary"] for v in description["vocabularies"]} >= {
+        "ICD10CM",
+        "RXNORM",
+        "LOINC",
+        "CPT4",
+        "NOTE",
+    }
+
+
+def test_demo_writes_two_valid_sites(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--patients", "150"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["site_a"]["coding"] == "icd9" and summary["site_b"]["coding"] == "icd10"
+    assert summary["site_a"]["subjects"] == summary["site_b"]["subjects"] == 150
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["convert", "mimic3", "{tmp}/nowhere", "{tmp}/out"], "not a directory"),
+        (["convert", "omop", "{tmp}", "{tmp}/out"], "required table PERSON not found"),
+        (["validate", "{tmp}"], "no MEDS event shards"),
+        (["synth", "--out", "{tmp}", "--patients", "5"], "output already exists"),
+        (["convert", "csv", "{tmp}", "{tmp}/out", "--mapping", "{tmp}/none.yaml"], "mapping file not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
+    result = clinfm_process(*(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_validate_exit_code_on_a_broken_dataset(tmp_path):
+    import polars as pl
+
+    (tmp_path / "data").mkdir()
+    pl.DataFrame({"subject_id": [1], "time": [None], "code": ["A"], "numeric_value": [1.0]}).write_parquet(
+        tmp_path / "data" / "0.parquet"
+    )
+    result = clinfm_process("validate", str(tmp_path))
+    assert result.returncode == 2 and "numeric_value" in result.stderr and "Traceback" not in result.stderr
