@@ -93,7 +93,7 @@ def _diseases(rng, p, v, subject_ids, start_us) -> dict[str, pl.DataFrame]:
 
 
 def _next_visit(rng, v: Visits, events: pl.DataFrame, encounter_ids, subject_ids, start_us, coding: str):
-    """Diagnosis categories (CCS for ICD-9-CM, CCSR for ICD-10-CM) of the next medical visit on a later day."""
+    """Diagnosis categories (CCS for ICD-9-CM, CCSR for ICD-10-CM) of the next visit on a later day."""
     from clinfm.vocab.icd import categories
 
     medical = np.flatnonzero(v.kind != PHARMACY)
