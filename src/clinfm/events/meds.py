@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+from collections.abc import Callable
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,6 +55,8 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
 }
 SPLITS = (meds.train_split, meds.tuning_split, meds.held_out_split)
 DEFAULT_SUBJECTS_PER_SHARD = 10_000
+#: Code metadata, or a function from the codes the data use to their metadata.
+CodeMetadata = pl.DataFrame | Callable[[pl.Series], pl.DataFrame] | None
 TASKS_DIR = "tasks"
 
 
@@ -172,29 +176,29 @@ def _sort_events(events: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, subjects_per_shard: int) -> None:
-    """Write events as shards of at most ``subjects_per_shard`` whole subjects each.
+    """Write events as shards of about ``subjects_per_shard`` whole subjects each.
 
-    One shard is sorted and written directly. For more, events stream once into per-shard staging
-    files (bounded memory whatever the input size), then each is sorted on its own.
+    Shards are ranges of subject ids cut from ``subjects``; a subject of the events missing from
+    ``subjects`` still lands in the range that holds its id, so no event is dropped. One shard is
+    sorted and written directly. For more, events stream once into per-shard staging files
+    (bounded memory whatever the input size), then each is sorted on its own.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    n_shards = max(1, -(-subjects.len() // subjects_per_shard))
-    if n_shards == 1:
-        write_events(_sort_events(events).collect(), data_dir / "0.parquet")
+    ordered = subjects.unique().sort()
+    boundaries = ordered.gather_every(subjects_per_shard, offset=subjects_per_shard)
+    if boundaries.is_empty():
+        write_events(_sort_events(events).collect(engine="streaming"), data_dir / "0.parquet")
         return
-    shard_of = pl.DataFrame({"subject_id": subjects.sort()}).with_columns(
-        shard=(pl.int_range(pl.len(), dtype=pl.Int64) // subjects_per_shard)
-    )
     staging = data_dir.parent / ".staging"
-    events.join(shard_of.lazy(), on="subject_id", how="inner").sink_parquet(
+    shard = pl.lit(boundaries).search_sorted(pl.col("subject_id"), side="right")
+    events.with_columns(shard=shard).sink_parquet(
         pl.PartitionBy(staging, key="shard", include_key=False), mkdir=True
     )
-    for shard in range(n_shards):
-        parts = sorted((staging / f"shard={shard}").glob("*.parquet"))
-        write_events(_sort_events(pl.scan_parquet(parts)).collect(), data_dir / f"{shard}.parquet")
-    for path in sorted(staging.rglob("*"), reverse=True):
-        path.rmdir() if path.is_dir() else path.unlink()
-    staging.rmdir()
+    for index in range(boundaries.len() + 1):
+        parts = sorted((staging / f"shard={index}").glob("*.parquet"))
+        if parts:
+            write_events(_sort_events(pl.scan_parquet(parts)).collect(), data_dir / f"{index}.parquet")
+    shutil.rmtree(staging)
 
 
 def write_dataset(
@@ -203,21 +207,25 @@ def write_dataset(
     *,
     dataset_name: str,
     etl_name: str = "clinfm",
-    codes: pl.DataFrame | None = None,
+    codes: CodeMetadata = None,
     splits: pl.DataFrame | None = None,
     tasks: Mapping[str, pl.DataFrame] | None = None,
+    subjects: pl.Series | None = None,
     subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
     """Write a MEDS 0.4 dataset to ``out`` atomically and return its path.
 
-    ``codes`` needs at least a ``code`` column; codes of the data without an entry get one with a
-    null description, so every code appears in ``codes.parquet`` as MEDS requires. Without
-    ``splits``, deterministic patient-level splits are assigned (see :func:`assign_splits`).
+    ``codes`` is a frame with at least a ``code`` column, or a function that receives the codes
+    the data use and returns one; codes without an entry get one with a null description, so every
+    code appears in ``codes.parquet`` as MEDS requires. ``subjects`` (e.g. the ids of a PATIENTS
+    table) saves a pass over the events to find them. Without ``splits``, deterministic
+    patient-level splits are assigned (see :func:`assign_splits`).
     """
     events = normalize_events(events.lazy())
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        subjects = events.select(pl.col("subject_id").unique()).collect()["subject_id"]
+        if subjects is None:
+            subjects = events.select(pl.col("subject_id").unique()).collect()["subject_id"]
         _write_shards(events, tmp / meds.data_subdirectory, subjects, subjects_per_shard)
         finish_dataset(
             tmp, dataset_name=dataset_name, etl_name=etl_name, codes=codes, splits=splits, tasks=tasks
@@ -230,7 +238,7 @@ def finish_dataset(
     *,
     dataset_name: str,
     etl_name: str,
-    codes: pl.DataFrame | None = None,
+    codes: CodeMetadata = None,
     splits: pl.DataFrame | None = None,
     tasks: Mapping[str, pl.DataFrame] | None = None,
 ) -> None:
@@ -241,6 +249,8 @@ def finish_dataset(
     data_codes, subjects = pl.collect_all(
         [written.select(pl.col("code").unique()), written.select(pl.col("subject_id").unique())]
     )
+    if callable(codes):
+        codes = codes(data_codes["code"])
     write_codes(root, complete_codes(codes, data_codes["code"]))
     write_splits(root, splits if splits is not None else assign_splits(subjects["subject_id"]))
     for name, labels in (tasks or {}).items():

@@ -320,6 +320,32 @@ def parent_codes() -> pl.DataFrame:
     )
 
 
+def code_metadata(codes: pl.Series) -> pl.DataFrame:
+    """DataFrame[code, description, parent_codes] for the ICD codes among ``codes``.
+
+    The same content as :func:`descriptions` and :func:`parent_codes`, computed for just these
+    codes: what a converter needs for ``codes.parquet`` without building the whole hierarchy.
+    """
+    frame = pl.DataFrame({"code": codes.cast(pl.String)}).unique()
+    vocabulary = vocabulary_of(pl.col("code"))
+    groupers = pl.concat([categories("CCS"), categories("CCSR")]).select("code", "category")
+    edges = [
+        _icd_ancestry(name, frame.filter(vocabulary == name)).with_columns(rank=pl.lit(0))
+        for name in ("ICD9CM", "ICD9PROC", "ICD10CM")
+    ]
+    edges.append(groupers.select("code", pl.col("category").alias("parent"), rank=pl.lit(1)))
+    parents = (
+        pl.concat(edges)
+        .join(frame, on="code", how="semi")
+        .unique(["code", "parent"])
+        .sort("code", "rank", "parent")
+        .group_by("code", maintain_order=True)
+        .agg(pl.col("parent").alias("parent_codes"))
+    )
+    icd = frame.filter(vocabulary.is_in(CHECKED_VOCABULARIES))
+    return icd.join(descriptions(), on="code", how="left").join(parents, on="code", how="left")
+
+
 # ----------------------------------------------------------------------------------------------
 # Chronic conditions
 

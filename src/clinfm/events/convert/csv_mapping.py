@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from clinfm.errors import InputError
 from clinfm.events.convert.tables import DATETIME_FORMATS, SourceTable, event_frame, run_probes
 from clinfm.events.meds import write_dataset
-from clinfm.vocab.icd import descriptions, dot_icd9cm, dot_icd9proc, dot_icd10cm, parent_codes
+from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc, dot_icd10cm
 from clinfm.vocab.systems import check_vocabulary
 
 _DOTTERS = {"ICD9CM": dot_icd9cm, "ICD10CM": dot_icd10cm, "ICD9PROC": dot_icd9proc}
@@ -166,13 +166,12 @@ def convert_csv(
     spec = load_mapping(mapping)
     converted = [_table_events(Path(src), table) for table in spec.tables]
     run_probes([table for table, _ in converted])
-    codes = descriptions().join(parent_codes(), on="code", how="left")
     return write_dataset(
         out,
         pl.concat([events for _, events in converted]),
         dataset_name=spec.dataset_name or Path(src).name,
         etl_name="clinfm.convert_csv",
-        codes=codes,
+        codes=code_metadata,
         subjects_per_shard=subjects_per_shard,
         overwrite=overwrite,
     )

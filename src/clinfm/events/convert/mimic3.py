@@ -27,9 +27,17 @@ from pathlib import Path
 
 import polars as pl
 
-from clinfm.events.convert.tables import SourceTable, end_of_day, event_frame, open_tables, run_probes
+from clinfm.events.convert.tables import (
+    SourceTable,
+    described,
+    end_of_day,
+    event_frame,
+    open_tables,
+    run_probes,
+    subject_ids,
+)
 from clinfm.events.meds import write_dataset
-from clinfm.vocab.icd import descriptions, dot_icd9cm, dot_icd9proc, parent_codes
+from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc
 
 log = logging.getLogger("clinfm")
 
@@ -179,24 +187,21 @@ def _notes(t: SourceTable) -> pl.LazyFrame:
     )
 
 
-def _code_metadata(events: pl.LazyFrame, lab_codes: pl.LazyFrame | None) -> pl.DataFrame:
-    """Descriptions: ICD from vocab/, drugs by their own name, labs from D_LABITEMS."""
-    fixed = pl.DataFrame({"code": list(FIXED_DESCRIPTIONS), "description": list(FIXED_DESCRIPTIONS.values())})
-    drugs = (
-        events.filter(pl.col("code").str.starts_with("DRUG/"))
-        .select(pl.col("code").unique())
-        .with_columns(description=pl.col("code").str.slice(5).str.to_titlecase())
-        .collect()
-    )
-    parts = [fixed, descriptions(), drugs]
+def _code_metadata(lab_codes: pl.LazyFrame | None):
+    """Descriptions of the codes used: ICD from vocab/, drugs by their own name, labs from D_LABITEMS."""
+    labs = None
     if lab_codes is not None:
         labs = lab_codes.select(
-            code=pl.coalesce("loinc", pl.lit("LAB/") + pl.col("itemid").cast(pl.String)),
-            description="description",
-        )
-        parts.append(labs.unique("code", keep="first").collect())
-    codes = pl.concat([p.select("code", "description") for p in parts])
-    return codes.join(parent_codes(), on="code", how="left")
+            code=pl.coalesce("loinc", pl.lit("LAB/") + pl.col("itemid").cast(pl.String)), description="description"
+        ).unique("code", keep="first").collect()
+
+    def describe(codes: pl.Series) -> pl.DataFrame:
+        drugs = codes.filter(codes.str.starts_with("DRUG/")).to_frame("code")
+        drugs = drugs.with_columns(description=pl.col("code").str.slice(5).str.to_titlecase())
+        parts = [described(FIXED_DESCRIPTIONS), code_metadata(codes), drugs, labs]
+        return pl.concat([p for p in parts if p is not None], how="diagonal_relaxed")
+
+    return describe
 
 
 def convert_mimic3(
@@ -247,7 +252,8 @@ def convert_mimic3(
         events,
         dataset_name=dataset_name,
         etl_name="clinfm.convert_mimic3",
-        codes=_code_metadata(events, lab_codes),
+        codes=_code_metadata(lab_codes),
+        subjects=subject_ids(tables["PATIENTS"], "subject_id"),
         subjects_per_shard=subjects_per_shard,
         overwrite=overwrite,
     )

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import polars as pl
 
-from clinfm.events.convert.tables import SourceTable, end_of_day, event_frame, open_tables, run_probes
+from clinfm.events.convert.tables import (
+    SourceTable,
+    described,
+    end_of_day,
+    event_frame,
+    open_tables,
+    run_probes,
+    subject_ids,
+)
 from clinfm.events.meds import write_dataset
-from clinfm.vocab.icd import parent_codes
+from clinfm.vocab.icd import code_metadata
 
 log = logging.getLogger("clinfm")
 
@@ -194,6 +202,18 @@ def _notes(t: SourceTable) -> pl.LazyFrame:
     )
 
 
+def _code_metadata(concepts: pl.LazyFrame | None):
+    """Descriptions from CONCEPT (names) and, for ICD codes, parents from vocab/."""
+    named = None if concepts is None else concepts.select(code="concept_code", description="description").collect()
+
+    def describe(codes: pl.Series) -> pl.DataFrame:
+        icd = code_metadata(codes).select("code", "parent_codes")
+        names = described(FIXED_DESCRIPTIONS) if named is None else pl.concat([described(FIXED_DESCRIPTIONS), named])
+        return names.join(codes.to_frame("code"), on="code", how="semi").join(icd, on="code", how="left")
+
+    return describe
+
+
 def convert_omop(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -232,17 +252,13 @@ def convert_omop(
             )
         parts.append(coded.drop("concept_id", "concept_code", strict=False))
     run_probes(list(tables.values()))
-    fixed = pl.DataFrame({"code": list(FIXED_DESCRIPTIONS), "description": list(FIXED_DESCRIPTIONS.values())})
-    codes = fixed
-    if concepts is not None:
-        described = concepts.select(code="concept_code", description="description").collect()
-        codes = pl.concat([fixed, described]).join(parent_codes(), on="code", how="left")
     return write_dataset(
         out,
         pl.concat(parts, how="vertical"),
         dataset_name=dataset_name,
         etl_name="clinfm.convert_omop",
-        codes=codes,
+        codes=_code_metadata(concepts),
+        subjects=subject_ids(tables["PERSON"], "person_id"),
         subjects_per_shard=subjects_per_shard,
         overwrite=overwrite,
     )

@@ -1,8 +1,8 @@
 """Source tables for the converters: find them, scan them lazily, type their columns, check them.
 
 Every source column is read as text and typed here, so a bad value is reported with its file, line
-and column instead of surfacing as a Polars error deep inside a query. The checks run as small
-probe queries (first offending row only) collected together before any output is written.
+and column instead of surfacing as a Polars error deep inside a query. The checks of a table run
+together in one pass (first offending line only), before any output is written.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class SourceTable:
     path: Path
     frame: pl.LazyFrame
     columns: list[str]
-    probes: dict[tuple[str, str], pl.LazyFrame] = field(default_factory=dict)
+    checks: dict[tuple[str, str], tuple[pl.Expr, pl.Expr]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, path: Path, required: list[str], *, separator: str | None = None) -> SourceTable:
@@ -84,20 +84,20 @@ class SourceTable:
         return pl.col(column).str.strip_chars().replace("", None)
 
     def _probe(self, raw: pl.Expr | None, parsed: pl.Expr, column: str, expected: str) -> None:
-        """Remember a check for the first row where ``parsed`` fails: ``raw`` present but unparsed,
-        or (``raw`` None) the value missing altogether."""
-        if (column, expected) in self.probes:  # the same check asked twice runs once
-            return
+        """Remember a check: ``raw`` present but not parsed, or (``raw`` None) the value missing."""
         failed = parsed.is_null() if raw is None else raw.is_not_null() & parsed.is_null()
-        # Line numbers count the header as line 1, as an editor shows them.
-        bad = (
-            self.frame.with_row_index("line", offset=2)
-            .filter(failed)
-            .select("line", (pl.lit(None, pl.String) if raw is None else raw).alias("value"))
-            .head(1)
-            .with_columns(path=pl.lit(str(self.path)), column=pl.lit(column), expected=pl.lit(expected))
-        )
-        self.probes[column, expected] = bad
+        shown = pl.lit(None, pl.String) if raw is None else raw
+        self.checks.setdefault((column, expected), (failed, shown))  # the same check asked twice runs once
+
+    def first_problem(self) -> pl.LazyFrame:
+        """One pass over the table: for each check, the first failing line and its value."""
+        columns = []
+        for index, (failed, shown) in enumerate(self.checks.values()):
+            columns += [
+                pl.col("line").filter(failed).first().alias(f"line_{index}"),
+                shown.filter(failed).first().alias(f"value_{index}"),
+            ]
+        return self.frame.with_row_index("line", offset=2).select(columns)
 
     def datetime(self, *columns: str, required: bool = False, formats=DATETIME_FORMATS) -> pl.Expr:
         """The first non-null of several date/time columns, parsed with the accepted formats.
@@ -136,18 +136,16 @@ class SourceTable:
 
 
 def run_probes(tables: list[SourceTable]) -> None:
-    """Run every table's checks in one go; raise the first problem found as a one-line error."""
-    probes = [probe for table in tables for probe in table.probes.values()]
-    if not probes:
-        return
-    for found in pl.collect_all(probes):
-        if found.height:
-            row = found.row(0, named=True)
-            got = "empty" if row["value"] is None else f"got {row['value']!r}"
-            raise InputError(
-                f"line {row['line']}, column {row['column']}: {got}, expected {row['expected']}",
-                path=row["path"],
-            )
+    """Run every table's checks (one pass per table, tables in parallel); raise the first problem
+    of the first table that has one, as a one-line error."""
+    checked = [table for table in tables if table.checks]
+    for table, found in zip(checked, pl.collect_all([t.first_problem() for t in checked]), strict=True):
+        row = found.row(0)
+        problems = [(row[2 * i], row[2 * i + 1], key) for i, key in enumerate(table.checks) if row[2 * i] is not None]
+        if problems:
+            line, value, (column, expected) = min(problems, key=lambda problem: problem[0])
+            got = "empty" if value is None else f"got {value!r}"
+            raise InputError(f"line {line}, column {column}: {got}, expected {expected}", path=table.path)
 
 
 def open_tables(
@@ -200,6 +198,16 @@ def event_frame(
         (encounter_id if encounter_id is not None else pl.lit(None)).cast(pl.Int64).alias("encounter_id"),
         (unit if unit is not None else pl.lit(None)).cast(pl.String).alias("unit"),
     ]
+
+
+def described(descriptions: dict[str, str]) -> pl.DataFrame:
+    """A code-metadata frame from a {code: description} dict."""
+    return pl.DataFrame({"code": list(descriptions), "description": list(descriptions.values())})
+
+
+def subject_ids(table: SourceTable, column: str) -> pl.Series:
+    """The subject ids of a table (PATIENTS, PERSON): tells the writer its shards without a pass over events."""
+    return table.frame.select(table.integer(column)).collect()[column].drop_nulls()
 
 
 def end_of_day(date: pl.Expr) -> pl.Expr:

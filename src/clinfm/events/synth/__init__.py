@@ -52,7 +52,7 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
 
 def code_metadata(codes: list[str]) -> pl.DataFrame:
     """Descriptions and parents of the codes the generator used."""
-    from clinfm.vocab.icd import descriptions, parent_codes
+    from clinfm.vocab.icd import code_metadata as icd_metadata
 
     own = {f"RXNORM/{k}": v for k, v in cat.DRUGS.items()}
     own |= {f"LOINC/{t.loinc}": t.name for t in cat.LAB_TESTS}
@@ -71,9 +71,7 @@ def code_metadata(codes: list[str]) -> pl.DataFrame:
         "NOTE/DISCHARGE": "Discharge summary",
     }
     table = pl.DataFrame({"code": list(own), "description": list(own.values())})
-    used = pl.DataFrame({"code": codes})
-    described = pl.concat([table, descriptions().join(used, on="code")])
-    return used.join(described, on="code", how="left").join(parent_codes(), on="code", how="left")
+    return pl.concat([table, icd_metadata(pl.Series(codes, dtype=pl.String))], how="diagonal_relaxed")
 
 
 def synthesize(
