@@ -21,10 +21,12 @@ from measure import machine, run_measured
 CLINFM = str(Path(sys.executable).with_name("clinfm"))
 
 
+def rows(scan: pl.LazyFrame) -> int:
+    return scan.select(pl.len()).collect().item()
+
+
 def source_rows(src: Path) -> int:
-    return sum(
-        pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item() for path in src.glob("*.csv*")
-    )
+    return sum(rows(pl.scan_csv(path, infer_schema=False)) for path in src.glob("*.csv*"))
 
 
 def main(sources: list[str]) -> None:
@@ -34,13 +36,10 @@ def main(sources: list[str]) -> None:
     for src in map(Path, sources):
         out = Path(tempfile.mkdtemp(prefix="clinfm-bench-")) / "meds"
         wall, peak = run_measured([CLINFM, "convert", "mimic3", str(src), str(out)])
-        events = pl.scan_parquet(out / "data" / "*.parquet").select(pl.len()).collect().item()
-        patients = (
-            pl.scan_parquet(out / "metadata" / "subject_splits.parquet").select(pl.len()).collect().item()
-        )
-        print(
-            f"| {patients:,} | {source_rows(src):,} | {events:,} | {wall:.2f} | {peak:,.0f} | {events / wall:,.0f} |"
-        )
+        events = rows(pl.scan_parquet(out / "data" / "*.parquet"))
+        patients = rows(pl.scan_parquet(out / "metadata" / "subject_splits.parquet"))
+        rate = events / wall
+        print(f"| {patients:,} | {source_rows(src):,} | {events:,} | {wall:.2f} | {peak:,.0f} | {rate:,.0f} |")
         shutil.rmtree(out.parent)
 
 
