@@ -86,15 +86,15 @@ def test_mimic3_optional_tables_are_skipped_with_a_log(tmp_path, caplog):
         ({"PATIENTS": ""}, "empty file"),
         (
             {"PATIENTS": PATIENTS.replace("2090-05-05 00:00:00", "05/05/2090")},
-            "line 3, column dob: got '05/05/2090'",
+            "row 2, column dob: got '05/05/2090'",
         ),
         (
             {"PATIENTS": PATIENTS.replace(",11,", ",eleven,")},
-            "line 3, column subject_id: got 'eleven', expected an integer",
+            "row 2, column subject_id: got 'eleven', expected an integer",
         ),
         (
             {"PATIENTS": PATIENTS.replace("2090-05-05 00:00:00", "")},
-            "line 3, column dob: empty, expected a date in every row",
+            "row 2, column dob: empty, expected a value in every row",
         ),
     ],
 )
@@ -213,7 +213,7 @@ def test_csv_mapping_converts_a_site_extract(tmp_path):
         (("code: dx_code", "code: diagnosis"), "missing column(s) diagnosis"),
         (
             ('time_format: "%m/%d/%Y"\n    code: dx', 'time_format: "%Y-%m-%d"\n    code: dx'),
-            "line 2, column visit_date",
+            "row 1, column visit_date",
         ),
         (("tables:", "tables: ["), "not valid YAML"),
     ],

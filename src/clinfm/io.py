@@ -13,6 +13,14 @@ from pathlib import Path
 from clinfm.errors import InputError
 
 
+def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``: checked first, before any work is done."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError("output already exists; choose another path or pass overwrite", path=out)
+    return out
+
+
 @contextmanager
 def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``out``; move it to ``out`` only if the block succeeds.
@@ -20,9 +28,7 @@ def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iter
     An existing ``out`` is refused unless ``overwrite`` is set, and even then it is replaced only
     after the new output is complete, so nothing the user had is lost to a failed run.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise InputError("output already exists; choose another path or pass overwrite", path=out)
+    out = check_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -38,8 +38,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from clinfm.errors import InputError
-from clinfm.events.convert.tables import DATETIME_FORMATS, SourceTable, event_frame, run_probes
+from clinfm.events.convert.tables import (
+    DATETIME_FORMATS,
+    Column,
+    SourceTable,
+    event_frame,
+    stage_tables,
+    staging_area,
+)
 from clinfm.events.meds import write_dataset
+from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc, dot_icd10cm
 from clinfm.vocab.systems import check_vocabulary
 
@@ -105,53 +113,49 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
     return mapping
 
 
-def _table_events(src: Path, spec: TableMapping) -> tuple[SourceTable, pl.LazyFrame]:
-    path = src / spec.file
+def _spec(table: TableMapping) -> dict[str, Column]:
+    """The typed columns a mapped file provides, named as MEDS names them."""
+    needed = {"required": True, "not_null": True}
+    formats = (table.time_format,) if table.time_format else DATETIME_FORMATS
+    columns = {"subject_id": Column("integer", **needed, sources=(table.subject_id.lower(),))}
+    if table.time:
+        columns["time"] = Column("datetime", **needed, sources=(table.time.lower(),), formats=formats)
+    for name, kind in (
+        ("code", "text"),
+        ("numeric_value", "number"),
+        ("text_value", "text"),
+        ("encounter_id", "integer"),
+        ("unit", "text"),
+    ):
+        source = getattr(table, name)
+        if source:
+            columns[name] = Column(kind, required=True, sources=(source.lower(),))
+    return columns
+
+
+def _table_events(src: Path, table: TableMapping, staging: Path) -> pl.LazyFrame:
+    path = src / table.file
     if not path.exists():
         raise InputError("file named in the mapping not found", path=path)
-    columns = [
-        c
-        for c in (
-            spec.subject_id,
-            spec.time,
-            spec.code,
-            spec.numeric_value,
-            spec.text_value,
-            spec.encounter_id,
-            spec.unit,
-        )
-        if c
-    ]
-    table = SourceTable.open(path, [c.lower() for c in columns], separator=spec.separator)
-    table.check_not_empty()
-    formats = (spec.time_format,) if spec.time_format else DATETIME_FORMATS
-    time = table.datetime(spec.time.lower(), required=True, formats=formats) if spec.time else pl.lit(None)
-    if spec.code_value is not None:
-        code = pl.lit(spec.code_value)
+    source = SourceTable(path, _spec(table), separator=table.separator, needs_rows=True)
+    stage_tables([source], staging)
+    if table.code_value is not None:
+        code = pl.lit(table.code_value)
     else:
-        raw = table.col(spec.code.lower())
-        dot = _DOTTERS.get(spec.code_prefix)
+        raw = pl.col("code")
+        dot = _DOTTERS.get(table.code_prefix)
         if dot is not None:  # claims extracts usually drop the dot; MEDS codes keep it
             raw = pl.when(raw.str.contains(".", literal=True)).then(raw).otherwise(dot(raw))
-        code = pl.lit(spec.code_prefix + "/") + raw
-
-    def optional(name: str | None, kind: str = "text") -> pl.Expr | None:
-        if name is None:
-            return None
-        return table.number(name.lower()) if kind == "number" else table.col(name.lower())
-
-    events = table.frame.select(
-        event_frame(
-            table.integer(spec.subject_id.lower(), required=True),
-            time,
-            code,
-            numeric_value=optional(spec.numeric_value, "number"),
-            text_value=optional(spec.text_value),
-            encounter_id=table.integer(spec.encounter_id.lower()) if spec.encounter_id else None,
-            unit=optional(spec.unit),
-        )
-    ).filter(pl.col("code").is_not_null())
-    return table, events
+        code = table.code_prefix + "/" + raw
+    optional = {
+        name: pl.col(name)
+        for name in ("numeric_value", "text_value", "encounter_id", "unit")
+        if name in source.spec
+    }
+    time = pl.col("time") if table.time else pl.lit(None)
+    return source.frame.select(event_frame(pl.col("subject_id"), time, code, **optional)).filter(
+        pl.col("code").is_not_null()
+    )
 
 
 def convert_csv(
@@ -164,14 +168,15 @@ def convert_csv(
 ) -> Path:
     """Convert the CSV files in ``src`` that ``mapping`` (a YAML file) describes to MEDS at ``out``."""
     spec = load_mapping(mapping)
-    converted = [_table_events(Path(src), table) for table in spec.tables]
-    run_probes([table for table, _ in converted])
-    return write_dataset(
-        out,
-        pl.concat([events for _, events in converted]),
-        dataset_name=spec.dataset_name or Path(src).name,
-        etl_name="clinfm.convert_csv",
-        codes=code_metadata,
-        subjects_per_shard=subjects_per_shard,
-        overwrite=overwrite,
-    )
+    check_output(out, overwrite)
+    with staging_area(out) as staging:
+        events = [_table_events(Path(src), table, staging) for table in spec.tables]
+        return write_dataset(
+            out,
+            pl.concat(events),
+            dataset_name=spec.dataset_name or Path(src).name,
+            etl_name="clinfm.convert_csv",
+            codes=code_metadata,
+            subjects_per_shard=subjects_per_shard,
+            overwrite=overwrite,
+        )

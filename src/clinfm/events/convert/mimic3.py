@@ -28,29 +28,78 @@ from pathlib import Path
 import polars as pl
 
 from clinfm.events.convert.tables import (
+    Column,
     SourceTable,
     described,
     end_of_day,
     event_frame,
     open_tables,
-    run_probes,
-    subject_ids,
+    staging_area,
 )
 from clinfm.events.meds import write_dataset
+from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc
 
 log = logging.getLogger("clinfm")
 
-TABLES = {
-    "PATIENTS": ["subject_id", "gender", "dob"],
-    "ADMISSIONS": ["subject_id", "hadm_id", "admittime", "dischtime"],
-    "DIAGNOSES_ICD": ["subject_id", "hadm_id", "icd9_code"],
-    "PROCEDURES_ICD": ["subject_id", "hadm_id", "icd9_code"],
-    "CPTEVENTS": ["subject_id", "hadm_id", "cpt_cd"],
-    "PRESCRIPTIONS": ["subject_id", "startdate", "drug"],
-    "LABEVENTS": ["subject_id", "itemid", "charttime"],
-    "D_LABITEMS": ["itemid", "label"],
-    "NOTEEVENTS": ["subject_id", "chartdate", "category", "text"],
+I, T, N, D = "integer", "text", "number", "datetime"
+NEEDED = {"required": True, "not_null": True}
+TABLES: dict[str, dict[str, Column]] = {
+    "PATIENTS": {
+        "subject_id": Column(I, **NEEDED),
+        "gender": Column(T, required=True),
+        "dob": Column(D, **NEEDED),
+        "dod": Column(D),
+    },
+    "ADMISSIONS": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I, **NEEDED),
+        "admittime": Column(D, **NEEDED),
+        "dischtime": Column(D, **NEEDED),
+    },
+    "DIAGNOSES_ICD": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I, **NEEDED),
+        "icd9_code": Column(T, required=True),
+    },
+    "PROCEDURES_ICD": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I, **NEEDED),
+        "icd9_code": Column(T, required=True),
+    },
+    "CPTEVENTS": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I, **NEEDED),
+        "cpt_cd": Column(T, required=True),
+        "chartdate": Column(D),
+    },
+    "PRESCRIPTIONS": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I),
+        "startdate": Column(D, **NEEDED),
+        "drug": Column(T, required=True),
+        "dose_val_rx": Column(N),
+        "dose_unit_rx": Column(T),
+    },
+    "LABEVENTS": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I),
+        "itemid": Column(I, **NEEDED),
+        "charttime": Column(D, **NEEDED),
+        "value": Column(T),
+        "valuenum": Column(N),
+        "valueuom": Column(T),
+    },
+    "D_LABITEMS": {"itemid": Column(I, **NEEDED), "label": Column(T, required=True), "loinc_code": Column(T)},
+    "NOTEEVENTS": {
+        "subject_id": Column(I, **NEEDED),
+        "hadm_id": Column(I),
+        "chartdate": Column(D, **NEEDED),
+        "charttime": Column(D),
+        "category": Column(T, required=True),
+        "text": Column(T, required=True),
+        "iserror": Column(T),
+    },
 }
 FIXED_DESCRIPTIONS = {
     "GENDER/F": "Female",
@@ -59,82 +108,66 @@ FIXED_DESCRIPTIONS = {
     "MEDS_DEATH": "Death",
     "VISIT/INPATIENT": "Hospital admission",
 }
+col = pl.col
 
 
 def _patients(t: SourceTable) -> pl.LazyFrame:
-    subject = t.integer("subject_id", required=True)
-    gender = t.col("gender").str.to_uppercase()
+    gender = col("gender").str.to_uppercase()
     static = t.frame.filter(gender.is_not_null()).select(
-        event_frame(subject, pl.lit(None), pl.lit("GENDER/") + gender)
+        event_frame(col("subject_id"), pl.lit(None), "GENDER/" + gender)
     )
-    birth = t.frame.select(event_frame(subject, t.datetime("dob", required=True), pl.lit("MEDS_BIRTH")))
-    dod = t.datetime("dod")
-    death = t.frame.filter(dod.is_not_null()).select(event_frame(subject, dod, pl.lit("MEDS_DEATH")))
+    birth = t.frame.select(event_frame(col("subject_id"), col("dob"), pl.lit("MEDS_BIRTH")))
+    death = t.frame.filter(col("dod").is_not_null()).select(
+        event_frame(col("subject_id"), col("dod"), pl.lit("MEDS_DEATH"))
+    )
     return pl.concat([static, birth, death])
 
 
 def _admissions(t: SourceTable) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Visit events, and the hadm_id -> discharge time table that times diagnoses."""
-    hadm = t.integer("hadm_id", required=True)
     visits = t.frame.select(
         event_frame(
-            t.integer("subject_id", required=True),
-            t.datetime("admittime", required=True),
-            pl.lit("VISIT/INPATIENT"),
-            encounter_id=hadm,
+            col("subject_id"), col("admittime"), pl.lit("VISIT/INPATIENT"), encounter_id=col("hadm_id")
         )
     )
-    discharge = t.frame.select(
-        hadm.alias("encounter_id"), t.datetime("dischtime", required=True).alias("time")
-    )
-    return visits, discharge
+    return visits, t.frame.select(encounter_id="hadm_id", discharge="dischtime")
 
 
 def _coded_at_discharge(t: SourceTable, discharge: pl.LazyFrame, prefix: str, dot) -> pl.LazyFrame:
-    code = t.col("icd9_code")
-    events = t.frame.filter(code.is_not_null()).select(
+    events = t.frame.filter(col("icd9_code").is_not_null()).select(
         event_frame(
-            t.integer("subject_id", required=True),
-            pl.lit(None),
-            pl.lit(prefix) + dot(code),
-            encounter_id=t.integer("hadm_id", required=True),
+            col("subject_id"), pl.lit(None), prefix + dot(col("icd9_code")), encounter_id=col("hadm_id")
         )
     )
+    return _at_discharge(events, discharge)
+
+
+def _at_discharge(events: pl.LazyFrame, discharge: pl.LazyFrame) -> pl.LazyFrame:
+    """Events without a time of their own take their admission's discharge time."""
     return (
-        events.drop("time")
-        .join(discharge, on="encounter_id", how="inner")
-        .select("subject_id", "time", "code", "numeric_value", "text_value", "encounter_id", "unit")
+        events.join(discharge, on="encounter_id", how="inner")
+        .with_columns(time=pl.coalesce("time", "discharge"))
+        .drop("discharge")
     )
 
 
 def _cpt_events(t: SourceTable, discharge: pl.LazyFrame) -> pl.LazyFrame:
-    code = t.col("cpt_cd")
-    events = t.frame.filter(code.is_not_null()).select(
-        event_frame(
-            t.integer("subject_id", required=True),
-            t.datetime("chartdate"),
-            pl.lit("CPT4/") + code,
-            encounter_id=t.integer("hadm_id", required=True),
-        )
+    events = t.frame.filter(col("cpt_cd").is_not_null()).select(
+        event_frame(col("subject_id"), col("chartdate"), "CPT4/" + col("cpt_cd"), encounter_id=col("hadm_id"))
     )
-    return (
-        events.join(discharge.rename({"time": "dischtime"}), on="encounter_id", how="left")
-        .with_columns(time=pl.coalesce("time", "dischtime"))
-        .filter(pl.col("time").is_not_null())
-        .drop("dischtime")
-    )
+    return _at_discharge(events, discharge)
 
 
 def _prescriptions(t: SourceTable) -> pl.LazyFrame:
-    drug = t.col("drug").str.to_uppercase()
+    drug = col("drug").str.to_uppercase()
     return t.frame.filter(drug.is_not_null()).select(
         event_frame(
-            t.integer("subject_id", required=True),
-            t.datetime("startdate", required=True),
-            pl.lit("DRUG/") + drug,
-            numeric_value=t.number("dose_val_rx"),
-            encounter_id=t.integer("hadm_id"),
-            unit=t.col("dose_unit_rx"),
+            col("subject_id"),
+            col("startdate"),
+            "DRUG/" + drug,
+            numeric_value=col("dose_val_rx"),
+            encounter_id=col("hadm_id"),
+            unit=col("dose_unit_rx"),
         )
     )
 
@@ -142,28 +175,25 @@ def _prescriptions(t: SourceTable) -> pl.LazyFrame:
 def _lab_codes(items: SourceTable | None) -> pl.LazyFrame | None:
     if items is None:
         return None
-    loinc = items.col("loinc_code")
+    loinc = col("loinc_code")
     return items.frame.select(
-        items.integer("itemid", required=True).alias("itemid"),
-        pl.when(loinc.is_not_null()).then(pl.lit("LOINC/") + loinc).alias("loinc"),
-        items.col("label").alias("description"),
+        "itemid", loinc=pl.when(loinc.is_not_null()).then("LOINC/" + loinc), description="label"
     )
 
 
 def _labevents(t: SourceTable, lab_codes: pl.LazyFrame | None) -> pl.LazyFrame:
-    numeric = t.number("valuenum")
-    itemid = t.integer("itemid", required=True)
+    numeric = col("valuenum")
     events = t.frame.select(
         *event_frame(
-            t.integer("subject_id", required=True),
-            t.datetime("charttime", required=True),
-            pl.lit("LAB/") + itemid.cast(pl.String),
+            col("subject_id"),
+            col("charttime"),
+            "LAB/" + col("itemid").cast(pl.String),
             numeric_value=numeric,
-            text_value=pl.when(numeric.is_null()).then(t.col("value")),
-            encounter_id=t.integer("hadm_id"),
-            unit=t.col("valueuom"),
+            text_value=pl.when(numeric.is_null()).then(col("value")),
+            encounter_id=col("hadm_id"),
+            unit=col("valueuom"),
         ),
-        itemid.alias("itemid"),
+        "itemid",
     )
     if lab_codes is not None:
         events = events.join(lab_codes.select("itemid", "loinc"), on="itemid", how="left").with_columns(
@@ -173,16 +203,11 @@ def _labevents(t: SourceTable, lab_codes: pl.LazyFrame | None) -> pl.LazyFrame:
 
 
 def _notes(t: SourceTable) -> pl.LazyFrame:
-    error = t.col("iserror").fill_null("0")
-    category = t.col("category").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_")
-    time = pl.coalesce(t.datetime("charttime"), end_of_day(t.datetime("chartdate", required=True)))
-    return t.frame.filter(error != "1").select(
+    category = col("category").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_").fill_null("OTHER")
+    time = pl.coalesce(col("charttime"), end_of_day(col("chartdate")))
+    return t.frame.filter(col("iserror").fill_null("0") != "1").select(
         event_frame(
-            t.integer("subject_id", required=True),
-            time,
-            pl.lit("NOTE/") + category.fill_null("OTHER"),
-            text_value=t.col("text"),
-            encounter_id=t.integer("hadm_id"),
+            col("subject_id"), time, "NOTE/" + category, text_value=col("text"), encounter_id=col("hadm_id")
         )
     )
 
@@ -191,13 +216,17 @@ def _code_metadata(lab_codes: pl.LazyFrame | None):
     """Descriptions of the codes used: ICD from vocab/, drugs by their own name, labs from D_LABITEMS."""
     labs = None
     if lab_codes is not None:
-        labs = lab_codes.select(
-            code=pl.coalesce("loinc", pl.lit("LAB/") + pl.col("itemid").cast(pl.String)), description="description"
-        ).unique("code", keep="first").collect()
+        labs = (
+            lab_codes.select(
+                code=pl.coalesce("loinc", "LAB/" + col("itemid").cast(pl.String)), description="description"
+            )
+            .unique("code", keep="first")
+            .collect()
+        )
 
     def describe(codes: pl.Series) -> pl.DataFrame:
         drugs = codes.filter(codes.str.starts_with("DRUG/")).to_frame("code")
-        drugs = drugs.with_columns(description=pl.col("code").str.slice(5).str.to_titlecase())
+        drugs = drugs.with_columns(description=col("code").str.slice(5).str.to_titlecase())
         parts = [described(FIXED_DESCRIPTIONS), code_metadata(codes), drugs, labs]
         return pl.concat([p for p in parts if p is not None], how="diagonal_relaxed")
 
@@ -219,41 +248,41 @@ def convert_mimic3(
     logged. Diagnoses and procedures need ADMISSIONS for their times. Returns the output path.
     Procedure descriptions of CPT codes are not in the package's vocabularies and stay empty.
     """
-    tables = open_tables(src, TABLES, required=("PATIENTS",))
-    parts = [_patients(tables["PATIENTS"])]
-    lab_codes = _lab_codes(tables.get("D_LABITEMS"))
-    if "ADMISSIONS" in tables:
-        visits, discharge = _admissions(tables["ADMISSIONS"])
-        parts.append(visits)
-        for name, prefix, dot in (
-            ("DIAGNOSES_ICD", "ICD9CM/", dot_icd9cm),
-            ("PROCEDURES_ICD", "ICD9PROC/", dot_icd9proc),
-        ):
-            if name in tables:
-                parts.append(_coded_at_discharge(tables[name], discharge, prefix, dot))
-        if "CPTEVENTS" in tables:
-            parts.append(_cpt_events(tables["CPTEVENTS"], discharge))
-    else:
-        skipped = [n for n in ("DIAGNOSES_ICD", "PROCEDURES_ICD", "CPTEVENTS") if n in tables]
-        if skipped:
-            log.warning(
-                "ADMISSIONS not found: %s have no time without it and are skipped", ", ".join(skipped)
-            )
-    if "PRESCRIPTIONS" in tables:
-        parts.append(_prescriptions(tables["PRESCRIPTIONS"]))
-    if "LABEVENTS" in tables:
-        parts.append(_labevents(tables["LABEVENTS"], lab_codes))
-    if "NOTEEVENTS" in tables:
-        parts.append(_notes(tables["NOTEEVENTS"]))
-    run_probes(list(tables.values()))
-    events = pl.concat(parts, how="vertical")
-    return write_dataset(
-        out,
-        events,
-        dataset_name=dataset_name,
-        etl_name="clinfm.convert_mimic3",
-        codes=_code_metadata(lab_codes),
-        subjects=subject_ids(tables["PATIENTS"], "subject_id"),
-        subjects_per_shard=subjects_per_shard,
-        overwrite=overwrite,
-    )
+    check_output(out, overwrite)
+    with staging_area(out) as staging:
+        tables = open_tables(src, TABLES, staging, required=("PATIENTS",))
+        parts = [_patients(tables["PATIENTS"])]
+        lab_codes = _lab_codes(tables.get("D_LABITEMS"))
+        if "ADMISSIONS" in tables:
+            visits, discharge = _admissions(tables["ADMISSIONS"])
+            parts.append(visits)
+            for name, prefix, dot in (
+                ("DIAGNOSES_ICD", "ICD9CM/", dot_icd9cm),
+                ("PROCEDURES_ICD", "ICD9PROC/", dot_icd9proc),
+            ):
+                if name in tables:
+                    parts.append(_coded_at_discharge(tables[name], discharge, prefix, dot))
+            if "CPTEVENTS" in tables:
+                parts.append(_cpt_events(tables["CPTEVENTS"], discharge))
+        else:
+            skipped = [n for n in ("DIAGNOSES_ICD", "PROCEDURES_ICD", "CPTEVENTS") if n in tables]
+            if skipped:
+                log.warning(
+                    "ADMISSIONS not found: %s have no time without it and are skipped", ", ".join(skipped)
+                )
+        if "PRESCRIPTIONS" in tables:
+            parts.append(_prescriptions(tables["PRESCRIPTIONS"]))
+        if "LABEVENTS" in tables:
+            parts.append(_labevents(tables["LABEVENTS"], lab_codes))
+        if "NOTEEVENTS" in tables:
+            parts.append(_notes(tables["NOTEEVENTS"]))
+        return write_dataset(
+            out,
+            pl.concat(parts, how="vertical"),
+            dataset_name=dataset_name,
+            etl_name="clinfm.convert_mimic3",
+            codes=_code_metadata(lab_codes),
+            subjects=tables["PATIENTS"].frame.select("subject_id").collect()["subject_id"],
+            subjects_per_shard=subjects_per_shard,
+            overwrite=overwrite,
+        )

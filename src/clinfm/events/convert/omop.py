@@ -17,15 +17,16 @@ from pathlib import Path
 import polars as pl
 
 from clinfm.events.convert.tables import (
+    Column,
     SourceTable,
     described,
     end_of_day,
     event_frame,
     open_tables,
-    run_probes,
-    subject_ids,
+    staging_area,
 )
 from clinfm.events.meds import write_dataset
+from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata
 
 log = logging.getLogger("clinfm")
@@ -89,13 +90,55 @@ CLINICAL_TABLES = (
         unit="unit_source_value",
     ),
 )
-TABLES = {
-    "PERSON": ["person_id", "gender_concept_id", "year_of_birth"],
-    "DEATH": ["person_id", "death_date"],
-    "VISIT_OCCURRENCE": ["person_id", "visit_occurrence_id", "visit_concept_id", "visit_start_date"],
-    "NOTE": ["person_id", "note_date", "note_text"],
-    "CONCEPT": ["concept_id", "concept_name", "vocabulary_id", "concept_code"],
-    **{t.name: ["person_id", t.concept, t.times[-1]] for t in CLINICAL_TABLES},
+I, T, N, D = "integer", "text", "number", "datetime"
+NEEDED = {"required": True, "not_null": True}
+PERSON_ID = Column(I, **NEEDED, sources=("person_id",))
+
+
+def _clinical_spec(t: ClinicalTable) -> dict[str, Column]:
+    """Every clinical table is read into the same typed columns."""
+    optional = {"numeric_value": (N, t.numeric_value), "text_value": (T, t.text_value), "unit": (T, t.unit)}
+    return {
+        "subject_id": PERSON_ID,
+        "concept_id": Column(I, **NEEDED, sources=(t.concept,)),
+        "time": Column(D, **NEEDED, sources=t.times),
+        "source_value": Column(T, sources=(t.source_value,)),
+        "encounter_id": Column(I, sources=("visit_occurrence_id",)),
+        **{name: Column(kind, sources=(source,)) for name, (kind, source) in optional.items() if source},
+    }
+
+
+TABLES: dict[str, dict[str, Column]] = {
+    "PERSON": {
+        "subject_id": PERSON_ID,
+        "gender_concept_id": Column(I, required=True),
+        "year_of_birth": Column(I, **NEEDED),
+        "month_of_birth": Column(I),
+        "day_of_birth": Column(I),
+        "birth_datetime": Column(D),
+    },
+    "DEATH": {"subject_id": PERSON_ID, "time": Column(D, **NEEDED, sources=("death_datetime", "death_date"))},
+    "VISIT_OCCURRENCE": {
+        "subject_id": PERSON_ID,
+        "encounter_id": Column(I, **NEEDED, sources=("visit_occurrence_id",)),
+        "visit_concept_id": Column(I, required=True),
+        "time": Column(D, **NEEDED, sources=("visit_start_datetime", "visit_start_date")),
+    },
+    "NOTE": {
+        "subject_id": PERSON_ID,
+        "note_datetime": Column(D),
+        "note_date": Column(D, **NEEDED),
+        "note_title": Column(T),
+        "note_text": Column(T, required=True),
+        "encounter_id": Column(I, sources=("visit_occurrence_id",)),
+    },
+    "CONCEPT": {
+        "concept_id": Column(I, **NEEDED),
+        "concept_name": Column(T, required=True),
+        "vocabulary_id": Column(T, required=True),
+        "concept_code": Column(T, required=True),
+    },
+    **{t.name: _clinical_spec(t) for t in CLINICAL_TABLES},
 }
 #: OMOP standard visit concepts -> clinfm visit types (Claim-PT needs inpatient / outpatient / pharmacy).
 VISIT_TYPES = {
@@ -123,92 +166,82 @@ FIXED_DESCRIPTIONS = {
 }
 
 
+col = pl.col
+
+
 def _concepts(table: SourceTable | None) -> pl.LazyFrame | None:
     if table is None:
         return None
-    vocabulary = table.col("vocabulary_id").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_")
+    vocabulary = col("vocabulary_id").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_")
     return table.frame.select(
-        table.integer("concept_id", required=True).alias("concept_id"),
-        (vocabulary + pl.lit("/") + table.col("concept_code")).alias("concept_code"),
-        table.col("concept_name").alias("description"),
+        "concept_id", concept_code=vocabulary + "/" + col("concept_code"), description="concept_name"
     )
-
-
-def _code_of(concept_id: pl.Expr, source_value: pl.Expr, domain: str) -> tuple[pl.Expr, pl.Expr]:
-    """(the code before CONCEPT is joined in, the concept id to join on)."""
-    local = pl.lit(f"LOCAL_{domain}/") + source_value
-    fallback = pl.when(concept_id == 0).then(local).otherwise(pl.lit("OMOP/") + concept_id.cast(pl.String))
-    return fallback, concept_id
 
 
 def _clinical(t: SourceTable, spec: ClinicalTable) -> pl.LazyFrame:
-    concept_id = t.integer(spec.concept, required=True)
-    code, join_id = _code_of(concept_id, t.col(spec.source_value), spec.domain)
+    """Events coded OMOP/<concept_id> for now (CONCEPT replaces it), or by the source value for concept 0."""
+    local = f"LOCAL_{spec.domain}/" + col("source_value")
+    code = pl.when(col("concept_id") == 0).then(local).otherwise("OMOP/" + col("concept_id").cast(pl.String))
+    optional = {name: col(name) for name in ("numeric_value", "text_value", "unit") if name in t.spec}
     return t.frame.select(
-        *event_frame(
-            t.integer("person_id", required=True),
-            t.datetime(*spec.times, required=True),
-            code,
-            numeric_value=t.number(spec.numeric_value) if spec.numeric_value else None,
-            text_value=t.col(spec.text_value) if spec.text_value else None,
-            encounter_id=t.integer("visit_occurrence_id"),
-            unit=t.col(spec.unit) if spec.unit else None,
-        ),
-        join_id.alias("concept_id"),
-    ).filter(pl.col("code").is_not_null())
+        *event_frame(col("subject_id"), col("time"), code, encounter_id=col("encounter_id"), **optional),
+        "concept_id",
+    ).filter(col("code").is_not_null())
 
 
 def _person(t: SourceTable) -> pl.LazyFrame:
-    person = t.integer("person_id", required=True)
-    year = t.integer("year_of_birth", required=True)
-    born_on = pl.date(year, t.integer("month_of_birth").fill_null(1), t.integer("day_of_birth").fill_null(1))
-    birth = pl.coalesce(t.datetime("birth_datetime"), born_on.cast(pl.Datetime("us")))
-    gender = t.integer("gender_concept_id").replace_strict(GENDERS, default=None, return_dtype=pl.String)
-    static = t.frame.filter(gender.is_not_null()).select(
-        event_frame(person, pl.lit(None), pl.lit("GENDER/") + gender)
+    born_on = pl.date(
+        col("year_of_birth"), col("month_of_birth").fill_null(1), col("day_of_birth").fill_null(1)
     )
-    return pl.concat([static, t.frame.select(event_frame(person, birth, pl.lit("MEDS_BIRTH")))])
+    birth = pl.coalesce(col("birth_datetime"), born_on.cast(pl.Datetime("us")))
+    gender = col("gender_concept_id").replace_strict(GENDERS, default=None, return_dtype=pl.String)
+    static = t.frame.filter(gender.is_not_null()).select(
+        event_frame(col("subject_id"), pl.lit(None), "GENDER/" + gender)
+    )
+    return pl.concat([static, t.frame.select(event_frame(col("subject_id"), birth, pl.lit("MEDS_BIRTH")))])
 
 
 def _death(t: SourceTable) -> pl.LazyFrame:
-    time = t.datetime("death_datetime", "death_date", required=True)
-    return t.frame.select(event_frame(t.integer("person_id", required=True), time, pl.lit("MEDS_DEATH")))
+    return t.frame.select(event_frame(col("subject_id"), col("time"), pl.lit("MEDS_DEATH")))
 
 
 def _visits(t: SourceTable) -> pl.LazyFrame:
-    kind = t.integer("visit_concept_id").replace_strict(VISIT_TYPES, default="OTHER", return_dtype=pl.String)
+    kind = col("visit_concept_id").replace_strict(VISIT_TYPES, default="OTHER", return_dtype=pl.String)
     return t.frame.select(
-        event_frame(
-            t.integer("person_id", required=True),
-            t.datetime("visit_start_datetime", "visit_start_date", required=True),
-            pl.lit("VISIT/") + kind,
-            encounter_id=t.integer("visit_occurrence_id", required=True),
-        )
+        event_frame(col("subject_id"), col("time"), "VISIT/" + kind, encounter_id=col("encounter_id"))
     )
 
 
 def _notes(t: SourceTable) -> pl.LazyFrame:
     # A note dated without a time is known by the end of its day, not at its midnight.
-    time = pl.coalesce(t.datetime("note_datetime"), end_of_day(t.datetime("note_date", required=True)))
-    title = t.col("note_title").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_").fill_null("NOTE")
+    time = pl.coalesce(col("note_datetime"), end_of_day(col("note_date")))
+    title = col("note_title").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_").fill_null("NOTE")
     return t.frame.select(
         event_frame(
-            t.integer("person_id", required=True),
+            col("subject_id"),
             time,
-            pl.lit("NOTE/") + title,
-            text_value=t.col("note_text"),
-            encounter_id=t.integer("visit_occurrence_id"),
+            "NOTE/" + title,
+            text_value=col("note_text"),
+            encounter_id=col("encounter_id"),
         )
     )
 
 
 def _code_metadata(concepts: pl.LazyFrame | None):
     """Descriptions from CONCEPT (names) and, for ICD codes, parents from vocab/."""
-    named = None if concepts is None else concepts.select(code="concept_code", description="description").collect()
+    named = (
+        None
+        if concepts is None
+        else concepts.select(code="concept_code", description="description").collect()
+    )
 
     def describe(codes: pl.Series) -> pl.DataFrame:
         icd = code_metadata(codes).select("code", "parent_codes")
-        names = described(FIXED_DESCRIPTIONS) if named is None else pl.concat([described(FIXED_DESCRIPTIONS), named])
+        names = (
+            described(FIXED_DESCRIPTIONS)
+            if named is None
+            else pl.concat([described(FIXED_DESCRIPTIONS), named])
+        )
         return names.join(codes.to_frame("code"), on="code", how="semi").join(icd, on="code", how="left")
 
     return describe
@@ -228,37 +261,31 @@ def convert_omop(
     PROCEDURE_OCCURRENCE, MEASUREMENT, OBSERVATION and NOTE are converted when present (absence
     logged); CONCEPT, when present, gives codes and descriptions. Returns the output path.
     """
-    tables = open_tables(src, TABLES, required=("PERSON",))
-    concepts = _concepts(tables.get("CONCEPT"))
-    if concepts is None:
-        log.warning("CONCEPT not found: codes stay as OMOP/<concept_id>, without descriptions")
-    parts = [_person(tables["PERSON"])]
-    if "DEATH" in tables:
-        parts.append(_death(tables["DEATH"]))
-    if "VISIT_OCCURRENCE" in tables:
-        parts.append(_visits(tables["VISIT_OCCURRENCE"]))
-    if "NOTE" in tables:
-        parts.append(_notes(tables["NOTE"]))
-    clinical = [_clinical(tables[spec.name], spec) for spec in CLINICAL_TABLES if spec.name in tables]
-    if clinical:
-        coded = pl.concat(clinical)
-        if concepts is not None:
-            coded = coded.join(
-                concepts.select("concept_id", "concept_code"), on="concept_id", how="left"
-            ).with_columns(
-                code=pl.when(pl.col("concept_id") != 0)
-                .then(pl.coalesce("concept_code", "code"))
-                .otherwise("code")
-            )
-        parts.append(coded.drop("concept_id", "concept_code", strict=False))
-    run_probes(list(tables.values()))
-    return write_dataset(
-        out,
-        pl.concat(parts, how="vertical"),
-        dataset_name=dataset_name,
-        etl_name="clinfm.convert_omop",
-        codes=_code_metadata(concepts),
-        subjects=subject_ids(tables["PERSON"], "person_id"),
-        subjects_per_shard=subjects_per_shard,
-        overwrite=overwrite,
-    )
+    check_output(out, overwrite)
+    with staging_area(out) as staging:
+        tables = open_tables(src, TABLES, staging, required=("PERSON",))
+        concepts = _concepts(tables.get("CONCEPT"))
+        if concepts is None:
+            log.warning("CONCEPT not found: codes stay as OMOP/<concept_id>, without descriptions")
+        makers = {"PERSON": _person, "DEATH": _death, "VISIT_OCCURRENCE": _visits, "NOTE": _notes}
+        parts = [make(tables[name]) for name, make in makers.items() if name in tables]
+        clinical = [_clinical(tables[spec.name], spec) for spec in CLINICAL_TABLES if spec.name in tables]
+        if clinical:
+            coded = pl.concat(clinical)
+            if concepts is not None:
+                known = col("concept_id") != 0
+                coded = coded.join(concepts.select("concept_id", "concept_code"), on="concept_id", how="left")
+                coded = coded.with_columns(
+                    code=pl.when(known).then(pl.coalesce("concept_code", "code")).otherwise("code")
+                )
+            parts.append(coded.drop("concept_id", "concept_code", strict=False))
+        return write_dataset(
+            out,
+            pl.concat(parts, how="vertical"),
+            dataset_name=dataset_name,
+            etl_name="clinfm.convert_omop",
+            codes=_code_metadata(concepts),
+            subjects=tables["PERSON"].frame.select("subject_id").collect()["subject_id"],
+            subjects_per_shard=subjects_per_shard,
+            overwrite=overwrite,
+        )

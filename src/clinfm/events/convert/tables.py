@@ -1,8 +1,10 @@
-"""Source tables for the converters: find them, scan them lazily, type their columns, check them.
+"""Source tables for the converters: find them, type their columns in one streaming pass, check them.
 
-Every source column is read as text and typed here, so a bad value is reported with its file, line
-and column instead of surfacing as a Polars error deep inside a query. The checks of a table run
-together in one pass (first offending line only), before any output is written.
+Each converter declares, per table, the columns it reads and their kind (:class:`Column`). A table
+is then read once: every column as text, typed by clinfm, and staged as Parquet together with the
+first problem of each row (a value that does not parse, or a required value that is missing). A bad
+value is therefore reported with its file, row and column instead of surfacing as a Polars error
+deep inside a query, and nothing is written to the output before every table has passed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +26,23 @@ log = logging.getLogger("clinfm")
 
 _SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".parquet")
 DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_EXPECTED = {"integer": "an integer", "datetime": "a date or date-time like '2020-01-31 13:45:00'"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column a converter reads: its kind, the source column(s) it comes from, and whether it
+    must exist in the header (``required``) and hold a value in every row (``not_null``).
+
+    Several sources are coalesced in order (OMOP's ``*_datetime`` then ``*_date``); a ``number``
+    that does not parse is kept as null (free-text doses like "1-2"), other kinds are an error.
+    """
+
+    kind: str = "text"  # text | integer | number | datetime
+    required: bool = False
+    not_null: bool = False
+    sources: tuple[str, ...] = ()
+    formats: tuple[str, ...] = DATETIME_FORMATS
 
 
 def find_table(src: Path, name: str) -> Path | None:
@@ -38,130 +60,159 @@ def _header_line(path: Path) -> str:
         return handle.readline()
 
 
-@dataclass
-class SourceTable:
-    """One source table, scanned lazily with lower-case column names, every column as text."""
+def _scan_text(path: Path, separator: str | None) -> pl.LazyFrame:
+    """Every column as text, names lower-cased and stripped."""
+    if path.suffix == ".parquet":
+        return pl.scan_parquet(path).select(pl.all().cast(pl.String).name.to_lowercase())
+    header = _header_line(path)
+    if not header.strip():
+        raise InputError("empty file; expected a header line with column names", path=path)
+    separator = separator or ("\t" if header.count("\t") > header.count(",") else ",")
+    return pl.scan_csv(
+        path,
+        separator=separator,
+        infer_schema=False,
+        with_column_names=lambda names: [n.strip().strip('"').lower() for n in names],
+    )
 
-    path: Path
-    frame: pl.LazyFrame
-    columns: list[str]
-    checks: dict[tuple[str, str], tuple[pl.Expr, pl.Expr]] = field(default_factory=dict)
 
-    @classmethod
-    def open(cls, path: Path, required: list[str], *, separator: str | None = None) -> SourceTable:
-        if path.suffix == ".parquet":
-            frame = pl.scan_parquet(path)
-            frame = frame.select(pl.all().cast(pl.String).name.to_lowercase())
-            columns = frame.collect_schema().names()
-        else:
-            header = _header_line(path)
-            if not header.strip():
-                raise InputError("empty file; expected a header line with column names", path=path)
-            separator = separator or ("\t" if header.count("\t") > header.count(",") else ",")
-            frame = pl.scan_csv(
-                path,
-                separator=separator,
-                infer_schema=False,
-                with_column_names=lambda names: [n.strip().strip('"').lower() for n in names],
-                quote_char='"',
-            )
-            columns = frame.collect_schema().names()
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise InputError(
-                f"missing column(s) {', '.join(missing)}; expected at least {', '.join(required)}",
-                path=path,
-            )
-        return cls(path=path, frame=frame, columns=columns)
-
-    def has(self, column: str) -> bool:
-        return column in self.columns
-
-    def col(self, column: str) -> pl.Expr:
-        """A source column with blanks as null; a literal null if the table lacks the column."""
-        if column not in self.columns:
-            return pl.lit(None, dtype=pl.String)
-        return pl.col(column).str.strip_chars().replace("", None)
-
-    def _probe(self, raw: pl.Expr | None, parsed: pl.Expr, column: str, expected: str) -> None:
-        """Remember a check: ``raw`` present but not parsed, or (``raw`` None) the value missing."""
-        failed = parsed.is_null() if raw is None else raw.is_not_null() & parsed.is_null()
-        shown = pl.lit(None, pl.String) if raw is None else raw
-        self.checks.setdefault((column, expected), (failed, shown))  # the same check asked twice runs once
-
-    def first_problem(self) -> pl.LazyFrame:
-        """One pass over the table: for each check, the first failing line and its value."""
-        columns = []
-        for index, (failed, shown) in enumerate(self.checks.values()):
-            columns += [
-                pl.col("line").filter(failed).first().alias(f"line_{index}"),
-                shown.filter(failed).first().alias(f"value_{index}"),
-            ]
-        return self.frame.with_row_index("line", offset=2).select(columns)
-
-    def datetime(self, *columns: str, required: bool = False, formats=DATETIME_FORMATS) -> pl.Expr:
-        """The first non-null of several date/time columns, parsed with the accepted formats.
-
-        A value that matches no format is an error; so is a missing value when ``required``.
-        """
-        parsed = []
-        for column in columns:
-            raw = self.col(column)
-            value = pl.coalesce([raw.str.to_datetime(fmt, strict=False, time_unit="us") for fmt in formats])
-            self._probe(raw, value, column, f"a date or date-time like {formats[0]!r}")
-            parsed.append(value)
-        result = pl.coalesce(parsed)
-        if required:
-            self._probe(None, result, "/".join(columns), "a date in every row")
-        return result
-
-    def integer(self, column: str, *, required: bool = False) -> pl.Expr:
-        raw = self.col(column)
+def _typed(kind: str, raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
+    if kind == "integer":
         # Ids often arrive as "123.0" from spreadsheet exports; accept integral floats.
-        value = pl.coalesce(
+        return pl.coalesce(
             raw.cast(pl.Int64, strict=False), raw.cast(pl.Float64, strict=False).cast(pl.Int64)
         )
-        self._probe(raw, value, column, "an integer")
-        if required:
-            self._probe(None, value, column, "an integer in every row")
-        return value
-
-    def number(self, column: str) -> pl.Expr:
-        """A numeric value; free text here (e.g. a dose of "1-2") is kept as null, not an error."""
-        return self.col(column).cast(pl.Float64, strict=False).cast(pl.Float32)
-
-    def check_not_empty(self) -> None:
-        if self.frame.head(1).collect().height == 0:
-            raise InputError("table has a header but no rows; expected at least one", path=self.path)
+    if kind == "number":
+        return raw.cast(pl.Float64, strict=False)
+    if kind == "datetime":
+        return pl.coalesce([raw.str.to_datetime(fmt, strict=False, time_unit="us") for fmt in formats])
+    return raw
 
 
-def run_probes(tables: list[SourceTable]) -> None:
-    """Run every table's checks (one pass per table, tables in parallel); raise the first problem
-    of the first table that has one, as a one-line error."""
-    checked = [table for table in tables if table.checks]
-    for table, found in zip(checked, pl.collect_all([t.first_problem() for t in checked]), strict=True):
-        row = found.row(0)
-        problems = [(row[2 * i], row[2 * i + 1], key) for i, key in enumerate(table.checks) if row[2 * i] is not None]
-        if problems:
-            line, value, (column, expected) = min(problems, key=lambda problem: problem[0])
-            got = "empty" if value is None else f"got {value!r}"
-            raise InputError(f"line {line}, column {column}: {got}, expected {expected}", path=table.path)
+class SourceTable:
+    """One source table, typed and staged; ``frame`` reads the typed columns by their spec names."""
+
+    def __init__(
+        self, path: Path, spec: dict[str, Column], *, separator: str | None = None, needs_rows: bool = False
+    ):
+        self.path = path
+        self.spec = spec
+        self.needs_rows = needs_rows
+        self.raw = _scan_text(path, separator)
+        header = self.raw.collect_schema().names()
+        required = [name for name, column in spec.items() if column.required]
+        missing = ["/".join(self._sources(name)) for name in required if not self._present(name, header)]
+        if missing:
+            needed = ["/".join(self._sources(name)) for name in required]
+            raise InputError(
+                f"missing column(s) {', '.join(missing)}; expected at least {', '.join(needed)}", path=path
+            )
+        self.header = header
+        self.failures: list[tuple[str, str]] = []  # (column, what was expected) per check
+        self.staged = path  # replaced by the typed Parquet file in stage()
+        self.frame = pl.LazyFrame()  # the typed table, once staged
+
+    def _sources(self, name: str) -> tuple[str, ...]:
+        return self.spec[name].sources or (name,)
+
+    def _present(self, name: str, header: list[str]) -> bool:
+        return any(source in header for source in self._sources(name))
+
+    def has(self, name: str) -> bool:
+        return self._present(name, self.header)
+
+    def _typed_columns(self) -> tuple[list[pl.Expr], pl.Expr, pl.Expr]:
+        """Typed columns, plus per row the index of the first failed check and its raw value."""
+        typed, failures = [], []
+        for name, column in self.spec.items():
+            parts = []
+            for source in self._sources(name):
+                if source not in self.header:
+                    continue
+                raw = pl.col(source).str.strip_chars().replace("", None)
+                value = _typed(column.kind, raw, column.formats)
+                parts.append(value)
+                if column.kind in ("integer", "datetime"):
+                    failures.append(
+                        (raw.is_not_null() & value.is_null(), raw, source, _EXPECTED[column.kind])
+                    )
+            dtype = {"integer": pl.Int64, "number": pl.Float64, "datetime": pl.Datetime("us")}.get(
+                column.kind, pl.String
+            )
+            result = pl.coalesce(parts) if parts else pl.lit(None, dtype=dtype)
+            if column.not_null:
+                failures.append(
+                    (
+                        result.is_null(),
+                        pl.lit(None, pl.String),
+                        "/".join(self._sources(name)),
+                        "a value in every row",
+                    )
+                )
+            typed.append(result.cast(dtype).alias(name))
+        self.failures = [(source, expected) for _, _, source, expected in failures]
+        check, value = pl.lit(None, pl.UInt16), pl.lit(None, pl.String)
+        for index, (failed, raw, _, _) in reversed(list(enumerate(failures))):
+            check = pl.when(failed).then(pl.lit(index, pl.UInt16)).otherwise(check)
+            value = pl.when(failed).then(raw).otherwise(value)
+        return typed, check, value
+
+    def stage(self, staging: Path) -> pl.LazyFrame:
+        """The lazy sink that types the table into ``staging``; run it with :func:`stage_tables`."""
+        typed, check, value = self._typed_columns()
+        target = staging / f"{self.path.name}.parquet"
+        query = self.raw.with_row_index("_row", offset=1).select(
+            "_row", *typed, check.alias("_check"), value.alias("_value")
+        )
+        self.frame = pl.scan_parquet(target).drop("_row", "_check", "_value")
+        self.staged = target
+        return query.sink_parquet(target, compression="lz4", lazy=True)
+
+    def first_problem(self) -> pl.LazyFrame:
+        return pl.scan_parquet(self.staged).filter(pl.col("_check").is_not_null()).head(1)
+
+    def raise_problem(self, found: pl.DataFrame) -> None:
+        if found.is_empty():
+            if self.needs_rows and self.frame.head(1).collect().is_empty():
+                raise InputError("table has a header but no rows; expected at least one", path=self.path)
+            return
+        row = found.row(0, named=True)
+        column, expected = self.failures[row["_check"]]
+        got = "empty" if row["_value"] is None else f"got {row['_value']!r}"
+        raise InputError(f"row {row['_row']}, column {column}: {got}, expected {expected}", path=self.path)
+
+
+def stage_tables(tables: list[SourceTable], staging: Path) -> None:
+    """Type every table in one streaming pass each, then raise the first problem found, if any."""
+    pl.collect_all([table.stage(staging) for table in tables])
+    for table, found in zip(tables, pl.collect_all([t.first_problem() for t in tables]), strict=True):
+        table.raise_problem(found)
+
+
+@contextmanager
+def staging_area(out: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``out`` for typed tables; removed whatever happens."""
+    parent = Path(out).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".clinfm-staging-", dir=parent) as staging:
+        yield Path(staging)
 
 
 def open_tables(
     src: str | os.PathLike,
-    specs: dict[str, list[str]],
+    specs: dict[str, dict[str, Column]],
+    staging: Path,
     *,
     required: tuple[str, ...],
 ) -> dict[str, SourceTable]:
-    """Open the tables named in ``specs`` (name -> required columns) that exist in ``src``.
+    """Find, type and check the tables named in ``specs`` (table -> columns) that exist in ``src``.
 
-    A missing table listed in ``required`` is an error; other missing tables are logged and
-    skipped, since real extracts rarely hold every table.
+    A missing table listed in ``required`` is an error, and so is one without rows; other missing
+    tables are logged and skipped, since real extracts rarely hold every table.
     """
     src = Path(src)
     tables: dict[str, SourceTable] = {}
-    for name, columns in specs.items():
+    for name, spec in specs.items():
         path = find_table(src, name)
         if path is None:
             if name in required:
@@ -170,9 +221,8 @@ def open_tables(
                 )
             log.info("table %s not found in %s; skipped", name, src)
             continue
-        tables[name] = SourceTable.open(path, columns)
-    for name in required:
-        tables[name].check_not_empty()
+        tables[name] = SourceTable(path, spec, needs_rows=name in required)
+    stage_tables(list(tables.values()), staging)
     return tables
 
 
@@ -186,7 +236,7 @@ def event_frame(
     encounter_id: pl.Expr | None = None,
     unit: pl.Expr | None = None,
 ) -> list[pl.Expr]:
-    """The select list that turns a source table into MEDS events with clinfm's extra columns."""
+    """The select list that turns a typed table into MEDS events with clinfm's extra columns."""
     return [
         subject_id.cast(pl.Int64).alias("subject_id"),
         time.cast(pl.Datetime("us")).alias("time"),
@@ -203,11 +253,6 @@ def event_frame(
 def described(descriptions: dict[str, str]) -> pl.DataFrame:
     """A code-metadata frame from a {code: description} dict."""
     return pl.DataFrame({"code": list(descriptions), "description": list(descriptions.values())})
-
-
-def subject_ids(table: SourceTable, column: str) -> pl.Series:
-    """The subject ids of a table (PATIENTS, PERSON): tells the writer its shards without a pass over events."""
-    return table.frame.select(table.integer(column)).collect()[column].drop_nulls()
 
 
 def end_of_day(date: pl.Expr) -> pl.Expr:
