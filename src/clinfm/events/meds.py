@@ -18,8 +18,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections.abc import Callable
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import meds

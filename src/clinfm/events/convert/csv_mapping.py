@@ -39,10 +39,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from clinfm.errors import InputError
 from clinfm.events.convert.tables import (
+    DATETIME,
     DATETIME_FORMATS,
+    INTEGER,
+    NUMBER,
+    TEXT,
     Column,
     SourceTable,
     event_frame,
+    needed,
     stage_tables,
     staging_area,
 )
@@ -115,18 +120,12 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
 
 def _spec(table: TableMapping) -> dict[str, Column]:
     """The typed columns a mapped file provides, named as MEDS names them."""
-    needed = {"required": True, "not_null": True}
     formats = (table.time_format,) if table.time_format else DATETIME_FORMATS
-    columns = {"subject_id": Column("integer", **needed, sources=(table.subject_id.lower(),))}
+    columns = {"subject_id": needed(INTEGER, sources=(table.subject_id.lower(),))}
     if table.time:
-        columns["time"] = Column("datetime", **needed, sources=(table.time.lower(),), formats=formats)
-    for name, kind in (
-        ("code", "text"),
-        ("numeric_value", "number"),
-        ("text_value", "text"),
-        ("encounter_id", "integer"),
-        ("unit", "text"),
-    ):
+        columns["time"] = needed(DATETIME, sources=(table.time.lower(),), formats=formats)
+    kinds = {"code": TEXT, "numeric_value": NUMBER, "text_value": TEXT, "encounter_id": INTEGER, "unit": TEXT}
+    for name, kind in kinds.items():
         source = getattr(table, name)
         if source:
             columns[name] = Column(kind, required=True, sources=(source.lower(),))

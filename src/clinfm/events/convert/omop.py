@@ -17,11 +17,16 @@ from pathlib import Path
 import polars as pl
 
 from clinfm.events.convert.tables import (
+    DATETIME,
+    INTEGER,
+    NUMBER,
+    TEXT,
     Column,
     SourceTable,
     described,
     end_of_day,
     event_frame,
+    needed,
     open_tables,
     staging_area,
 )
@@ -90,20 +95,22 @@ CLINICAL_TABLES = (
         unit="unit_source_value",
     ),
 )
-I, T, N, D = "integer", "text", "number", "datetime"
-NEEDED = {"required": True, "not_null": True}
-PERSON_ID = Column(I, **NEEDED, sources=("person_id",))
+PERSON_ID = needed(INTEGER, sources=("person_id",))
 
 
 def _clinical_spec(t: ClinicalTable) -> dict[str, Column]:
     """Every clinical table is read into the same typed columns."""
-    optional = {"numeric_value": (N, t.numeric_value), "text_value": (T, t.text_value), "unit": (T, t.unit)}
+    optional = {
+        "numeric_value": (NUMBER, t.numeric_value),
+        "text_value": (TEXT, t.text_value),
+        "unit": (TEXT, t.unit),
+    }
     return {
         "subject_id": PERSON_ID,
-        "concept_id": Column(I, **NEEDED, sources=(t.concept,)),
-        "time": Column(D, **NEEDED, sources=t.times),
-        "source_value": Column(T, sources=(t.source_value,)),
-        "encounter_id": Column(I, sources=("visit_occurrence_id",)),
+        "concept_id": needed(INTEGER, sources=(t.concept,)),
+        "time": needed(DATETIME, sources=t.times),
+        "source_value": Column(TEXT, sources=(t.source_value,)),
+        "encounter_id": Column(INTEGER, sources=("visit_occurrence_id",)),
         **{name: Column(kind, sources=(source,)) for name, (kind, source) in optional.items() if source},
     }
 
@@ -111,32 +118,32 @@ def _clinical_spec(t: ClinicalTable) -> dict[str, Column]:
 TABLES: dict[str, dict[str, Column]] = {
     "PERSON": {
         "subject_id": PERSON_ID,
-        "gender_concept_id": Column(I, required=True),
-        "year_of_birth": Column(I, **NEEDED),
-        "month_of_birth": Column(I),
-        "day_of_birth": Column(I),
-        "birth_datetime": Column(D),
+        "gender_concept_id": Column(INTEGER, required=True),
+        "year_of_birth": needed(INTEGER),
+        "month_of_birth": Column(INTEGER),
+        "day_of_birth": Column(INTEGER),
+        "birth_datetime": Column(DATETIME),
     },
-    "DEATH": {"subject_id": PERSON_ID, "time": Column(D, **NEEDED, sources=("death_datetime", "death_date"))},
+    "DEATH": {"subject_id": PERSON_ID, "time": needed(DATETIME, sources=("death_datetime", "death_date"))},
     "VISIT_OCCURRENCE": {
         "subject_id": PERSON_ID,
-        "encounter_id": Column(I, **NEEDED, sources=("visit_occurrence_id",)),
-        "visit_concept_id": Column(I, required=True),
-        "time": Column(D, **NEEDED, sources=("visit_start_datetime", "visit_start_date")),
+        "encounter_id": needed(INTEGER, sources=("visit_occurrence_id",)),
+        "visit_concept_id": Column(INTEGER, required=True),
+        "time": needed(DATETIME, sources=("visit_start_datetime", "visit_start_date")),
     },
     "NOTE": {
         "subject_id": PERSON_ID,
-        "note_datetime": Column(D),
-        "note_date": Column(D, **NEEDED),
-        "note_title": Column(T),
-        "note_text": Column(T, required=True),
-        "encounter_id": Column(I, sources=("visit_occurrence_id",)),
+        "note_datetime": Column(DATETIME),
+        "note_date": needed(DATETIME),
+        "note_title": Column(TEXT),
+        "note_text": Column(TEXT, required=True),
+        "encounter_id": Column(INTEGER, sources=("visit_occurrence_id",)),
     },
     "CONCEPT": {
-        "concept_id": Column(I, **NEEDED),
-        "concept_name": Column(T, required=True),
-        "vocabulary_id": Column(T, required=True),
-        "concept_code": Column(T, required=True),
+        "concept_id": needed(INTEGER),
+        "concept_name": Column(TEXT, required=True),
+        "vocabulary_id": Column(TEXT, required=True),
+        "concept_code": Column(TEXT, required=True),
     },
     **{t.name: _clinical_spec(t) for t in CLINICAL_TABLES},
 }

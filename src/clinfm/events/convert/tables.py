@@ -12,10 +12,10 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -43,6 +43,14 @@ class Column:
     not_null: bool = False
     sources: tuple[str, ...] = ()
     formats: tuple[str, ...] = DATETIME_FORMATS
+
+
+INTEGER, TEXT, NUMBER, DATETIME = "integer", "text", "number", "datetime"
+
+
+def needed(kind: str, **options) -> Column:
+    """A column that must be in the header and hold a value in every row."""
+    return Column(kind, required=True, not_null=True, **options)
 
 
 def find_table(src: Path, name: str) -> Path | None:
