@@ -27,6 +27,7 @@ log = logging.getLogger("clinfm")
 _SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".parquet")
 DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _EXPECTED = {"integer": "an integer", "datetime": "a date or date-time like '2020-01-31 13:45:00'"}
+_DTYPES = {"integer": pl.Int64(), "number": pl.Float64(), "datetime": pl.Datetime("us")}
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,12 @@ def _scan_text(path: Path, separator: str | None) -> pl.LazyFrame:
     )
 
 
+def _blank_as_null(text: pl.Expr) -> pl.Expr:
+    """Trimmed text; blank as null (``replace("", None)`` would cost a hash table per chunk)."""
+    trimmed = text.str.strip_chars()
+    return pl.when(trimmed.str.len_bytes() > 0).then(trimmed)
+
+
 def _typed(kind: str, raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
     if kind == "integer":
         # Ids often arrive as "123.0" from spreadsheet exports; accept integral floats.
@@ -129,65 +136,69 @@ class SourceTable:
     def has(self, name: str) -> bool:
         return self._present(name, self.header)
 
-    def _typed_columns(self) -> tuple[list[pl.Expr], pl.Expr, pl.Expr]:
-        """Typed columns, plus per row the index of the first failed check and its raw value."""
+    def _typed_query(self) -> pl.LazyFrame:
+        """Typed columns plus ``_check``, the index of the first failed check of each row.
+
+        Each source column is parsed once; the checks then compare the parsed and the raw columns,
+        so checking costs a comparison per value, not a second parse.
+        """
+        sources = sorted(
+            {source for name in self.spec for source in self._sources(name) if source in self.header}
+        )
+        kinds = {source: column for name, column in self.spec.items() for source in self._sources(name)}
+        raw = {source: _blank_as_null(pl.col(source)) for source in sources}
+        parsed = [_typed(kinds[s].kind, raw[s], kinds[s].formats).alias(f"_parsed_{s}") for s in sources]
         typed, failures = [], []
+        for source in sources:
+            if kinds[source].kind in (INTEGER, DATETIME):
+                failed = pl.col(source).is_not_null() & pl.col(f"_parsed_{source}").is_null()
+                failures.append((failed, source, _EXPECTED[kinds[source].kind]))
         for name, column in self.spec.items():
-            parts = []
-            for source in self._sources(name):
-                if source not in self.header:
-                    continue
-                raw = pl.col(source).str.strip_chars().replace("", None)
-                value = _typed(column.kind, raw, column.formats)
-                parts.append(value)
-                if column.kind in ("integer", "datetime"):
-                    failures.append(
-                        (raw.is_not_null() & value.is_null(), raw, source, _EXPECTED[column.kind])
-                    )
-            dtype = {"integer": pl.Int64, "number": pl.Float64, "datetime": pl.Datetime("us")}.get(
-                column.kind, pl.String
-            )
-            result = pl.coalesce(parts) if parts else pl.lit(None, dtype=dtype)
+            present = [pl.col(f"_parsed_{source}") for source in self._sources(name) if source in self.header]
+            dtype = _DTYPES.get(column.kind, pl.String)
+            value = pl.coalesce(present) if present else pl.lit(None, dtype=dtype)
             if column.not_null:
-                failures.append(
-                    (
-                        result.is_null(),
-                        pl.lit(None, pl.String),
-                        "/".join(self._sources(name)),
-                        "a value in every row",
-                    )
-                )
-            typed.append(result.cast(dtype).alias(name))
-        self.failures = [(source, expected) for _, _, source, expected in failures]
-        check, value = pl.lit(None, pl.UInt16), pl.lit(None, pl.String)
-        for index, (failed, raw, _, _) in reversed(list(enumerate(failures))):
-            check = pl.when(failed).then(pl.lit(index, pl.UInt16)).otherwise(check)
-            value = pl.when(failed).then(raw).otherwise(value)
-        return typed, check, value
+                failures.append((value.is_null(), "/".join(self._sources(name)), "a value in every row"))
+            typed.append(value.cast(dtype).alias(name))
+        self.failures = [(source, expected) for _, source, expected in failures]
+        first_failure = pl.min_horizontal(
+            [pl.when(failed).then(pl.lit(i, pl.UInt16)) for i, (failed, _, _) in enumerate(failures)]
+        )
+        return (
+            self.raw.with_row_index("_row", offset=1)
+            .select("_row", *(raw[s].alias(s) for s in sources), *parsed)
+            .select("_row", *typed, (first_failure if failures else pl.lit(None, pl.UInt16)).alias("_check"))
+        )
 
     def stage(self, staging: Path) -> pl.LazyFrame:
         """The lazy sink that types the table into ``staging``; run it with :func:`stage_tables`."""
-        typed, check, value = self._typed_columns()
         target = staging / f"{self.path.name}.parquet"
-        query = self.raw.with_row_index("_row", offset=1).select(
-            "_row", *typed, check.alias("_check"), value.alias("_value")
-        )
-        self.frame = pl.scan_parquet(target).drop("_row", "_check", "_value")
+        query = self._typed_query()
+        self.frame = pl.scan_parquet(target).drop("_row", "_check")
         self.staged = target
         return query.sink_parquet(target, compression="lz4", lazy=True)
 
     def first_problem(self) -> pl.LazyFrame:
-        return pl.scan_parquet(self.staged).filter(pl.col("_check").is_not_null()).head(1)
+        return (
+            pl.scan_parquet(self.staged)
+            .filter(pl.col("_check").is_not_null())
+            .select("_row", "_check")
+            .head(1)
+        )
 
     def raise_problem(self, found: pl.DataFrame) -> None:
         if found.is_empty():
             if self.needs_rows and self.frame.head(1).collect().is_empty():
                 raise InputError("table has a header but no rows; expected at least one", path=self.path)
             return
-        row = found.row(0, named=True)
-        column, expected = self.failures[row["_check"]]
-        got = "empty" if row["_value"] is None else f"got {row['_value']!r}"
-        raise InputError(f"row {row['_row']}, column {column}: {got}, expected {expected}", path=self.path)
+        row, check = found.row(0)
+        column, expected = self.failures[check]
+        value = None
+        if column in self.header:  # rare path: read the offending value back from the source
+            offending = self.raw.with_row_index("_row", offset=1).filter(pl.col("_row") == row)
+            value = offending.select(_blank_as_null(pl.col(column))).collect().item()
+        got = "empty" if value is None else f"got {value!r}"
+        raise InputError(f"row {row}, column {column}: {got}, expected {expected}", path=self.path)
 
 
 def stage_tables(tables: list[SourceTable], staging: Path) -> None:
