@@ -151,3 +151,13 @@ def test_reads_meds_0_3_3_with_extra_columns():
     ]  # all-null value columns dropped
     report = clinfm.validate(root)
     assert report.ok, report.errors
+
+
+def test_subjects_missing_from_the_given_list_keep_their_events(tmp_path):
+    """Shards are ranges of ids: an orphan subject (events but no PATIENTS row) is never dropped."""
+    events = _events(range(1, 10))
+    out = write_dataset(
+        tmp_path / "ds", events, dataset_name="toy", subjects=pl.Series([2, 4, 6, 8]), subjects_per_shard=2
+    )
+    assert clinfm.scan_events(out).select(pl.len()).collect().item() == events.height
+    assert clinfm.validate(out).ok

@@ -189,7 +189,8 @@ def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, sub
         write_events(_sort_events(events).collect(engine="streaming"), data_dir / "0.parquet")
         return
     staging = data_dir.parent / ".staging"
-    shard = pl.lit(boundaries).search_sorted(pl.col("subject_id"), side="right")
+    # Binning streams in constant memory (a literal search_sorted grows with the data).
+    shard = pl.col("subject_id").bin_intervals(boundaries, labels=False)
     events.with_columns(shard=shard).sink_parquet(
         pl.PartitionBy(staging, key="shard", include_key=False), mkdir=True
     )

@@ -133,9 +133,6 @@ class SourceTable:
     def _present(self, name: str, header: list[str]) -> bool:
         return any(source in header for source in self._sources(name))
 
-    def has(self, name: str) -> bool:
-        return self._present(name, self.header)
-
     def _typed_query(self) -> pl.LazyFrame:
         """Typed columns plus ``_check``, the index of the first failed check of each row.
 
@@ -172,7 +169,7 @@ class SourceTable:
 
     def stage(self, staging: Path) -> pl.LazyFrame:
         """The lazy sink that types the table into ``staging``; run it with :func:`stage_tables`."""
-        target = staging / f"{self.path.name}.parquet"
+        target = staging / f"{self.path.name}-{id(self)}.parquet"  # a mapping may read one file twice
         query = self._typed_query()
         self.frame = pl.scan_parquet(target).drop("_row", "_check")
         self.staged = target
