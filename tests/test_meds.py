@@ -141,6 +141,7 @@ def test_reads_meds_0_3_3_with_extra_columns():
     description = clinfm.describe(root)
     assert description.subjects == 100 and description.events == 916_166
     assert description.meds_version == "0.3.3"
+    assert 0 < description.rare_codes < description.distinct_codes
     task = next(t for t in description.tasks if t.name == "icu_mortality_first_24h")
     assert task.samples == 74 and task.prevalence == pytest.approx(9 / 74)
     labels = clinfm.read_labels(root / "tasks" / "icu_mortality_first_24h.parquet")

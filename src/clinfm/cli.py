@@ -20,6 +20,7 @@ from rich.table import Table
 import clinfm
 from clinfm import progress
 from clinfm.errors import InputError
+from clinfm.vocab import DEFAULT_MIN_SUBJECTS
 
 app = typer.Typer(
     help="Pre-train models on large unlabeled health data; transfer them to small cohorts and other sites.",
@@ -57,6 +58,12 @@ def _user_facing(command):
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return run
+
+
+SHARD_OPTION = typer.Option(
+    10_000,
+    help="Subjects per output shard; memory is bounded by the largest shard, so lower it for long histories.",
+)
 
 
 class Coding(StrEnum):
@@ -106,11 +113,12 @@ def convert_mimic3(
         ..., help="Folder with PATIENTS, ADMISSIONS, DIAGNOSES_ICD, ... (.csv or .csv.gz)."
     ),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
+    subjects_per_shard: int = SHARD_OPTION,
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert MIMIC-III tables to MEDS."""
     with progress.status(f"Converting MIMIC-III tables in {src}"):
-        path = clinfm.convert_mimic3(src, out, overwrite=overwrite)
+        path = clinfm.convert_mimic3(src, out, subjects_per_shard=subjects_per_shard, overwrite=overwrite)
     console.print(f"wrote {path}")
 
 
@@ -119,11 +127,12 @@ def convert_mimic3(
 def convert_omop(
     src: Path = typer.Argument(..., help="Folder with OMOP CDM 5.3/5.4 CSV tables (PERSON, ..., CONCEPT)."),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
+    subjects_per_shard: int = SHARD_OPTION,
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert OMOP CDM tables to MEDS."""
     with progress.status(f"Converting OMOP tables in {src}"):
-        path = clinfm.convert_omop(src, out, overwrite=overwrite)
+        path = clinfm.convert_omop(src, out, subjects_per_shard=subjects_per_shard, overwrite=overwrite)
     console.print(f"wrote {path}")
 
 
@@ -135,11 +144,14 @@ def convert_csv(
     mapping: Path = typer.Option(
         ..., "--mapping", help="YAML file describing the tables (see docs/data.md)."
     ),
+    subjects_per_shard: int = SHARD_OPTION,
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert your own CSV extract to MEDS, as a YAML mapping describes it."""
     with progress.status(f"Converting {src}"):
-        path = clinfm.convert_csv(src, out, mapping, overwrite=overwrite)
+        path = clinfm.convert_csv(
+            src, out, mapping, subjects_per_shard=subjects_per_shard, overwrite=overwrite
+        )
     console.print(f"wrote {path}")
 
 
@@ -171,6 +183,10 @@ def print_description(description: clinfm.DatasetDescription) -> None:
         ("subjects", f"{description.subjects:,}"),
         ("events", f"{description.events:,}"),
         ("distinct codes", f"{description.distinct_codes:,}"),
+        (
+            f"codes of < {DEFAULT_MIN_SUBJECTS} patients (never saved)",
+            f"{description.rare_codes:,}",
+        ),
         ("time span", f"{description.first_time} to {description.last_time}"),
         ("events per subject (median)", f"{description.events_per_subject_median:,.0f}"),
         ("events with a numeric value", f"{description.events_with_numeric_value:,}"),

@@ -10,6 +10,7 @@ import polars as pl
 
 from clinfm.events.meds import read_dataset_metadata, read_labels, read_splits, scan_events, task_files
 from clinfm.vocab.systems import vocabulary_of
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
 
 
 @dataclass
@@ -29,6 +30,7 @@ class DatasetDescription:
     subjects: int
     events: int
     distinct_codes: int
+    rare_codes: int  # codes of fewer than DEFAULT_MIN_SUBJECTS subjects: kept out of saved vocabularies
     first_time: str | None
     last_time: str | None
     events_per_subject_median: float
@@ -71,12 +73,18 @@ def describe(root: str | os.PathLike) -> DatasetDescription:
         text=pl.col("text_value").is_not_null().sum(),
     )
     per_subject = events.group_by("subject_id").len().select(pl.col("len").median())
+    rare = (
+        events.group_by("code")
+        .agg(pl.col("subject_id").n_unique())
+        .filter(pl.col("subject_id") < DEFAULT_MIN_SUBJECTS)
+        .select(pl.len())
+    )
     vocabularies = (
         events.group_by(vocabulary=vocabulary_of(pl.col("code")).fill_null("(none)"))
         .agg(codes=pl.col("code").n_unique(), events=pl.len())
         .sort("events", descending=True)
     )
-    totals, per_subject, vocabularies = pl.collect_all([totals, per_subject, vocabularies])
+    totals, per_subject, rare, vocabularies = pl.collect_all([totals, per_subject, rare, vocabularies])
     row = totals.row(0, named=True)
     splits = read_splits(root)
     metadata = read_dataset_metadata(root)
@@ -86,6 +94,7 @@ def describe(root: str | os.PathLike) -> DatasetDescription:
         subjects=row["subjects"],
         events=row["events"],
         distinct_codes=row["distinct_codes"],
+        rare_codes=rare.item(),
         first_time=str(row["first_time"]) if row["first_time"] is not None else None,
         last_time=str(row["last_time"]) if row["last_time"] is not None else None,
         events_per_subject_median=float(per_subject.item() or 0),
