@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -11,8 +12,10 @@ import psutil
 
 def run_measured(command: list[str]) -> tuple[float, float]:
     """Run ``command``; return (wall seconds, peak resident MB of it and its children)."""
+    # Importing Polars here exported its allocator setting; the child should start as from a shell.
+    env = {key: value for key, value in os.environ.items() if key != "_RJEM_MALLOC_CONF"}
     start = time.perf_counter()
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, env=env)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
