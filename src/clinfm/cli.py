@@ -164,7 +164,8 @@ def validate(
     ),
 ):
     """Check a MEDS dataset against the MEDS schemas and ordering rules."""
-    report = clinfm.validate(meds_dir)
+    with progress.status(f"Validating {meds_dir}"):
+        report = clinfm.validate(meds_dir)
     for warning in report.warnings:
         error_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     problems = report.errors + (report.warnings if strict else [])
@@ -220,7 +221,8 @@ def describe(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ):
     """Subjects, events, codes by vocabulary, time span, splits and label prevalence of a MEDS dataset."""
-    description = clinfm.describe(meds_dir)
+    with progress.status(f"Describing {meds_dir}"):
+        description = clinfm.describe(meds_dir)
     if as_json:
         console.print_json(json.dumps(description.to_dict()))
     else:
@@ -241,7 +243,29 @@ def demo(
         print_description(site.description)
         verdict = "valid MEDS" if site.report.ok else "INVALID"
         console.print(f"validation: {verdict}, {len(site.report.warnings)} warning(s)")
+    console.rule("How the sites differ")
+    console.print(_site_comparison(result.sites))
     console.print(f"\nwrote {result.out} (summary in {result.summary_path})")
+
+
+def _site_comparison(sites) -> Table:
+    """Coding system, utilisation and label prevalence side by side: the shift transfer must bridge."""
+    table = Table()
+    table.add_column("")
+    for site in sites:
+        table.add_column(site.name, justify="right")
+    rows = {
+        "coding system": [{"icd9": "ICD-9-CM", "icd10": "ICD-10-CM"}[site.coding] for site in sites],
+        "events per child (median)": [f"{s.description.events_per_subject_median:,.0f}" for s in sites],
+        "distinct codes": [f"{s.description.distinct_codes:,}" for s in sites],
+    }
+    for task in sites[0].description.tasks:
+        if task.prevalence is not None:
+            found = [{t.name: t for t in s.description.tasks}.get(task.name) for s in sites]
+            rows[task.name] = [f"{t.prevalence:.1%}" if t is not None else "-" for t in found]
+    for label, values in rows.items():
+        table.add_row(label, *values)
+    return table
 
 
 def main() -> None:  # pragma: no cover - console entry point
