@@ -143,22 +143,26 @@ def _code_title_lines(vocabulary: str, encoding: str, *parts: str) -> pl.DataFra
 
 
 @_cached_table
-def descriptions() -> pl.DataFrame:
-    """DataFrame[code, description] for the billable ICD-9-CM, ICD-9 procedure, ICD-10-CM and PCS codes."""
+def _descriptions_of(vocabulary: str) -> pl.DataFrame:
     icd9 = ("ICD_9_CM_v32_master_descriptions",)
     icd10 = ("ICD_10_CM_2024_release",)
-    icd10cm = _code_title_lines("ICD10CM", "utf-8", *icd10, "icd10cm-codes-2024.txt")
-    # Codes valid in FY2023 but deleted from FY2024 still fill older records; CCIR v2023.1 lists them.
-    icd10cm_deleted = _ccir_raw().select("code", "description").join(icd10cm, on="code", how="anti")
-    frames = [
-        # The CMS ICD-9 files are Latin-1 (Ménière's disease).
-        _code_title_lines("ICD9CM", "iso-8859-1", *icd9, "CMS32_DESC_LONG_DX.txt"),
-        _code_title_lines("ICD9PROC", "iso-8859-1", *icd9, "CMS32_DESC_LONG_SG.txt"),
-        icd10cm,
-        icd10cm_deleted,
-        _code_title_lines("ICD10PCS", "utf-8", *icd10, "icd10pcs-codes-2024.txt"),
-    ]
-    return pl.concat(frames).unique("code", keep="first", maintain_order=True)
+    if vocabulary == "ICD10CM":
+        current = _code_title_lines("ICD10CM", "utf-8", *icd10, "icd10cm-codes-2024.txt")
+        # Codes valid in FY2023 but deleted from FY2024 still fill older records; CCIR v2023.1 lists them.
+        deleted = _ccir_raw().select("code", "description").join(current, on="code", how="anti")
+        return pl.concat([current, deleted])
+    files = {  # the CMS ICD-9 files are Latin-1 (Ménière's disease)
+        "ICD9CM": ("iso-8859-1", *icd9, "CMS32_DESC_LONG_DX.txt"),
+        "ICD9PROC": ("iso-8859-1", *icd9, "CMS32_DESC_LONG_SG.txt"),
+        "ICD10PCS": ("utf-8", *icd10, "icd10pcs-codes-2024.txt"),
+    }
+    return _code_title_lines(vocabulary, *files[vocabulary]).unique("code", keep="first", maintain_order=True)
+
+
+def descriptions(vocabularies: tuple[str, ...] = CHECKED_VOCABULARIES) -> pl.DataFrame:
+    """DataFrame[code, description] for the billable ICD-9-CM, ICD-9 procedure, ICD-10-CM and PCS codes
+    (or those of the ``vocabularies`` named); each file is parsed once per process."""
+    return pl.concat([_descriptions_of(vocabulary) for vocabulary in vocabularies])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,12 +332,22 @@ def code_metadata(codes: pl.Series) -> pl.DataFrame:
     """
     frame = pl.DataFrame({"code": codes.cast(pl.String)}).unique()
     vocabulary = vocabulary_of(pl.col("code"))
-    groupers = pl.concat([categories("CCS"), categories("CCSR")]).select("code", "category")
+    present = [name for name in CHECKED_VOCABULARIES if frame.filter(vocabulary == name).height]
+    # Load only the tables the codes need: a MIMIC-III extract never pays for ICD-10 files.
+    schemes = [scheme for name, scheme in (("ICD9CM", "CCS"), ("ICD10CM", "CCSR")) if name in present]
     edges = [
         _icd_ancestry(name, frame.filter(vocabulary == name)).with_columns(rank=pl.lit(0))
         for name in ("ICD9CM", "ICD9PROC", "ICD10CM")
+        if name in present
     ]
-    edges.append(groupers.select("code", pl.col("category").alias("parent"), rank=pl.lit(1)))
+    edges += [
+        categories(scheme).select("code", pl.col("category").alias("parent"), rank=pl.lit(1))
+        for scheme in schemes
+    ]
+    if not edges:
+        return pl.DataFrame(
+            schema={"code": pl.String, "description": pl.String, "parent_codes": pl.List(pl.String)}
+        )
     parents = (
         pl.concat(edges)
         .join(frame, on="code", how="semi")
@@ -342,8 +356,8 @@ def code_metadata(codes: pl.Series) -> pl.DataFrame:
         .group_by("code", maintain_order=True)
         .agg(pl.col("parent").alias("parent_codes"))
     )
-    icd = frame.filter(vocabulary.is_in(CHECKED_VOCABULARIES))
-    return icd.join(descriptions(), on="code", how="left").join(parents, on="code", how="left")
+    icd = frame.filter(vocabulary.is_in(present))
+    return icd.join(descriptions(tuple(present)), on="code", how="left").join(parents, on="code", how="left")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,10 +470,15 @@ def is_valid_code(codes: pl.Series) -> pl.Series:
     Null for codes of other vocabularies (and null codes): this module cannot judge those.
     Only the canonical dotted form counts, so an undotted ``ICD9CM/49390`` is False.
     """
-    listed = descriptions().get_column("code").implode()
     code = pl.col("code")
     checked = vocabulary_of(code).is_in(CHECKED_VOCABULARIES)
     frame = pl.DataFrame({"code": codes.cast(pl.String)})
+    present = tuple(
+        set(frame.select(vocabulary_of(code)).to_series().drop_nulls()) & set(CHECKED_VOCABULARIES)
+    )
+    listed = (descriptions(tuple(sorted(present))) if present else pl.DataFrame({"code": []}))[
+        "code"
+    ].implode()
     valid = frame.select(pl.when(checked).then(code.is_in(listed)).alias("valid")).to_series()
     return valid.alias(codes.name or "valid")
 
