@@ -20,6 +20,7 @@ from rich.table import Table
 import clinfm
 from clinfm import progress
 from clinfm.errors import InputError
+from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD
 from clinfm.vocab import DEFAULT_MIN_SUBJECTS
 
 app = typer.Typer(
@@ -61,7 +62,8 @@ def _user_facing(command):
 
 
 SHARD_OPTION = typer.Option(
-    10_000,
+    DEFAULT_SUBJECTS_PER_SHARD,
+    min=1,
     help="Subjects per output shard; memory is bounded by the largest shard, so lower it for long histories.",
 )
 

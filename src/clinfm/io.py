@@ -13,11 +13,24 @@ from pathlib import Path
 from clinfm.errors import InputError
 
 
+def _clinfm_output(path: Path) -> bool:
+    """A folder clinfm may replace: a MEDS dataset, a clinfm run or demo, or an empty folder."""
+    markers = ("metadata/dataset.json", "summary.json")
+    return path.is_dir() and (any((path / marker).exists() for marker in markers) or not any(path.iterdir()))
+
+
 def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an existing output unless ``overwrite``: checked first, before any work is done."""
+    """Refuse an existing output unless ``overwrite``, and even then anything but a clinfm output.
+
+    Checked first, before any work is done, so a user's folder is never replaced by mistake.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError("output already exists; choose another path or pass overwrite", path=out)
+    if out.exists() and not _clinfm_output(out):
+        raise InputError(
+            "exists and is not a MEDS dataset or clinfm output; refusing to replace it", path=out
+        )
     return out
 
 
@@ -25,8 +38,9 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
 def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``out``; move it to ``out`` only if the block succeeds.
 
-    An existing ``out`` is refused unless ``overwrite`` is set, and even then it is replaced only
-    after the new output is complete, so nothing the user had is lost to a failed run.
+    An existing ``out`` is refused unless ``overwrite`` is set (see :func:`check_output`), and even
+    then it is replaced only after the new output is complete; if the swap itself fails, the old
+    output is put back. Nothing the user had is lost to a failed run.
     """
     out = check_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -36,14 +50,19 @@ def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        trash = out.with_name(f".{out.name}.old")
-        shutil.rmtree(trash, ignore_errors=True)
-        out.rename(trash)
+    if not out.exists():
         tmp.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
+        return
+    trash = out.with_name(f".{out.name}.old")
+    shutil.rmtree(trash, ignore_errors=True)
+    out.rename(trash)
+    try:
         tmp.rename(out)
+    except OSError:
+        trash.rename(out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def write_json_atomic(path: str | os.PathLike, payload: object) -> None:

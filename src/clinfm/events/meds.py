@@ -52,7 +52,6 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "float_value": pl.Float32(),
     "categorical_value": pl.String(),
 }
-SPLITS = (meds.train_split, meds.tuning_split, meds.held_out_split)
 DEFAULT_SUBJECTS_PER_SHARD = 10_000
 #: Code metadata, or a function from the codes the data use to their metadata.
 CodeMetadata = pl.DataFrame | Callable[[pl.Series], pl.DataFrame] | None
@@ -169,8 +168,8 @@ def write_events(frame: pl.DataFrame, path: Path) -> None:
     write_table(frame, meds.DataSchema, path)
 
 
-def _sort_events(events: pl.LazyFrame) -> pl.LazyFrame:
-    # MEDS: a subject's events are contiguous and time-ordered; static (null-time) events first.
+def sort_events(events: pl.LazyFrame) -> pl.LazyFrame:
+    """MEDS order: a subject's events together and by time, static (null-time) events first."""
     return events.sort(["subject_id", "time", "code"], nulls_last=False, maintain_order=True)
 
 
@@ -186,18 +185,22 @@ def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, sub
     ordered = subjects.unique().sort()
     boundaries = ordered.gather_every(subjects_per_shard, offset=subjects_per_shard)
     if boundaries.is_empty():
-        write_events(_sort_events(events).collect(engine="streaming"), data_dir / "0.parquet")
+        write_events(sort_events(events).collect(engine="streaming"), data_dir / "0.parquet")
         return
     staging = data_dir.parent / ".staging"
-    # Binning streams in constant memory (a literal search_sorted grows with the data).
-    shard = pl.col("subject_id").bin_intervals(boundaries, labels=False)
+    # Binning streams in constant memory (a literal search_sorted grows with the data). Rows without
+    # a subject id get a bin of their own, so they are found below instead of silently dropped.
+    orphan_bin = boundaries.len() + 1
+    shard = pl.col("subject_id").bin_intervals(boundaries, labels=False).fill_null(orphan_bin)
     events.with_columns(shard=shard).sink_parquet(
         pl.PartitionBy(staging, key="shard", include_key=False), mkdir=True
     )
+    if (staging / f"shard={orphan_bin}").exists():
+        raise InputError("some events have a null subject_id; MEDS requires one")
     for index in range(boundaries.len() + 1):
         parts = sorted((staging / f"shard={index}").glob("*.parquet"))
         if parts:
-            write_events(_sort_events(pl.scan_parquet(parts)).collect(), data_dir / f"{index}.parquet")
+            write_events(sort_events(pl.scan_parquet(parts)).collect(), data_dir / f"{index}.parquet")
     shutil.rmtree(staging)
 
 

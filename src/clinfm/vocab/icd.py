@@ -97,7 +97,8 @@ def _prefixed(vocabulary: str | pl.Expr, code: pl.Expr) -> pl.Expr:
     return pl.concat_str(vocabulary, pl.lit("/"), code)
 
 
-_DOTTERS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
+#: How raw (undotted) codes of each ICD vocabulary get their canonical dots.
+DOTTERS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
     "ICD9CM": dot_icd9cm,
     "ICD9PROC": dot_icd9proc,
     "ICD10CM": dot_icd10cm,
@@ -107,7 +108,7 @@ _DOTTERS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
 
 def _canonical(vocabulary: str, expr: pl.Expr) -> pl.Expr:
     """A raw code of ``vocabulary`` as a clinfm code string: prefix and dots."""
-    return _prefixed(vocabulary, _DOTTERS[vocabulary](expr))
+    return _prefixed(vocabulary, DOTTERS[vocabulary](expr))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -425,7 +426,7 @@ def pediatric_complex_chronic() -> pl.DataFrame:
     # Each vocabulary is dotted its own way, so dot each one's rows apart.
     frames = [
         raw.filter(pl.col("vocabulary") == name).with_columns(code=_canonical(name, pl.col("ICD_Code")))
-        for name in _DOTTERS
+        for name in DOTTERS
     ]
     return (
         pl.concat(frames)

@@ -36,11 +36,24 @@ KNOWN_VOCABULARIES: dict[str, str] = {
     "MEDS": "MEDS reserved codes (MEDS_BIRTH, MEDS_DEATH)",
 }
 
+#: Descriptions of the codes clinfm writes itself, whatever the source.
+CLINFM_CODE_DESCRIPTIONS: dict[str, str] = {
+    "GENDER/F": "Female",
+    "GENDER/M": "Male",
+    "MEDS_BIRTH": "Birth",
+    "MEDS_DEATH": "Death",
+    "VISIT/INPATIENT": "Inpatient stay",
+    "VISIT/EMERGENCY": "Emergency department visit",
+    "VISIT/OUTPATIENT": "Outpatient visit",
+    "VISIT/PHARMACY": "Pharmacy claim",
+    "VISIT/OTHER": "Other visit",
+    "NOTE/PROGRESS": "Progress note",
+    "NOTE/ED": "Emergency department note",
+    "NOTE/DISCHARGE": "Discharge summary",
+}
+
 #: Prefixes users may invent for their own site's codes, e.g. ``LOCAL_LAB/12345``.
 LOCAL_PREFIX = "LOCAL"
-
-BIRTH_CODE = "MEDS_BIRTH"
-DEATH_CODE = "MEDS_DEATH"
 
 
 def vocabulary_of(code: pl.Expr) -> pl.Expr:

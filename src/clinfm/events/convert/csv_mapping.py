@@ -51,12 +51,10 @@ from clinfm.events.convert.tables import (
     stage_tables,
     staging_area,
 )
-from clinfm.events.meds import write_dataset
+from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, write_dataset
 from clinfm.io import check_output
-from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc, dot_icd10cm
+from clinfm.vocab.icd import DOTTERS, code_metadata
 from clinfm.vocab.systems import check_vocabulary
-
-_DOTTERS = {"ICD9CM": dot_icd9cm, "ICD10CM": dot_icd10cm, "ICD9PROC": dot_icd9proc}
 
 
 class TableMapping(BaseModel):
@@ -142,7 +140,7 @@ def _table_events(src: Path, table: TableMapping, staging: Path) -> pl.LazyFrame
         code = pl.lit(table.code_value)
     else:
         raw = pl.col("code")
-        dot = _DOTTERS.get(table.code_prefix)
+        dot = DOTTERS.get(table.code_prefix)
         if dot is not None:  # claims extracts usually drop the dot; MEDS codes keep it
             raw = pl.when(raw.str.contains(".", literal=True)).then(raw).otherwise(dot(raw))
         code = table.code_prefix + "/" + raw
@@ -162,7 +160,7 @@ def convert_csv(
     out: str | os.PathLike,
     mapping: str | os.PathLike,
     *,
-    subjects_per_shard: int = 10_000,
+    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
     """Convert the CSV files in ``src`` that ``mapping`` (a YAML file) describes to MEDS at ``out``."""

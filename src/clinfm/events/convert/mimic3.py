@@ -3,12 +3,13 @@
 ==================  ===================================================================
 table               events
 ==================  ===================================================================
-PATIENTS (needed)   ``GENDER/F|M`` (static), ``MEDS_BIRTH`` at dob, ``MEDS_DEATH`` at dod
+PATIENTS (needed)   ``GENDER/F|M`` (static), ``MEDS_BIRTH`` at dob, ``MEDS_DEATH`` at the end of dod
 ADMISSIONS          ``VISIT/INPATIENT`` at admittime, encounter_id = hadm_id
 DIAGNOSES_ICD       ``ICD9CM/<dotted>`` at the admission's dischtime (coded at discharge)
 PROCEDURES_ICD      ``ICD9PROC/<dotted>`` at dischtime
-CPTEVENTS           ``CPT4/<cpt_cd>`` at chartdate, else at dischtime
-PRESCRIPTIONS       ``DRUG/<NAME>`` at startdate; numeric_value = dose_val_rx, unit = dose_unit_rx
+CPTEVENTS           ``CPT4/<cpt_cd>`` at the end of chartdate, else at dischtime
+PRESCRIPTIONS       ``DRUG/<NAME>`` at the end of startdate (a date); numeric_value = dose_val_rx,
+                    unit = dose_unit_rx
 LABEVENTS           ``LOINC/<code>`` via D_LABITEMS where it has one, else ``LAB/<itemid>``;
                     numeric_value = valuenum, text_value = value when not numeric
 NOTEEVENTS          ``NOTE/<CATEGORY>`` with the note as text_value; charttime, else the end
@@ -16,7 +17,8 @@ NOTEEVENTS          ``NOTE/<CATEGORY>`` with the note as text_value; charttime, 
 ==================  ===================================================================
 
 Diagnoses and procedures carry no time of their own in MIMIC-III; stamping them at discharge keeps
-them out of any prediction made during the stay, so they cannot leak into an earlier window.
+them out of any prediction made during the stay, so they cannot leak into an earlier window. For
+the same reason an event known only by its date is placed at the end of that day.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from clinfm.events.convert.tables import (
     TEXT,
     Column,
     SourceTable,
+    code_token,
     described,
     end_of_day,
     event_frame,
@@ -41,9 +44,10 @@ from clinfm.events.convert.tables import (
     open_tables,
     staging_area,
 )
-from clinfm.events.meds import write_dataset
+from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, write_dataset
 from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc
+from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 
 log = logging.getLogger("clinfm")
 
@@ -108,13 +112,6 @@ TABLES: dict[str, dict[str, Column]] = {
         "iserror": Column(TEXT),
     },
 }
-FIXED_DESCRIPTIONS = {
-    "GENDER/F": "Female",
-    "GENDER/M": "Male",
-    "MEDS_BIRTH": "Birth",
-    "MEDS_DEATH": "Death",
-    "VISIT/INPATIENT": "Hospital admission",
-}
 col = pl.col
 
 
@@ -124,8 +121,9 @@ def _patients(t: SourceTable) -> pl.LazyFrame:
         event_frame(col("subject_id"), pl.lit(None), "GENDER/" + gender)
     )
     birth = t.frame.select(event_frame(col("subject_id"), col("dob"), pl.lit("MEDS_BIRTH")))
+    # dod is a date: known by the end of that day, not at its midnight.
     death = t.frame.filter(col("dod").is_not_null()).select(
-        event_frame(col("subject_id"), col("dod"), pl.lit("MEDS_DEATH"))
+        event_frame(col("subject_id"), end_of_day(col("dod")), pl.lit("MEDS_DEATH"))
     )
     return pl.concat([static, birth, death])
 
@@ -140,29 +138,43 @@ def _admissions(t: SourceTable) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     return visits, t.frame.select(encounter_id="hadm_id", discharge="dischtime")
 
 
-def _coded_at_discharge(t: SourceTable, discharge: pl.LazyFrame, prefix: str, dot) -> pl.LazyFrame:
-    events = t.frame.filter(col("icd9_code").is_not_null()).select(
+def _icd_codes(t: SourceTable, prefix: str, dot) -> pl.LazyFrame:
+    """Diagnoses or procedures, untimed: MIMIC-III dates neither."""
+    return t.frame.filter(col("icd9_code").is_not_null()).select(
         event_frame(
             col("subject_id"), pl.lit(None), prefix + dot(col("icd9_code")), encounter_id=col("hadm_id")
         )
     )
-    return _at_discharge(events, discharge)
 
 
 def _at_discharge(events: pl.LazyFrame, discharge: pl.LazyFrame) -> pl.LazyFrame:
-    """Events without a time of their own take their admission's discharge time."""
+    """Events without a time of their own take their admission's discharge time; those with neither
+    (an admission missing from ADMISSIONS) are dropped, and counted in the log by the caller."""
     return (
-        events.join(discharge, on="encounter_id", how="inner")
+        events.join(discharge, on="encounter_id", how="left")
         .with_columns(time=pl.coalesce("time", "discharge"))
         .drop("discharge")
+        .filter(col("time").is_not_null())
     )
 
 
-def _cpt_events(t: SourceTable, discharge: pl.LazyFrame) -> pl.LazyFrame:
-    events = t.frame.filter(col("cpt_cd").is_not_null()).select(
-        event_frame(col("subject_id"), col("chartdate"), "CPT4/" + col("cpt_cd"), encounter_id=col("hadm_id"))
+def _log_untimed(name: str, events: pl.LazyFrame, discharge: pl.LazyFrame) -> None:
+    untimed = events.filter(col("time").is_null()).join(discharge, on="encounter_id", how="anti")
+    count = untimed.select(pl.len()).collect().item()
+    if count:
+        log.warning("%s: %d row(s) have a hadm_id missing from ADMISSIONS and no time; skipped", name, count)
+
+
+def _cpt_events(t: SourceTable) -> pl.LazyFrame:
+    # chartdate is a date: known by the end of that day.
+    return t.frame.filter(col("cpt_cd").is_not_null()).select(
+        event_frame(
+            col("subject_id"),
+            end_of_day(col("chartdate")),
+            "CPT4/" + col("cpt_cd"),
+            encounter_id=col("hadm_id"),
+        )
     )
-    return _at_discharge(events, discharge)
 
 
 def _prescriptions(t: SourceTable) -> pl.LazyFrame:
@@ -170,7 +182,7 @@ def _prescriptions(t: SourceTable) -> pl.LazyFrame:
     return t.frame.filter(drug.is_not_null()).select(
         event_frame(
             col("subject_id"),
-            col("startdate"),
+            end_of_day(col("startdate")),  # a date: the order's hour is unknown
             "DRUG/" + drug,
             numeric_value=col("dose_val_rx"),
             encounter_id=col("hadm_id"),
@@ -210,7 +222,7 @@ def _labevents(t: SourceTable, lab_codes: pl.LazyFrame | None) -> pl.LazyFrame:
 
 
 def _notes(t: SourceTable) -> pl.LazyFrame:
-    category = col("category").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_").fill_null("OTHER")
+    category = code_token(col("category"), "OTHER")
     time = pl.coalesce(col("charttime"), end_of_day(col("chartdate")))
     return t.frame.filter(col("iserror").fill_null("0") != "1").select(
         event_frame(
@@ -234,7 +246,7 @@ def _code_metadata(lab_codes: pl.LazyFrame | None):
     def describe(codes: pl.Series) -> pl.DataFrame:
         drugs = codes.filter(codes.str.starts_with("DRUG/")).to_frame("code")
         drugs = drugs.with_columns(description=col("code").str.slice(5).str.to_titlecase())
-        parts = [described(FIXED_DESCRIPTIONS), code_metadata(codes), drugs, labs]
+        parts = [described(CLINFM_CODE_DESCRIPTIONS), code_metadata(codes), drugs, labs]
         return pl.concat([p for p in parts if p is not None], how="diagonal_relaxed")
 
     return describe
@@ -245,7 +257,7 @@ def convert_mimic3(
     out: str | os.PathLike,
     *,
     dataset_name: str = "MIMIC-III",
-    subjects_per_shard: int = 10_000,
+    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
     """Convert MIMIC-III CSV tables (``.csv`` or ``.csv.gz``, upper- or lower-case) in ``src`` to MEDS.
@@ -263,14 +275,16 @@ def convert_mimic3(
         if "ADMISSIONS" in tables:
             visits, discharge = _admissions(tables["ADMISSIONS"])
             parts.append(visits)
-            for name, prefix, dot in (
-                ("DIAGNOSES_ICD", "ICD9CM/", dot_icd9cm),
-                ("PROCEDURES_ICD", "ICD9PROC/", dot_icd9proc),
-            ):
+            coded = {
+                "DIAGNOSES_ICD": lambda t: _icd_codes(t, "ICD9CM/", dot_icd9cm),
+                "PROCEDURES_ICD": lambda t: _icd_codes(t, "ICD9PROC/", dot_icd9proc),
+                "CPTEVENTS": _cpt_events,
+            }
+            for name, make in coded.items():
                 if name in tables:
-                    parts.append(_coded_at_discharge(tables[name], discharge, prefix, dot))
-            if "CPTEVENTS" in tables:
-                parts.append(_cpt_events(tables["CPTEVENTS"], discharge))
+                    events = make(tables[name])
+                    _log_untimed(name, events, discharge)
+                    parts.append(_at_discharge(events, discharge))
         else:
             skipped = [n for n in ("DIAGNOSES_ICD", "PROCEDURES_ICD", "CPTEVENTS") if n in tables]
             if skipped:

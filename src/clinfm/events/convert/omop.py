@@ -23,16 +23,18 @@ from clinfm.events.convert.tables import (
     TEXT,
     Column,
     SourceTable,
+    code_token,
+    date_or_time,
     described,
-    end_of_day,
     event_frame,
     needed,
     open_tables,
     staging_area,
 )
-from clinfm.events.meds import write_dataset
+from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, write_dataset
 from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata
+from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 
 log = logging.getLogger("clinfm")
 
@@ -98,6 +100,15 @@ CLINICAL_TABLES = (
 PERSON_ID = needed(INTEGER, sources=("person_id",))
 
 
+def _timed(exact: str, date: str) -> dict[str, Column]:
+    """A date-time column and its date column: ``time`` (either, in every row) and ``exact``."""
+    return {"exact": Column(DATETIME, sources=(exact,)), "time": needed(DATETIME, sources=(exact, date))}
+
+
+#: The event time: the date-time where it has a time of day, else the end of the date.
+EVENT_TIME = date_or_time(pl.col("exact"), pl.col("time"))
+
+
 def _clinical_spec(t: ClinicalTable) -> dict[str, Column]:
     """Every clinical table is read into the same typed columns."""
     optional = {
@@ -108,7 +119,7 @@ def _clinical_spec(t: ClinicalTable) -> dict[str, Column]:
     return {
         "subject_id": PERSON_ID,
         "concept_id": needed(INTEGER, sources=(t.concept,)),
-        "time": needed(DATETIME, sources=t.times),
+        **_timed(*t.times),
         "source_value": Column(TEXT, sources=(t.source_value,)),
         "encounter_id": Column(INTEGER, sources=("visit_occurrence_id",)),
         **{name: Column(kind, sources=(source,)) for name, (kind, source) in optional.items() if source},
@@ -124,18 +135,17 @@ TABLES: dict[str, dict[str, Column]] = {
         "day_of_birth": Column(INTEGER),
         "birth_datetime": Column(DATETIME),
     },
-    "DEATH": {"subject_id": PERSON_ID, "time": needed(DATETIME, sources=("death_datetime", "death_date"))},
+    "DEATH": {"subject_id": PERSON_ID, **_timed("death_datetime", "death_date")},
     "VISIT_OCCURRENCE": {
         "subject_id": PERSON_ID,
         "encounter_id": needed(INTEGER, sources=("visit_occurrence_id",)),
         "visit_concept_id": Column(INTEGER, required=True),
-        "time": needed(DATETIME, sources=("visit_start_datetime", "visit_start_date")),
+        **_timed("visit_start_datetime", "visit_start_date"),
     },
     "NOTE": {
         "subject_id": PERSON_ID,
-        "note_datetime": Column(DATETIME),
-        "note_date": needed(DATETIME),
-        "note_title": Column(TEXT),
+        **_timed("note_datetime", "note_date"),
+        "note_class_concept_id": Column(INTEGER),
         "note_text": Column(TEXT, required=True),
         "encounter_id": Column(INTEGER, sources=("visit_occurrence_id",)),
     },
@@ -160,18 +170,6 @@ VISIT_TYPES = {
     581458: "PHARMACY",
 }
 GENDERS = {8507: "M", 8532: "F"}
-FIXED_DESCRIPTIONS = {
-    "GENDER/F": "Female",
-    "GENDER/M": "Male",
-    "MEDS_BIRTH": "Birth",
-    "MEDS_DEATH": "Death",
-    "VISIT/INPATIENT": "Inpatient visit",
-    "VISIT/EMERGENCY": "Emergency room visit",
-    "VISIT/OUTPATIENT": "Outpatient visit",
-    "VISIT/PHARMACY": "Pharmacy visit",
-    "VISIT/OTHER": "Other visit",
-}
-
 
 col = pl.col
 
@@ -179,7 +177,7 @@ col = pl.col
 def _concepts(table: SourceTable | None) -> pl.LazyFrame | None:
     if table is None:
         return None
-    vocabulary = col("vocabulary_id").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_")
+    vocabulary = code_token(col("vocabulary_id"), "OMOP")
     return table.frame.select(
         "concept_id", concept_code=vocabulary + "/" + col("concept_code"), description="concept_name"
     )
@@ -191,16 +189,19 @@ def _clinical(t: SourceTable, spec: ClinicalTable) -> pl.LazyFrame:
     code = pl.when(col("concept_id") == 0).then(local).otherwise("OMOP/" + col("concept_id").cast(pl.String))
     optional = {name: col(name) for name in ("numeric_value", "text_value", "unit") if name in t.spec}
     return t.frame.select(
-        *event_frame(col("subject_id"), col("time"), code, encounter_id=col("encounter_id"), **optional),
+        *event_frame(col("subject_id"), EVENT_TIME, code, encounter_id=col("encounter_id"), **optional),
         "concept_id",
     ).filter(col("code").is_not_null())
 
 
 def _person(t: SourceTable) -> pl.LazyFrame:
-    born_on = pl.date(
-        col("year_of_birth"), col("month_of_birth").fill_null(1), col("day_of_birth").fill_null(1)
+    # Month and day are optional in OMOP, and may be out of range: fall back to the year's start.
+    parts = [col("year_of_birth"), col("month_of_birth").fill_null(1), col("day_of_birth").fill_null(1)]
+    text = pl.format("{}-{}-{}", *parts).str.to_datetime("%Y-%m-%d", strict=False, time_unit="us")
+    start_of_year = pl.format("{}-01-01", col("year_of_birth")).str.to_datetime(
+        "%Y-%m-%d", strict=False, time_unit="us"
     )
-    birth = pl.coalesce(col("birth_datetime"), born_on.cast(pl.Datetime("us")))
+    birth = pl.coalesce(col("birth_datetime"), text, start_of_year)
     gender = col("gender_concept_id").replace_strict(GENDERS, default=None, return_dtype=pl.String)
     static = t.frame.filter(gender.is_not_null()).select(
         event_frame(col("subject_id"), pl.lit(None), "GENDER/" + gender)
@@ -209,25 +210,24 @@ def _person(t: SourceTable) -> pl.LazyFrame:
 
 
 def _death(t: SourceTable) -> pl.LazyFrame:
-    return t.frame.select(event_frame(col("subject_id"), col("time"), pl.lit("MEDS_DEATH")))
+    return t.frame.select(event_frame(col("subject_id"), EVENT_TIME, pl.lit("MEDS_DEATH")))
 
 
 def _visits(t: SourceTable) -> pl.LazyFrame:
     kind = col("visit_concept_id").replace_strict(VISIT_TYPES, default="OTHER", return_dtype=pl.String)
     return t.frame.select(
-        event_frame(col("subject_id"), col("time"), "VISIT/" + kind, encounter_id=col("encounter_id"))
+        event_frame(col("subject_id"), EVENT_TIME, "VISIT/" + kind, encounter_id=col("encounter_id"))
     )
 
 
 def _notes(t: SourceTable) -> pl.LazyFrame:
-    # A note dated without a time is known by the end of its day, not at its midnight.
-    time = pl.coalesce(col("note_datetime"), end_of_day(col("note_date")))
-    title = col("note_title").str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_").fill_null("NOTE")
+    # Typed by its class concept, not its free-text title, which may carry identifying text.
+    kind = col("note_class_concept_id").cast(pl.String).fill_null("UNKNOWN")
     return t.frame.select(
         event_frame(
             col("subject_id"),
-            time,
-            "NOTE/" + title,
+            EVENT_TIME,
+            "NOTE/OMOP_" + kind,
             text_value=col("note_text"),
             encounter_id=col("encounter_id"),
         )
@@ -235,21 +235,24 @@ def _notes(t: SourceTable) -> pl.LazyFrame:
 
 
 def _code_metadata(concepts: pl.LazyFrame | None):
-    """Descriptions from CONCEPT (names) and, for ICD codes, parents from vocab/."""
-    named = (
-        None
-        if concepts is None
-        else concepts.select(code="concept_code", description="description").collect()
-    )
+    """Descriptions from CONCEPT (names, also of note classes), ICD parents from vocab/.
+
+    Only the concepts the data use are read into memory: a full Athena CONCEPT has millions of rows.
+    """
 
     def describe(codes: pl.Series) -> pl.DataFrame:
         icd = code_metadata(codes).select("code", "parent_codes")
-        names = (
-            described(FIXED_DESCRIPTIONS)
-            if named is None
-            else pl.concat([described(FIXED_DESCRIPTIONS), named])
-        )
-        return names.join(codes.to_frame("code"), on="code", how="semi").join(icd, on="code", how="left")
+        parts = [described(CLINFM_CODE_DESCRIPTIONS)]
+        if concepts is not None:
+            used = codes.to_frame("code").lazy()
+            named = concepts.select(code="concept_code", description="description")
+            notes = concepts.select(
+                code="NOTE/OMOP_" + col("concept_id").cast(pl.String), description="description"
+            )
+            parts += pl.collect_all(
+                [named.join(used, on="code", how="semi"), notes.join(used, on="code", how="semi")]
+            )
+        return pl.concat(parts).join(icd, on="code", how="left")
 
     return describe
 
@@ -259,7 +262,7 @@ def convert_omop(
     out: str | os.PathLike,
     *,
     dataset_name: str = "OMOP",
-    subjects_per_shard: int = 10_000,
+    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
     overwrite: bool = False,
 ) -> Path:
     """Convert OMOP CDM 5.3/5.4 CSV tables in ``src`` to MEDS at ``out``.

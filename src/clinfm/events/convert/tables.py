@@ -25,7 +25,14 @@ from clinfm.errors import InputError
 log = logging.getLogger("clinfm")
 
 _SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".parquet")
-DATETIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+#: ISO dates and date-times, with or without fractional seconds; "Z" (UTC) accepted, other offsets not.
+DATETIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
 _EXPECTED = {"integer": "an integer", "datetime": "a date or date-time like '2020-01-31 13:45:00'"}
 _DTYPES = {"integer": pl.Int64(), "number": pl.Float64(), "datetime": pl.Datetime("us")}
 
@@ -60,6 +67,9 @@ def find_table(src: Path, name: str) -> Path | None:
         raise InputError("not a directory; expected a folder of source tables", path=src)
     wanted = {name.lower() + suffix for suffix in _SUFFIXES}
     matches = sorted(p for p in src.iterdir() if p.name.lower() in wanted)
+    if len(matches) > 1:
+        names = ", ".join(p.name for p in matches)
+        raise InputError(f"table {name} is there more than once ({names}); keep one", path=src)
     return matches[0] if matches else None
 
 
@@ -71,7 +81,7 @@ def _header_line(path: Path) -> str:
 
 def _scan_text(path: Path, separator: str | None) -> pl.LazyFrame:
     """Every column as text, names lower-cased and stripped."""
-    if path.suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         return pl.scan_parquet(path).select(pl.all().cast(pl.String).name.to_lowercase())
     header = _header_line(path)
     if not header.strip():
@@ -81,6 +91,7 @@ def _scan_text(path: Path, separator: str | None) -> pl.LazyFrame:
         path,
         separator=separator,
         infer_schema=False,
+        encoding="utf8-lossy",  # a stray Latin-1 byte becomes U+FFFD instead of stopping the run
         with_column_names=lambda names: [n.strip().strip('"').lower() for n in names],
     )
 
@@ -93,10 +104,11 @@ def _blank_as_null(text: pl.Expr) -> pl.Expr:
 
 def _typed(kind: str, raw: pl.Expr, formats: tuple[str, ...]) -> pl.Expr:
     if kind == "integer":
-        # Ids often arrive as "123.0" from spreadsheet exports; accept integral floats.
-        return pl.coalesce(
-            raw.cast(pl.Int64, strict=False), raw.cast(pl.Float64, strict=False).cast(pl.Int64)
-        )
+        # Ids often arrive as "123.0" from spreadsheet exports: accept integral floats, nothing looser
+        # ("123.7", "nan" and "inf" stay unparsed, and so are reported).
+        as_float = raw.cast(pl.Float64, strict=False)
+        integral = pl.when(as_float.is_finite() & (as_float == as_float.round())).then(as_float)
+        return pl.coalesce(raw.cast(pl.Int64, strict=False), integral.cast(pl.Int64, strict=False))
     if kind == "number":
         return raw.cast(pl.Float64, strict=False)
     if kind == "datetime":
@@ -139,19 +151,30 @@ class SourceTable:
         Each source column is parsed once; the checks then compare the parsed and the raw columns,
         so checking costs a comparison per value, not a second parse.
         """
-        sources = sorted(
-            {source for name in self.spec for source in self._sources(name) if source in self.header}
-        )
-        kinds = {source: column for name, column in self.spec.items() for source in self._sources(name)}
+        # One parse per (source column, kind): a mapping may read "result" as a number and as text.
+        parses = {
+            (source, column.kind): column
+            for column_name, column in self.spec.items()
+            for source in self._sources(column_name)
+            if source in self.header
+        }
+        sources = sorted({source for source, _ in parses})
         raw = {source: _blank_as_null(pl.col(source)) for source in sources}
-        parsed = [_typed(kinds[s].kind, raw[s], kinds[s].formats).alias(f"_parsed_{s}") for s in sources]
+        parsed = [
+            _typed(kind, raw[source], column.formats).alias(f"_parsed_{kind}_{source}")
+            for (source, kind), column in parses.items()
+        ]
         typed, failures = [], []
-        for source in sources:
-            if kinds[source].kind in (INTEGER, DATETIME):
-                failed = pl.col(source).is_not_null() & pl.col(f"_parsed_{source}").is_null()
-                failures.append((failed, source, _EXPECTED[kinds[source].kind]))
+        for source, kind in parses:
+            if kind in (INTEGER, DATETIME):
+                failed = pl.col(source).is_not_null() & pl.col(f"_parsed_{kind}_{source}").is_null()
+                failures.append((failed, source, _EXPECTED[kind]))
         for name, column in self.spec.items():
-            present = [pl.col(f"_parsed_{source}") for source in self._sources(name) if source in self.header]
+            present = [
+                pl.col(f"_parsed_{column.kind}_{source}")
+                for source in self._sources(name)
+                if source in self.header
+            ]
             dtype = _DTYPES.get(column.kind, pl.String)
             value = pl.coalesce(present) if present else pl.lit(None, dtype=dtype)
             if column.not_null:
@@ -232,8 +255,9 @@ def open_tables(
         path = find_table(src, name)
         if path is None:
             if name in required:
+                looked = ", ".join(name + suffix for suffix in _SUFFIXES)
                 raise InputError(
-                    f"required table {name} not found (looked for {name}.csv or .csv.gz)", path=src
+                    f"required table {name} not found (looked for {looked}, in any case)", path=src
                 )
             log.info("table %s not found in %s; skipped", name, src)
             continue
@@ -271,6 +295,21 @@ def described(descriptions: dict[str, str]) -> pl.DataFrame:
     return pl.DataFrame({"code": list(descriptions), "description": list(descriptions.values())})
 
 
+def code_token(text: pl.Expr, default: str) -> pl.Expr:
+    """Free text (a note category, a visit type) as the part of a code after the vocabulary."""
+    return text.str.to_uppercase().str.replace_all(r"[^A-Z0-9]+", "_").fill_null(default)
+
+
+def date_or_time(exact: pl.Expr, date: pl.Expr) -> pl.Expr:
+    """An event time from a date-time column and a date column, safe against leakage.
+
+    A time of exactly midnight is taken for a date-only value (extracts such as Synthea's fill
+    date-times that way), and a date-only value is moved to the end of its day.
+    """
+    timed = pl.when(exact != exact.dt.truncate("1d")).then(exact)
+    return pl.coalesce(timed, end_of_day(pl.coalesce(date, exact)))
+
+
 def end_of_day(date: pl.Expr) -> pl.Expr:
     """A date-only time moved to the day's last microsecond: known by the end of that day, not before."""
-    return date + pl.duration(days=1) - pl.duration(microseconds=1)
+    return date.dt.truncate("1d") + pl.duration(days=1) - pl.duration(microseconds=1)

@@ -18,6 +18,7 @@ import polars as pl
 
 from clinfm.errors import InputError
 from clinfm.events.meds import read_codes, scan_events
+from clinfm.io import atomic_directory
 
 _FORMAT = "%Y-%m-%d %H:%M:%S"
 _ADMISSION_TYPES = {"OUTPATIENT": "ELECTIVE", "EMERGENCY": "EMERGENCY", "INPATIENT": "URGENT"}
@@ -50,16 +51,19 @@ def _patients(events: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-def export_mimic3(root: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write MIMIC-III-shaped CSVs of the MEDS dataset at ``root`` into the folder ``out``."""
+def export_mimic3(root: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write MIMIC-III-shaped CSVs of the MEDS dataset at ``root`` into a new folder ``out``."""
     events = scan_events(root, columns=["encounter_id", "unit"])
     if events.filter(pl.col("code").str.starts_with("ICD10CM/")).head(1).collect().height:
         raise InputError(
             "MIMIC-III tables hold ICD-9 codes only; synthesize this site with --coding icd9", path=root
         )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    descriptions = read_codes(root).select("code", "description")
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        _write_tables(events, read_codes(root).select("code", "description"), tmp)
+    return Path(out)
+
+
+def _write_tables(events: pl.LazyFrame, descriptions: pl.DataFrame, out: Path) -> None:
     _write(_patients(events), out / "PATIENTS.csv")
 
     visits = _events_with(events, "VISIT/").filter(pl.col("value") != "PHARMACY")
@@ -88,7 +92,13 @@ def export_mimic3(root: str | os.PathLike, out: str | os.PathLike) -> Path:
     procedures = (
         _events_with(events, "CPT4/")
         .join(descriptions.lazy(), on="code", how="left")
-        .select("subject_id", hadm, chartdate="time", cpt_cd="value", description="description")
+        .select(
+            "subject_id",
+            hadm,
+            chartdate=pl.col("time").dt.truncate("1d"),
+            cpt_cd="value",
+            description="description",
+        )
     )
     _write(procedures.collect(), out / "CPTEVENTS.csv")
     drugs = (
@@ -97,7 +107,7 @@ def export_mimic3(root: str | os.PathLike, out: str | os.PathLike) -> Path:
         .select(
             "subject_id",
             hadm,
-            startdate="time",
+            startdate=pl.col("time").dt.truncate("1d"),  # MIMIC-III keeps dates here
             drug_type=pl.lit("MAIN"),
             drug=pl.col("description").fill_null(pl.col("code")),
             drug_name_generic=pl.col("description"),
@@ -115,7 +125,6 @@ def export_mimic3(root: str | os.PathLike, out: str | os.PathLike) -> Path:
         text="text_value",
     )
     _write(notes.collect(), out / "NOTEEVENTS.csv")
-    return out
 
 
 def _write_labs(events: pl.LazyFrame, descriptions: pl.DataFrame, out: Path) -> None:
@@ -124,7 +133,13 @@ def _write_labs(events: pl.LazyFrame, descriptions: pl.DataFrame, out: Path) -> 
         labs.select(loinc_code=pl.col("value").unique().sort())
         .with_columns(itemid=pl.int_range(50_000, 50_000 + pl.len()))
         .collect()
-        .join(descriptions.with_columns(loinc_code=pl.col("code").str.slice(6)), on="loinc_code", how="left")
+        .join(
+            descriptions.filter(pl.col("code").str.starts_with("LOINC/")).with_columns(
+                loinc_code=pl.col("code").str.strip_prefix("LOINC/")
+            ),
+            on="loinc_code",
+            how="left",
+        )
         .select(
             "itemid",
             label=pl.col("description").fill_null(pl.col("loinc_code")),

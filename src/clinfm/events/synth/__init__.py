@@ -14,15 +14,13 @@ import polars as pl
 
 from clinfm.errors import InputError
 from clinfm.events.convert.to_mimic3 import export_mimic3
-from clinfm.events.meds import finish_dataset, write_events
+from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, finish_dataset, sort_events, write_events
 from clinfm.events.synth import catalog as cat
 from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
 from clinfm.events.synth.tasks import build_tasks
 from clinfm.events.synth.timeline import visit_events
 from clinfm.io import atomic_directory
 from clinfm.progress import track
-
-DEFAULT_SHARD_SIZE = 10_000
 
 
 def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codebook: CodeBook):
@@ -34,7 +32,7 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
     subject_ids = site.subject_offset + first + np.arange(n, dtype=np.int64)
     encounter_ids = (site.subject_offset + first) * 1000 + np.arange(len(visits.day), dtype=np.int64)
     events = visit_events(rng, site, patients, visits, codebook, subject_ids, encounter_ids)
-    events = events.sort(["subject_id", "time", "code"], nulls_last=False)
+    events = sort_events(events.lazy()).collect()
     start_us = int(np.datetime64(site.start, "us").astype(np.int64))
     tasks = build_tasks(
         rng,
@@ -82,7 +80,7 @@ def synthesize(
     coding: str = "icd9",
     seed: int = 0,
     years: float = 4.0,
-    shard_size: int = DEFAULT_SHARD_SIZE,
+    shard_size: int = DEFAULT_SUBJECTS_PER_SHARD,
     mimic3: bool = False,
     overwrite: bool = False,
 ) -> Path:
