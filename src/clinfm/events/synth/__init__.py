@@ -18,7 +18,7 @@ from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, finish_dataset, sort_
 from clinfm.events.synth import catalog as cat
 from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
 from clinfm.events.synth.tasks import build_tasks
-from clinfm.events.synth.timeline import visit_events
+from clinfm.events.synth.timeline import visit_events, visit_times
 from clinfm.io import atomic_directory
 from clinfm.progress import track
 
@@ -30,8 +30,12 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
     patients = _draw_patients(rng, site, n, window)
     visits = _draw_visits(rng, site, patients, window)
     subject_ids = site.subject_offset + first + np.arange(n, dtype=np.int64)
-    encounter_ids = (site.subject_offset + first) * 1000 + np.arange(len(visits.day), dtype=np.int64)
-    events = visit_events(rng, site, patients, visits, codebook, subject_ids, encounter_ids)
+    # Each shard owns 1,000 encounter ids per child; real utilisation stays far below that.
+    if len(visits.day) >= 1000 * n:
+        raise RuntimeError(f"{len(visits.day)} visits for {n} children exceed the shard's encounter-id range")
+    encounter_ids = site.encounter_offset + first * 1000 + np.arange(len(visits.day), dtype=np.int64)
+    times = visit_times(rng, site, visits)
+    events = visit_events(rng, site, patients, visits, times, codebook, subject_ids, encounter_ids)
     events = sort_events(events.lazy()).collect()
     start_us = int(np.datetime64(site.start, "us").astype(np.int64))
     tasks = build_tasks(
@@ -44,6 +48,7 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
         subject_ids=subject_ids,
         encounter_ids=encounter_ids,
         start_us=start_us,
+        visit_time=times,
     )
     return events, tasks
 

@@ -30,9 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clinfm.errors import InputError
 from clinfm.events.synth import catalog as cat
 
 DAY_US = 86_400_000_000
+ICD10_START = dt.date(2015, 10, 1)
+MAX_YEARS = 20.0
+SITE_NUMBERS = 90_000
 C = len(cat.CONDITIONS)
 COND = {name: i for i, name in enumerate(cat.CONDITION_NAMES)}
 
@@ -62,20 +66,31 @@ class SiteProfile:
     comorbidity_coding: float  # chance a known comorbidity is coded at a visit
     note_rate: float  # chance an outpatient visit has a note in the extract
     acute_rate: float  # multiplier on emergency-visit rates
-    subject_offset: int
+    site_number: int  # 1..SITE_NUMBERS: places the site's subject and encounter ids
+
+    @property
+    def subject_offset(self) -> int:
+        """Sites get disjoint ranges of 10^8 subject ids (two site names clash with odds 1 in 90,000)."""
+        return self.site_number * 100_000_000
+
+    @property
+    def encounter_offset(self) -> int:
+        return self.site_number * 1_000_000_000_000
 
     @classmethod
     def from_name(cls, name: str, coding: str, years: float = 4.0) -> SiteProfile:
         if coding not in ("icd9", "icd10"):
-            from clinfm.errors import InputError
-
             raise InputError(f"coding must be icd9 or icd10, got {coding!r}")
+        if not 0 < years <= MAX_YEARS:
+            raise InputError(f"years must be in (0, {MAX_YEARS}], got {years}")
         rng = np.random.default_rng(stable_hash(f"site:{name}"))
         return cls(
             name=name,
             coding=coding,
-            # ICD-10-CM replaced ICD-9-CM in US claims on 2015-10-01.
-            start=dt.date(2011, 1, 1) if coding == "icd9" else dt.date(2016, 1, 1),
+            # ICD-10-CM replaced ICD-9-CM in US claims on 2015-10-01: an ICD-9 window ends before it.
+            start=ICD10_START - dt.timedelta(days=round(years * 365.25))
+            if coding == "icd9"
+            else dt.date(2016, 1, 1),
             years=years,
             visit_rate=float(rng.uniform(2.0, 4.0)),
             prevalence=rng.lognormal(0.0, 0.25, C),
@@ -83,7 +98,7 @@ class SiteProfile:
             comorbidity_coding=float(rng.uniform(0.2, 0.55)),
             note_rate=float(rng.uniform(0.3, 0.7)),
             acute_rate=float(rng.lognormal(0.0, 0.2)),
-            subject_offset=(stable_hash(f"ids:{name}") % 9000 + 1) * 100_000_000,
+            site_number=stable_hash(f"ids:{name}") % SITE_NUMBERS + 1,
         )
 
     def code_weights(self, key: str, n: int) -> np.ndarray:

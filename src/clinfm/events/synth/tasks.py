@@ -1,8 +1,9 @@
 """Built-in prediction tasks of the synthetic cohorts, as MEDS label frames.
 
 Every label looks strictly forward: a prediction is made at the end of a visit's day, the outcome
-counts only events on later days, and samples whose follow-up runs past the data window or past
-death are left out rather than labelled negative.
+counts only events on later days, and samples whose follow-up runs past the data window are left
+out rather than labelled negative. Cohorts are defined by what is on record at prediction time;
+nothing after it (death included) decides whether a sample exists.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from clinfm.events.synth.cohort import (
     Patients,
     Visits,
 )
+from clinfm.events.synth.timeline import BILLING_DELAY_US
 
 _BIG = 1 << 20  # day offsets within a patient key; far above any window length in days
 
@@ -28,6 +30,7 @@ ASTHMA_TASK = "asthma_exacerbation_180d"
 SELF_HARM_TASK = "self_harm_365d"
 NEXT_VISIT_TASK = "next_visit_categories"
 DISEASES_TASK = "diseases"
+DIAGNOSIS_PREDICTION_DELAY_US = BILLING_DELAY_US // 2  # after the visit's labs and note, before its billing
 
 
 def _one_per_patient(rng: np.random.Generator, rows: np.ndarray, v: Visits) -> np.ndarray:
@@ -74,7 +77,7 @@ def _cohort_outcome(
     rng, p, v, window, cohort_day, outcome_reason, horizon, subject_ids, start_us, min_age=0.0
 ):
     """In a cohort (coded by an outpatient visit's day), an outcome visit in the next ``horizon`` days."""
-    observed = (v.day + horizon < window) & (v.day + horizon < p.death_day[v.patient])
+    observed = v.day + horizon < window  # administrative censoring only: known at prediction time
     old_enough = (v.day - p.birth_day[v.patient]) >= min_age * 365.25
     eligible = (v.kind == OUTPATIENT) & (cohort_day[v.patient] <= v.day) & observed & old_enough
     rows = _one_per_patient(rng, np.flatnonzero(eligible), v)
@@ -82,12 +85,24 @@ def _cohort_outcome(
     return _labels(subject_ids, start_us, v, rows, boolean_value=positive)
 
 
-def _diseases(rng, p, v, subject_ids, start_us) -> dict[str, pl.DataFrame]:
-    """Which of the ten conditions a child has (diagnosed or not) at a random medical visit."""
+def _diseases(rng, p, v, subject_ids, visit_time) -> dict[str, pl.DataFrame]:
+    """Which of the ten conditions a child has (diagnosed or not) at a random medical visit.
+
+    Predicted half an hour into the visit: its labs and note are visible, the diagnoses it will
+    bill an hour in are not (earlier visits' diagnoses are, as in any history).
+    """
     rows = _one_per_patient(rng, np.flatnonzero(v.kind != PHARMACY), v)
     active = p.onset_day[v.patient[rows]] <= v.day[rows][:, None]
+    samples = pl.DataFrame(
+        {
+            "subject_id": subject_ids[v.patient[rows]],
+            "prediction_time": pl.Series(visit_time[rows] + DIAGNOSIS_PREDICTION_DELAY_US).cast(
+                pl.Datetime("us")
+            ),
+        }
+    )
     return {
-        f"{DISEASES_TASK}/{c.name}": _labels(subject_ids, start_us, v, rows, boolean_value=active[:, i])
+        f"{DISEASES_TASK}/{c.name}": samples.with_columns(boolean_value=pl.Series(active[:, i]))
         for i, c in enumerate(cat.CONDITIONS)
     }
 
@@ -127,6 +142,7 @@ def build_tasks(
     subject_ids: np.ndarray,
     encounter_ids: np.ndarray,
     start_us: int,
+    visit_time: np.ndarray,
 ) -> dict[str, pl.DataFrame]:
     # Cohorts are defined as a claims analyst would: by a diagnosis code on record, not the latent truth.
     asthma_codes = cat.diagnosis_codes(
@@ -144,5 +160,5 @@ def build_tasks(
         ),
         NEXT_VISIT_TASK: _next_visit(rng, v, events, encounter_ids, subject_ids, start_us, coding),
     }
-    tasks.update(_diseases(rng, p, v, subject_ids, start_us))
+    tasks.update(_diseases(rng, p, v, subject_ids, visit_time))
     return tasks

@@ -28,28 +28,51 @@ from clinfm.events.synth.cohort import (
 from clinfm.events.synth.notes import write_notes
 
 LAB_INDEX = {test.loinc: i for i, test in enumerate(cat.LAB_TESTS)}
+HOUR_US = 3_600_000_000
+#: Diagnoses are billed at the end of an encounter, an hour after it starts: a prediction made
+#: during the visit (after its labs and notes) does not see them.
+BILLING_DELAY_US = HOUR_US
 
 
 class EventParts:
-    """Collects (visit, code, numeric value) arrays and builds one frame at the end."""
+    """Collects (visit, code, value, unit, delay) arrays and builds one frame at the end."""
 
     def __init__(self, codebook: CodeBook):
         self.codebook = codebook
         self.visit: list[np.ndarray] = []
         self.code: list[np.ndarray] = []
         self.value: list[np.ndarray] = []
+        self.unit: list[np.ndarray] = []  # index into LAB_TESTS units; -1 for none
+        self.delay: list[np.ndarray] = []  # microseconds after the visit's start
 
-    def add(self, visit: np.ndarray, code: np.ndarray | int, value: np.ndarray | None = None) -> None:
+    def add(self, visit, code, value=None, *, unit=None, delay_us: int = 0) -> None:
+        n = len(visit)
         self.visit.append(visit)
         self.code.append(np.broadcast_to(np.asarray(code, dtype=np.int64), visit.shape))
-        self.value.append(
-            np.full(len(visit), np.nan, np.float32) if value is None else value.astype(np.float32)
-        )
+        self.value.append(np.full(n, np.nan, np.float32) if value is None else value.astype(np.float32))
+        self.unit.append(np.full(n, -1) if unit is None else unit)
+        self.delay.append(np.full(n, delay_us, dtype=np.int64))
 
-    def add_choice(self, rng, visit: np.ndarray, codes: Sequence[str], weights: np.ndarray) -> None:
+    def add_choice(self, rng, visit: np.ndarray, codes: Sequence[str], weights: np.ndarray, **kwargs) -> None:
         """One of ``codes`` per visit, drawn with the site's habit ``weights``."""
         if len(visit):
-            self.add(visit, self.codebook.ids(codes)[rng.choice(len(codes), len(visit), p=weights)])
+            self.add(visit, self.codebook.ids(codes)[rng.choice(len(codes), len(visit), p=weights)], **kwargs)
+
+    def frame(self, visit_time, subject_ids, patient_of_visit, encounter_ids) -> pl.DataFrame:
+        visit = np.concatenate(self.visit)
+        units = pl.Series([t.unit for t in cat.LAB_TESTS] + [None])
+        unit = np.concatenate(self.unit)
+        return pl.DataFrame(
+            {
+                "subject_id": subject_ids[patient_of_visit[visit]],
+                "time": pl.Series(visit_time[visit] + np.concatenate(self.delay)).cast(pl.Datetime("us")),
+                "code": pl.Series(self.codebook.codes).gather(np.concatenate(self.code)),
+                "numeric_value": pl.Series(np.concatenate(self.value)).fill_nan(None),
+                "text_value": pl.Series([None] * len(visit), dtype=pl.String),
+                "encounter_id": encounter_ids[visit],
+                "unit": units.gather(np.where(unit < 0, len(cat.LAB_TESTS), unit)),
+            }
+        )
 
 
 def _diagnoses(rng, site: SiteProfile, p: Patients, v: Visits, parts: EventParts) -> None:
@@ -58,7 +81,7 @@ def _diagnoses(rng, site: SiteProfile, p: Patients, v: Visits, parts: EventParts
 
     def code(key: str, icd9: tuple[str, ...], rows: np.ndarray) -> None:
         codes = cat.diagnosis_codes(icd9, site.coding)
-        parts.add_choice(rng, rows, codes, site.code_weights(key, len(codes)))
+        parts.add_choice(rng, rows, codes, site.code_weights(key, len(codes)), delay_us=BILLING_DELAY_US)
 
     for i, condition in enumerate(cat.CONDITIONS):
         code(condition.name, condition.icd9, index[medical & (v.reason == i)])
@@ -150,8 +173,8 @@ def _lab_orders(v: Visits) -> dict[str, np.ndarray]:
     return orders
 
 
-def _labs(rng, p: Patients, v: Visits, parts: EventParts) -> np.ndarray:
-    """Lab results; returns the lab index of each added row (for units)."""
+def _labs(rng, p: Patients, v: Visits, parts: EventParts) -> None:
+    """Lab results, drawn at the visit: shifted by the child's active conditions and severity."""
     rows, tests = [], []
     for panel, wanted in _lab_orders(v).items():
         for loinc, chance in cat.LAB_ORDERS[panel]:
@@ -179,8 +202,20 @@ def _labs(rng, p: Patients, v: Visits, parts: EventParts) -> np.ndarray:
     value = mean + slope * np.maximum(age - 5, 0) + shift + infection_shift[tests] * infected
     value = np.maximum(value + rng.normal(0, 1, len(rows)) * sd, low)
     codes = parts.codebook.ids([f"LOINC/{t.loinc}" for t in cat.LAB_TESTS])
-    parts.add(rows, codes[tests], np.round(value, 2))
-    return tests
+    parts.add(rows, codes[tests], np.round(value, 2), unit=tests)
+
+
+def visit_times(rng: np.random.Generator, site: SiteProfile, v: Visits) -> np.ndarray:
+    """Start of each visit in microseconds since the epoch, on the minute: office hours for
+    outpatient visits, shop hours for pharmacies, any hour (but the last) for acute care."""
+    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
+    n = len(v.day)
+    hours = np.select(
+        [v.kind == OUTPATIENT, v.kind == PHARMACY],
+        [rng.uniform(8, 17, n), rng.uniform(9, 20, n)],
+        rng.uniform(0, 22.5, n),  # ends, with its billing, before midnight
+    )
+    return start_us + v.day * DAY_US + (hours * HOUR_US).astype(np.int64) // 60_000_000 * 60_000_000
 
 
 def visit_events(
@@ -188,45 +223,23 @@ def visit_events(
     site: SiteProfile,
     p: Patients,
     v: Visits,
+    visit_time: np.ndarray,
     codebook: CodeBook,
     subject_ids: np.ndarray,
     encounter_ids: np.ndarray,
 ) -> pl.DataFrame:
     """All events of a shard's visits, plus each child's static and birth/death events."""
-    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
-    hours = np.where(
-        v.kind == OUTPATIENT,
-        rng.uniform(8, 17, len(v.day)),
-        np.where(v.kind == PHARMACY, rng.uniform(9, 20, len(v.day)), rng.uniform(0, 24, len(v.day))),
-    )
-    visit_time = start_us + v.day * DAY_US + (hours * 3600e6).astype(np.int64) // 60_000_000 * 60_000_000
-
     parts = EventParts(codebook)
     kinds = codebook.ids([f"VISIT/{name}" for name in VISIT_TYPE_NAMES])
     parts.add(np.arange(len(v.day)), kinds[v.kind])
     _diagnoses(rng, site, p, v, parts)
     _procedures(rng, p, v, parts)
     _drugs(rng, p, v, parts)
-    n_before_labs = sum(len(x) for x in parts.visit)
-    lab_tests = _labs(rng, p, v, parts)
-    visit = np.concatenate(parts.visit)
-    unit = np.full(len(visit), -1)
-    unit[n_before_labs:] = lab_tests
-    units = pl.Series([t.unit for t in cat.LAB_TESTS] + [None])
-    events = pl.DataFrame(
-        {
-            "subject_id": subject_ids[v.patient[visit]],
-            "time": pl.Series(visit_time[visit]).cast(pl.Datetime("us")),
-            "code": pl.Series(codebook.codes).gather(np.concatenate(parts.code)),
-            "numeric_value": pl.Series(np.concatenate(parts.value)).fill_nan(None),
-            "text_value": pl.Series([None] * len(visit), dtype=pl.String),
-            "encounter_id": encounter_ids[visit],
-            "unit": units.gather(np.where(unit < 0, len(cat.LAB_TESTS), unit)),
-        }
-    )
+    _labs(rng, p, v, parts)
+    events = parts.frame(visit_time, subject_ids, v.patient, encounter_ids)
     notes = _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids)
-    static = _static_events(p, start_us, subject_ids)
-    return pl.concat([static, events, notes], how="vertical")
+    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
+    return pl.concat([_static_events(p, start_us, subject_ids), events, notes], how="vertical")
 
 
 def _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids) -> pl.DataFrame:
@@ -247,16 +260,22 @@ def _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids) -> pl.DataFr
 
 
 def _static_events(p: Patients, start_us: int, subject_ids: np.ndarray) -> pl.DataFrame:
-    birth = start_us + (p.birth_day * DAY_US).astype(np.int64) // DAY_US * DAY_US
+    birth = start_us + np.floor(p.birth_day).astype(np.int64) * DAY_US
     dead = np.isfinite(p.death_day)
-    death = start_us + (np.where(dead, p.death_day, 0) * DAY_US).astype(np.int64)
+    # Death at the end of its day: visits of that day (kept when they start before it) precede it.
+    death = start_us + (np.floor(np.where(dead, p.death_day, 0)).astype(np.int64) + 1) * DAY_US - 1
+    codes = np.concatenate(
+        [
+            np.where(p.male, "GENDER/M", "GENDER/F"),
+            np.full(p.n, "MEDS_BIRTH"),
+            np.full(int(dead.sum()), "MEDS_DEATH"),
+        ]
+    )
     return pl.DataFrame(
         {
             "subject_id": np.concatenate([subject_ids, subject_ids, subject_ids[dead]]),
             "time": pl.Series(np.concatenate([np.full(p.n, 0), birth, death[dead]])).cast(pl.Datetime("us")),
-            "code": ["GENDER/M" if m else "GENDER/F" for m in p.male]
-            + ["MEDS_BIRTH"] * p.n
-            + ["MEDS_DEATH"] * int(dead.sum()),
+            "code": pl.Series(codes, dtype=pl.String),
         }
     ).with_columns(
         time=pl.when(pl.col("code").str.starts_with("GENDER/")).then(None).otherwise(pl.col("time")),
