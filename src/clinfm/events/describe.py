@@ -10,7 +10,7 @@ import polars as pl
 
 from clinfm.events.meds import read_dataset_metadata, read_labels, read_splits, scan_events, task_files
 from clinfm.vocab.systems import vocabulary_of
-from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, subject_counts_query
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _describe_task(name: str, path: Path) -> TaskSummary:
 
 
 def describe(root: str | os.PathLike) -> DatasetDescription:
-    """Describe a MEDS dataset in one streaming pass over its events."""
+    """Describe a MEDS dataset: its event queries run together on the streaming engine."""
     events = scan_events(root, columns=[])
     totals = events.select(
         subjects=pl.col("subject_id").n_unique(),
@@ -73,18 +73,14 @@ def describe(root: str | os.PathLike) -> DatasetDescription:
         text=pl.col("text_value").is_not_null().sum(),
     )
     per_subject = events.group_by("subject_id").len().select(pl.col("len").median())
-    rare = (
-        events.group_by("code")
-        .agg(pl.col("subject_id").n_unique())
-        .filter(pl.col("subject_id") < DEFAULT_MIN_SUBJECTS)
-        .select(pl.len())
-    )
+    rare = subject_counts_query(events).filter(pl.col("n_subjects") < DEFAULT_MIN_SUBJECTS).select(pl.len())
     vocabularies = (
         events.group_by(vocabulary=vocabulary_of(pl.col("code")).fill_null("(none)"))
         .agg(codes=pl.col("code").n_unique(), events=pl.len())
         .sort("events", descending=True)
     )
-    totals, per_subject, rare, vocabularies = pl.collect_all([totals, per_subject, rare, vocabularies])
+    queries = [totals, per_subject, rare, vocabularies]
+    totals, per_subject, rare, vocabularies = pl.collect_all(queries, engine="streaming")
     row = totals.row(0, named=True)
     splits = read_splits(root)
     metadata = read_dataset_metadata(root)

@@ -102,9 +102,12 @@ def read_dataset_metadata(root: str | os.PathLike) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        metadata = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"not valid JSON (line {err.lineno}: {err.msg})", path=path) from None
+    if not isinstance(metadata, dict):
+        raise InputError(f"expected a JSON object, got a {type(metadata).__name__}", path=path)
+    return metadata
 
 
 def read_codes(root: str | os.PathLike) -> pl.DataFrame:

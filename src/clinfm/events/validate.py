@@ -48,7 +48,7 @@ def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
     except (SchemaValidationError, TableValidationError) as err:
         report.errors.append(f"{path}: {_schema_problem(err)}")
         return None
-    shard = pl.scan_parquet(path).select("subject_id", "time", "code").with_row_index("row")
+    shard = pl.scan_parquet(path).select("subject_id", "time", "code").with_row_index("row", offset=1)
     nulls = shard.filter(pl.col("subject_id").is_null() | pl.col("code").is_null()).head(1).collect()
     if nulls.height:
         column = "subject_id" if nulls["subject_id"][0] is None else "code"
@@ -99,7 +99,7 @@ def _check_codes(root: Path, used_codes: pl.Series, report: ValidationReport) ->
 
 
 def _check_vocabularies(used_codes: pl.Series, report: ValidationReport) -> None:
-    from clinfm.vocab.icd import is_valid_code
+    from clinfm.vocab.icd import CHECKED_VOCABULARIES, is_valid_code
 
     frame = pl.DataFrame({"code": used_codes}).with_columns(vocabulary=vocabulary_of(pl.col("code")))
     prefixes = frame["vocabulary"].drop_nulls().unique()
@@ -108,7 +108,7 @@ def _check_vocabularies(used_codes: pl.Series, report: ValidationReport) -> None
     if unknown.height:
         examples = unknown["code"].head(_EXAMPLES).to_list()
         report.warnings.append(f"{unknown.height} code(s) carry no known vocabulary prefix, e.g. {examples}")
-    icd = frame.filter(pl.col("vocabulary").is_in(["ICD9CM", "ICD10CM", "ICD9PROC"]))
+    icd = frame.filter(pl.col("vocabulary").is_in(CHECKED_VOCABULARIES))
     invalid = icd.filter(~is_valid_code(icd["code"]))
     if invalid.height:
         report.warnings.append(

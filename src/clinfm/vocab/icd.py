@@ -163,6 +163,8 @@ def _descriptions_of(vocabulary: str) -> pl.DataFrame:
 def descriptions(vocabularies: tuple[str, ...] = CHECKED_VOCABULARIES) -> pl.DataFrame:
     """DataFrame[code, description] for the billable ICD-9-CM, ICD-9 procedure, ICD-10-CM and PCS codes
     (or those of the ``vocabularies`` named); each file is parsed once per process."""
+    if not vocabularies:
+        return pl.DataFrame(schema={"code": pl.String, "description": pl.String})
     return pl.concat([_descriptions_of(vocabulary) for vocabulary in vocabularies])
 
 
@@ -301,21 +303,25 @@ def _icd_ancestry(vocabulary: str, codes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@_cached_table
-def parent_codes() -> pl.DataFrame:
-    """DataFrame[code, parent_codes: list[str]] for ICD9CM, ICD9PROC and ICD10CM codes and headers.
+_GROUPERS = {"ICD9CM": "CCS", "ICD10CM": "CCSR"}
 
-    The parents are the code one level up (``ICD9CM/493.90`` -> ``ICD9CM/493.9`` -> ``ICD9CM/493``;
-    top-level categories have none) and then, for diagnoses, the CCS or CCSR category.
-    """
-    groupers = pl.concat([categories("CCS"), categories("CCSR")]).select("code", "category")
-    known = pl.concat([descriptions().select("code"), groupers.select("code")])
+
+def _parents(codes: pl.DataFrame, vocabularies: list[str]) -> pl.DataFrame:
+    """DataFrame[code, parent_codes] for ``codes`` and the headers between them and their category:
+    the code one level up first, then (for diagnoses) the CCS or CCSR category."""
     vocabulary = vocabulary_of(pl.col("code"))
     edges = [
-        _icd_ancestry(name, known.filter(vocabulary == name)).with_columns(rank=pl.lit(0))
+        _icd_ancestry(name, codes.filter(vocabulary == name)).with_columns(rank=pl.lit(0))
         for name in ("ICD9CM", "ICD9PROC", "ICD10CM")
+        if name in vocabularies
     ]
-    edges.append(groupers.select("code", pl.col("category").alias("parent"), rank=pl.lit(1)))
+    edges += [
+        categories(_GROUPERS[name]).select("code", pl.col("category").alias("parent"), rank=pl.lit(1))
+        for name in vocabularies
+        if name in _GROUPERS
+    ]
+    if not edges:
+        return pl.DataFrame(schema={"code": pl.String, "parent_codes": pl.List(pl.String)})
     return (
         pl.concat(edges)
         .unique(["code", "parent"])
@@ -325,39 +331,30 @@ def parent_codes() -> pl.DataFrame:
     )
 
 
+@_cached_table
+def parent_codes() -> pl.DataFrame:
+    """DataFrame[code, parent_codes: list[str]] for ICD9CM, ICD9PROC and ICD10CM codes and headers.
+
+    The parents are the code one level up (``ICD9CM/493.90`` -> ``ICD9CM/493.9`` -> ``ICD9CM/493``;
+    top-level categories have none) and then, for diagnoses, the CCS or CCSR category.
+    """
+    groupers = pl.concat([categories(scheme) for scheme in _GROUPERS.values()]).select("code")
+    known = pl.concat([descriptions().select("code"), groupers])
+    return _parents(known, ["ICD9CM", "ICD9PROC", "ICD10CM"])
+
+
 def code_metadata(codes: pl.Series) -> pl.DataFrame:
     """DataFrame[code, description, parent_codes] for the ICD codes among ``codes``.
 
     The same content as :func:`descriptions` and :func:`parent_codes`, computed for just these
-    codes: what a converter needs for ``codes.parquet`` without building the whole hierarchy.
+    codes: what a converter needs for ``codes.parquet`` without building the whole hierarchy (and
+    loading only the tables the codes need: a MIMIC-III extract never pays for ICD-10 files).
     """
     frame = pl.DataFrame({"code": codes.cast(pl.String)}).unique()
     vocabulary = vocabulary_of(pl.col("code"))
     present = [name for name in CHECKED_VOCABULARIES if frame.filter(vocabulary == name).height]
-    # Load only the tables the codes need: a MIMIC-III extract never pays for ICD-10 files.
-    schemes = [scheme for name, scheme in (("ICD9CM", "CCS"), ("ICD10CM", "CCSR")) if name in present]
-    edges = [
-        _icd_ancestry(name, frame.filter(vocabulary == name)).with_columns(rank=pl.lit(0))
-        for name in ("ICD9CM", "ICD9PROC", "ICD10CM")
-        if name in present
-    ]
-    edges += [
-        categories(scheme).select("code", pl.col("category").alias("parent"), rank=pl.lit(1))
-        for scheme in schemes
-    ]
-    if not edges:
-        return pl.DataFrame(
-            schema={"code": pl.String, "description": pl.String, "parent_codes": pl.List(pl.String)}
-        )
-    parents = (
-        pl.concat(edges)
-        .join(frame, on="code", how="semi")
-        .unique(["code", "parent"])
-        .sort("code", "rank", "parent")
-        .group_by("code", maintain_order=True)
-        .agg(pl.col("parent").alias("parent_codes"))
-    )
     icd = frame.filter(vocabulary.is_in(present))
+    parents = _parents(icd, present).join(icd, on="code", how="semi")
     return icd.join(descriptions(tuple(present)), on="code", how="left").join(parents, on="code", how="left")
 
 

@@ -59,6 +59,11 @@ def subject_counts(events: pl.LazyFrame | pl.DataFrame, codes: CodeFilter = None
 
     For local reporting only: these counts must never be saved with a model.
     """
+    return subject_counts_query(events, codes).sort("code").collect(engine="streaming")
+
+
+def subject_counts_query(events: pl.LazyFrame | pl.DataFrame, codes: CodeFilter = None) -> pl.LazyFrame:
+    """The lazy query behind :func:`subject_counts`, to combine with others in one collect."""
     lazy = events.lazy()
     missing = {"subject_id", "code"} - set(lazy.collect_schema().names())
     if missing:
@@ -67,8 +72,7 @@ def subject_counts(events: pl.LazyFrame | pl.DataFrame, codes: CodeFilter = None
     row_filter = _code_filter(codes)
     if row_filter is not None:
         lazy = lazy.filter(row_filter)
-    counts = lazy.group_by("code").agg(pl.col("subject_id").n_unique().alias("n_subjects"))
-    return counts.sort("code").collect(engine="streaming")
+    return lazy.group_by("code").agg(pl.col("subject_id").n_unique().alias("n_subjects"))
 
 
 def rare_codes(
