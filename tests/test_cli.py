@@ -17,7 +17,7 @@ runner = CliRunner()
 def clinfm_process(*args: str) -> subprocess.CompletedProcess:
     """Run the real console entry point, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "clinfm.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "clinfm", *args], capture_output=True, text=True, timeout=300
     )
 
 

@@ -10,62 +10,47 @@ The Python API is the product; the ``clinfm`` command line is a thin layer over 
     visible = clinfm.events_as_of(events, labels)  # exactly what a model may see per label
 """
 
-import os as _os
-
-# Polars' allocator (jemalloc) keeps freed pages for a second by default, so the phases of a
-# conversion add up instead of sharing memory. Returning them within 100 ms cuts peak memory by
-# 40% at no cost in time (docs/benchmarks.md). Only takes effect if Polars is not imported yet; a
-# user's own setting wins.
-_os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:100,muzzy_decay_ms:0")
+import importlib
 
 __version__ = "0.1.0"
 
-from clinfm.demo import demo
-from clinfm.errors import InputError
-from clinfm.events.convert.csv_mapping import convert_csv, load_mapping
-from clinfm.events.convert.mimic3 import convert_mimic3
-from clinfm.events.convert.omop import convert_omop
-from clinfm.events.convert.to_mimic3 import export_mimic3
-from clinfm.events.describe import DatasetDescription, describe
-from clinfm.events.labels import events_as_of
-from clinfm.events.meds import (
-    read_codes,
-    read_dataset_metadata,
-    read_labels,
-    read_splits,
-    scan_events,
-    task_files,
-    write_dataset,
-    write_labels,
-)
-from clinfm.events.splits import assign_splits
-from clinfm.events.synth import synthesize
-from clinfm.events.validate import ValidationReport, validate
-from clinfm.vocab.vocabulary import Vocabulary
+# Public name -> its module. Modules load on first use, so `import clinfm` is light and the CLI
+# can configure Polars before Polars loads.
+_API = {
+    "demo": "clinfm.demo",
+    "InputError": "clinfm.errors",
+    "convert_csv": "clinfm.events.convert.csv_mapping",
+    "load_mapping": "clinfm.events.convert.csv_mapping",
+    "convert_mimic3": "clinfm.events.convert.mimic3",
+    "convert_omop": "clinfm.events.convert.omop",
+    "export_mimic3": "clinfm.events.convert.to_mimic3",
+    "DatasetDescription": "clinfm.events.describe",
+    "describe": "clinfm.events.describe",
+    "events_as_of": "clinfm.events.labels",
+    "read_codes": "clinfm.events.meds",
+    "read_dataset_metadata": "clinfm.events.meds",
+    "read_labels": "clinfm.events.meds",
+    "read_splits": "clinfm.events.meds",
+    "scan_events": "clinfm.events.meds",
+    "task_files": "clinfm.events.meds",
+    "write_dataset": "clinfm.events.meds",
+    "write_labels": "clinfm.events.meds",
+    "assign_splits": "clinfm.events.splits",
+    "synthesize": "clinfm.events.synth",
+    "ValidationReport": "clinfm.events.validate",
+    "validate": "clinfm.events.validate",
+    "Vocabulary": "clinfm.vocab.vocabulary",
+}
+__all__ = ["__version__", *sorted(_API)]
 
-__all__ = [
-    "DatasetDescription",
-    "InputError",
-    "ValidationReport",
-    "Vocabulary",
-    "__version__",
-    "assign_splits",
-    "convert_csv",
-    "convert_mimic3",
-    "convert_omop",
-    "demo",
-    "describe",
-    "events_as_of",
-    "export_mimic3",
-    "load_mapping",
-    "read_codes",
-    "read_dataset_metadata",
-    "read_labels",
-    "read_splits",
-    "scan_events",
-    "synthesize",
-    "task_files",
-    "validate",
-    "write_dataset",
-    "write_labels",
-]
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'clinfm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

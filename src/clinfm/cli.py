@@ -268,11 +268,3 @@ def _site_comparison(sites) -> Table:
     for label, values in rows.items():
         table.add_row(label, *values)
     return table
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
