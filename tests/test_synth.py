@@ -88,8 +88,12 @@ def test_cohort_task_labels_follow_from_later_events_only(request, fixture, codi
 
 
 def test_history_carries_signal_about_the_outcome(tmp_path):
-    """Children with an exacerbation before the prediction time have more exacerbations after it."""
-    root = clinfm.synthesize(tmp_path / "big", patients=4000, seed=3)
+    """Children with an exacerbation before the prediction time have more exacerbations after it.
+
+    Over four seeds of 20,000 children the ratio of outcome rates is 1.39 to 1.71; 10,000 children
+    (about 1,200 samples) keep it above 1.2 with a wide margin.
+    """
+    root = clinfm.synthesize(tmp_path / "big", patients=10_000, seed=3)
     labels = clinfm.read_labels(root / "tasks" / "asthma_exacerbation_180d.parquet")
     codes = list(catalog.diagnosis_codes(catalog.ASTHMA_EXACERBATION_ICD9, "icd9"))
     past = (
@@ -100,7 +104,7 @@ def test_history_carries_signal_about_the_outcome(tmp_path):
     )
     frame = labels.with_row_index("sample_id").join(past, on="sample_id")
     rates = frame.group_by("prior").agg(pl.col("boolean_value").mean()).sort("prior")["boolean_value"]
-    assert rates[1] > 1.5 * rates[0]
+    assert rates[1] > 1.2 * rates[0]
 
 
 def test_next_visit_and_disease_tasks(site_icd10):
@@ -141,3 +145,78 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="at least 1"):
         clinfm.synthesize(tmp_path / "y", patients=0)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_self_harm_labels_follow_from_later_events_in_a_coded_cohort(site_icd10):
+    codes = list(catalog.diagnosis_codes(catalog.SELF_HARM_ICD9, "icd10"))
+    labels, recomputed = _outcome_check(site_icd10, "self_harm_365d", codes, 365)
+    assert labels.len() > 10 and (labels == recomputed).all()
+    cohort = list(
+        catalog.diagnosis_codes(
+            catalog.CONDITIONS[catalog.CONDITION_NAMES.index("anxiety_depression")].icd9, "icd10"
+        )
+    )
+    samples = clinfm.read_labels(site_icd10 / "tasks" / "self_harm_365d.parquet")
+    visible = clinfm.events_as_of(clinfm.scan_events(site_icd10), samples).filter(
+        pl.col("code").is_in(cohort)
+    )
+    assert visible.select(pl.col("sample_id").n_unique()).collect().item() == samples.height
+
+
+def test_next_visit_label_is_the_next_later_visits_categories(site_icd9):
+    from clinfm.vocab import categories
+
+    labels = clinfm.read_labels(site_icd9 / "tasks" / "next_visit_categories.parquet").with_row_index(
+        "sample"
+    )
+    events = clinfm.scan_events(site_icd9, columns=["encounter_id"]).collect()
+    medical = events.filter(pl.col("code").is_in(["VISIT/OUTPATIENT", "VISIT/EMERGENCY", "VISIT/INPATIENT"]))
+    following = (
+        labels.join(medical, on="subject_id")
+        .filter(pl.col("time") > pl.col("prediction_time"))
+        .sort("sample", "time")
+        .group_by("sample", maintain_order=True)
+        .first()
+    )
+    ccs = categories("CCS").select("code", "category")
+    expected = (
+        following.select("sample", "encounter_id")
+        .join(events.select("encounter_id", "code"), on="encounter_id")
+        .join(ccs, on="code")
+        .group_by("sample")
+        .agg(pl.col("category").unique().sort().str.join(" ").alias("expected"))
+    )
+    compared = labels.join(expected, on="sample")
+    assert compared.height == labels.height > 100
+    assert (compared["categorical_value"] == compared["expected"]).all()
+
+
+def test_disease_labels_do_not_see_the_visits_own_diagnoses(site_icd9):
+    samples = clinfm.read_labels(site_icd9 / "tasks" / "diseases" / "asthma.parquet")
+    events = clinfm.scan_events(site_icd9, columns=["encounter_id"])
+    visible = clinfm.events_as_of(events, samples).collect()
+    current = (
+        visible.filter(pl.col("code").str.starts_with("VISIT/"))
+        .group_by("sample_id")
+        .agg(pl.col("encounter_id").sort_by("time").last())
+    )
+    own = visible.join(current, on=["sample_id", "encounter_id"])
+    assert (
+        own.filter(pl.col("code").str.starts_with("LOINC/") | pl.col("code").str.starts_with("NOTE/")).height
+        > 0
+    )
+    assert own.filter(pl.col("code").str.starts_with("ICD9CM/")).is_empty()
+
+
+def test_no_event_after_death(tmp_path):
+    root = clinfm.synthesize(tmp_path / "s", patients=3000, seed=5)
+    events = clinfm.scan_events(root).collect()
+    deaths = events.filter(pl.col("code") == "MEDS_DEATH").select("subject_id", death="time")
+    assert deaths.height > 0
+    later = events.join(deaths, on="subject_id").filter(pl.col("time") > pl.col("death"))
+    assert later.is_empty()
+
+
+def test_icd9_windows_end_before_icd10(site_icd9):
+    description = clinfm.describe(site_icd9)
+    assert description.last_time < "2015-10-01"

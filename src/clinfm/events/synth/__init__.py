@@ -34,7 +34,7 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
     if len(visits.day) >= 1000 * n:
         raise RuntimeError(f"{len(visits.day)} visits for {n} children exceed the shard's encounter-id range")
     encounter_ids = site.encounter_offset + first * 1000 + np.arange(len(visits.day), dtype=np.int64)
-    times = visit_times(rng, site, visits)
+    times = visit_times(site, visits)
     events = visit_events(rng, site, patients, visits, times, codebook, subject_ids, encounter_ids)
     events = sort_events(events.lazy()).collect()
     start_us = int(np.datetime64(site.start, "us").astype(np.int64))

@@ -175,9 +175,11 @@ class Visits:
     kind: np.ndarray  # OUTPATIENT / EMERGENCY / INPATIENT / PHARMACY
     reason: np.ndarray  # condition index, ACUTE, WELL, ASTHMA_ATTACK, SELF_HARM, DKA
     episode: np.ndarray  # index into EPISODES for ACUTE visits, else -1
+    minute: np.ndarray  # start within the day, in minutes
 
     def take(self, keep: np.ndarray) -> Visits:
-        return Visits(*(getattr(self, f)[keep] for f in ("patient", "day", "kind", "reason", "episode")))
+        fields = ("patient", "day", "kind", "reason", "episode", "minute")
+        return Visits(*(getattr(self, f)[keep] for f in fields))
 
 
 def _events_over_span(rng, rate_per_year, start, end, patients_index):
@@ -273,8 +275,20 @@ def _draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, windo
         rng.choice(len(cat.EPISODES), len(reason), p=episode_weights / episode_weights.sum()),
         -1,
     )
-    visits = Visits(patient, day, kind, reason, episode)
+    visits = Visits(patient, day, kind, reason, episode, _start_minutes(rng, kind))
     alive = visits.day < p.death_day[visits.patient]
     visits = visits.take(alive)
-    order = np.lexsort((visits.kind, visits.day, visits.patient))
+    order = np.lexsort((visits.minute, visits.day, visits.patient))  # a child's visits in time order
     return visits.take(order)
+
+
+def _start_minutes(rng: np.random.Generator, kind: np.ndarray) -> np.ndarray:
+    """Office hours for outpatient visits, shop hours for pharmacies, any hour but the last for
+    acute care (so a visit and its billing, an hour later, end on its day)."""
+    n = len(kind)
+    hours = np.select(
+        [kind == OUTPATIENT, kind == PHARMACY],
+        [rng.uniform(8, 17, n), rng.uniform(9, 20, n)],
+        rng.uniform(0, 22.5, n),
+    )
+    return (hours * 60).astype(np.int64)

@@ -205,17 +205,10 @@ def _labs(rng, p: Patients, v: Visits, parts: EventParts) -> None:
     parts.add(rows, codes[tests], np.round(value, 2), unit=tests)
 
 
-def visit_times(rng: np.random.Generator, site: SiteProfile, v: Visits) -> np.ndarray:
-    """Start of each visit in microseconds since the epoch, on the minute: office hours for
-    outpatient visits, shop hours for pharmacies, any hour (but the last) for acute care."""
+def visit_times(site: SiteProfile, v: Visits) -> np.ndarray:
+    """Start of each visit in microseconds since the epoch."""
     start_us = int(np.datetime64(site.start, "us").astype(np.int64))
-    n = len(v.day)
-    hours = np.select(
-        [v.kind == OUTPATIENT, v.kind == PHARMACY],
-        [rng.uniform(8, 17, n), rng.uniform(9, 20, n)],
-        rng.uniform(0, 22.5, n),  # ends, with its billing, before midnight
-    )
-    return start_us + v.day * DAY_US + (hours * HOUR_US).astype(np.int64) // 60_000_000 * 60_000_000
+    return start_us + v.day * DAY_US + v.minute * 60_000_000
 
 
 def visit_events(
