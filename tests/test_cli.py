@@ -95,3 +95,14 @@ def test_validate_exit_code_on_a_broken_dataset(tmp_path):
     )
     result = clinfm_process("validate", str(tmp_path))
     assert result.returncode == 2 and "numeric_value" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_value_in_a_conversion_is_one_line(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PATIENTS.csv").write_text("subject_id,gender,dob\n1,F,2001-13-45\n")
+    result = clinfm_process("convert", "mimic3", str(src), str(tmp_path / "out"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "PATIENTS.csv: row 1, column dob: got '2001-13-45'" in errors[0]
+    assert not (tmp_path / "out").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
+import re
 import textwrap
 
 import polars as pl
@@ -224,3 +226,177 @@ def test_csv_mapping_bad_input(tmp_path, change, message):
         clinfm.convert_csv(src, tmp_path / "out", mapping)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_mimic3_labs_notes_and_cpt_on_hand_made_tables(tmp_path):
+    src = _mimic(
+        tmp_path,
+        PATIENTS=PATIENTS,
+        ADMISSIONS=ADMISSIONS,
+        D_LABITEMS="row_id,itemid,label,loinc_code\n1,50912,Creatinine,2160-0\n2,51000,Local test,\n",
+        LABEVENTS=(
+            "row_id,subject_id,hadm_id,itemid,charttime,value,valuenum,valueuom\n"
+            "1,10,100,50912,2150-01-02 08:00:00,1.1,1.1,mg/dL\n"
+            "2,10,100,51000,2150-01-02 08:00:00,NEG,,\n"
+        ),
+        NOTEEVENTS=(
+            "row_id,subject_id,hadm_id,chartdate,charttime,category,text,iserror\n"
+            '1,10,100,2150-01-03,,Discharge summary,"Admitted with wheeze.\nDischarged home.",\n'
+            "2,10,100,2150-01-03,2150-01-03 09:30:00,Nursing/other,Wrong patient,1\n"
+        ),
+        CPTEVENTS=(
+            "row_id,subject_id,hadm_id,chartdate,cpt_cd\n"
+            "1,10,100,2150-01-02 00:00:00,94640\n2,10,100,,99223\n"
+        ),
+    )
+    events = clinfm.scan_events(clinfm.convert_mimic3(src, tmp_path / "out"), columns=["unit"]).collect()
+    by_code = {row["code"]: row for row in events.iter_rows(named=True)}
+    assert (
+        by_code["LOINC/2160-0"]["numeric_value"] == pytest.approx(1.1)
+        and by_code["LOINC/2160-0"]["unit"] == "mg/dL"
+    )
+    assert by_code["LAB/51000"]["text_value"] == "NEG"  # no LOINC code: the local item id
+    note = by_code["NOTE/DISCHARGE_SUMMARY"]
+    assert note["text_value"].startswith("Admitted") and str(note["time"]) == "2150-01-03 23:59:59.999999"
+    assert "NOTE/NURSING_OTHER" not in by_code  # iserror rows are dropped
+    assert str(by_code["CPT4/94640"]["time"]) == "2150-01-02 23:59:59.999999"  # a date: end of its day
+    assert str(by_code["CPT4/99223"]["time"]) == "2150-01-05 12:00:00"  # no date: at discharge
+    assert str(by_code["MEDS_DEATH"]["time"]) == "2150-01-01 23:59:59.999999"
+    codes = clinfm.read_codes(tmp_path / "out")
+    assert codes.filter(pl.col("code") == "LOINC/2160-0")["description"][0] == "Creatinine"
+
+
+def test_mimic3_rows_of_unknown_admissions_are_counted(tmp_path, caplog):
+    diagnoses = DIAGNOSES + "3,10,999,1,4019\n"
+    src = _mimic(tmp_path, PATIENTS=PATIENTS, ADMISSIONS=ADMISSIONS, DIAGNOSES_ICD=diagnoses)
+    with caplog.at_level("WARNING", logger="clinfm"):
+        out = clinfm.convert_mimic3(src, tmp_path / "out")
+    assert "DIAGNOSES_ICD: 1 row(s) have a hadm_id missing from ADMISSIONS" in caplog.text
+    assert not clinfm.scan_events(out).filter(pl.col("code") == "ICD9CM/401.9").collect().height
+
+
+@pytest.mark.parametrize(
+    "value, accepted",
+    [("10", True), ("10.0", True), ("10.7", False), ("nan", False), ("inf", False), ("1e30", False)],
+)
+def test_integer_ids_are_strict(tmp_path, value, accepted):
+    src = _mimic(tmp_path, PATIENTS=PATIENTS.replace("\n1,10,F,", f"\n1,{value},F,"))
+    if accepted:
+        assert clinfm.describe(clinfm.convert_mimic3(src, tmp_path / "out")).subjects == 2
+    else:
+        with pytest.raises(InputError, match=f"row 1, column subject_id: got '{value}', expected an integer"):
+            clinfm.convert_mimic3(src, tmp_path / "out")
+
+
+def test_parquet_sources_and_fractional_seconds(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    pl.DataFrame(
+        {
+            "subject_id": [10, 11],
+            "gender": ["F", "M"],
+            "dob": [dt.datetime(2100, 1, 1), dt.datetime(2090, 5, 5, 6, 30)],
+        }
+    ).write_parquet(src / "patients.parquet")
+    (src / "ADMISSIONS.csv").write_text(
+        "subject_id,hadm_id,admittime,dischtime\n10,100,2150-01-01T10:00:00.250Z,2150-01-05 12:00:00.5\n"
+    )
+    events = clinfm.scan_events(clinfm.convert_mimic3(src, tmp_path / "out")).collect()
+    assert events.filter(pl.col("code") == "VISIT/INPATIENT")["time"][0] == dt.datetime(
+        2150, 1, 1, 10, 0, 0, 250000
+    )
+    assert events.filter(pl.col("code") == "MEDS_BIRTH")["time"].max() == dt.datetime(2100, 1, 1)
+
+
+def test_latin1_bytes_do_not_stop_a_conversion(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PATIENTS.csv").write_bytes(PATIENTS.replace(",F,", ",F\xe9,").encode("latin-1"))
+    out = clinfm.convert_mimic3(src, tmp_path / "out")
+    assert clinfm.describe(out).subjects == 2
+
+
+def test_a_table_twice_is_refused(tmp_path):
+    src = _mimic(tmp_path, PATIENTS=PATIENTS)
+    (src / "patients.csv.gz").write_bytes(b"")
+    with pytest.raises(InputError, match="more than once"):
+        clinfm.convert_mimic3(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "person, message",
+    [
+        ("person_id,year_of_birth\n1,2001\n", "missing column(s) gender_concept_id"),
+        ("person_id,gender_concept_id,year_of_birth\n1,8532,two thousand\n", "row 1, column year_of_birth"),
+        ("person_id,gender_concept_id,year_of_birth\n", "header but no rows"),
+    ],
+)
+def test_omop_bad_person(tmp_path, person, message):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PERSON.csv").write_text(person)
+    with pytest.raises(InputError, match=re.escape(message)):
+        clinfm.convert_omop(src, tmp_path / "out")
+
+
+def test_omop_bad_date_and_impossible_birth_dates(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PERSON.csv").write_text(
+        "person_id,gender_concept_id,year_of_birth,month_of_birth,day_of_birth\n1,8532,2001,2,30\n2,8507,2003,,\n"
+    )
+    births = clinfm.scan_events(clinfm.convert_omop(src, tmp_path / "a")).filter(
+        pl.col("code") == "MEDS_BIRTH"
+    )
+    assert sorted(births.collect()["time"].to_list()) == [dt.datetime(2001, 1, 1), dt.datetime(2003, 1, 1)]
+    (src / "DEATH.csv").write_text("person_id,death_date\n1,31/12/2020\n")
+    with pytest.raises(InputError, match=r"DEATH.csv: row 1, column death_date: got '31/12/2020'"):
+        clinfm.convert_omop(src, tmp_path / "b")
+
+
+def test_omop_dates_are_known_at_the_end_of_their_day(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PERSON.csv").write_text("person_id,gender_concept_id,year_of_birth\n1,8532,2001\n")
+    (src / "CONDITION_OCCURRENCE.csv").write_text(
+        "person_id,condition_concept_id,condition_start_date,condition_start_datetime,condition_source_value\n"
+        "1,317009,2010-02-03,2010-02-03 00:00:00,a\n1,317009,2010-02-04,2010-02-04 10:15:00,b\n"
+    )
+    times = clinfm.scan_events(clinfm.convert_omop(src, tmp_path / "out")).filter(
+        pl.col("code") == "OMOP/317009"
+    )
+    assert times.collect()["time"].to_list() == [
+        dt.datetime(2010, 2, 3, 23, 59, 59, 999999),
+        dt.datetime(2010, 2, 4, 10, 15),
+    ]
+
+
+def test_one_column_read_as_number_and_as_text(tmp_path):
+    mapping = MAPPING.replace("    unit: units\n", "    text_value: result\n    unit: units\n")
+    src, mapping_path = _csv_site(tmp_path, mapping)
+    (src / "labs.csv").write_text(
+        "patient_id,taken_at,test,result,units\n1,2020-05-06,EOS,0.4,x\n1,2020-05-07,EOS,high,x\n"
+    )
+    events = clinfm.scan_events(clinfm.convert_csv(src, tmp_path / "out", mapping_path)).collect()
+    labs = events.filter(pl.col("code") == "LOCAL_LAB/EOS").sort("time")
+    assert labs["numeric_value"].to_list()[0] == pytest.approx(0.4) and labs["numeric_value"][1] is None
+    assert labs["text_value"].to_list() == ["0.4", "high"]
+
+
+def test_overwrite_replaces_only_clinfm_outputs_and_only_on_success(tmp_path):
+    src = _mimic(tmp_path, PATIENTS=PATIENTS)
+    out = clinfm.convert_mimic3(src, tmp_path / "out")
+    before = clinfm.scan_events(out).collect()
+    (src / "PATIENTS.csv").write_text(PATIENTS.replace("2090-05-05 00:00:00", "bad"))
+    with pytest.raises(InputError):
+        clinfm.convert_mimic3(src, out, overwrite=True)
+    assert clinfm.scan_events(out).collect().equals(before)  # the old output survived the failed run
+    (src / "PATIENTS.csv").write_text(PATIENTS.replace("F,", "M,"))
+    clinfm.convert_mimic3(src, out, overwrite=True)
+    assert "GENDER/F" not in set(clinfm.scan_events(out).collect()["code"])  # the new output replaced it
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(InputError, match="not a MEDS dataset or clinfm output"):
+        clinfm.convert_mimic3(src, mine, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"

@@ -162,3 +162,12 @@ def test_subjects_missing_from_the_given_list_keep_their_events(tmp_path):
     )
     assert clinfm.scan_events(out).select(pl.len()).collect().item() == events.height
     assert clinfm.validate(out).ok
+
+
+def test_null_subject_ids_are_refused_in_sharded_writes(tmp_path):
+    events = _events(range(1, 6)).with_columns(
+        subject_id=pl.when(pl.col("code") == "NOTE/PROGRESS").then(None).otherwise(pl.col("subject_id"))
+    )
+    with pytest.raises(InputError, match="null subject_id"):
+        write_dataset(tmp_path / "ds", events, dataset_name="toy", subjects_per_shard=2)
+    assert list(tmp_path.iterdir()) == []

@@ -251,6 +251,7 @@ def open_tables(
     """
     src = Path(src)
     tables: dict[str, SourceTable] = {}
+    absent = []
     for name, spec in specs.items():
         path = find_table(src, name)
         if path is None:
@@ -259,9 +260,11 @@ def open_tables(
                 raise InputError(
                     f"required table {name} not found (looked for {looked}, in any case)", path=src
                 )
-            log.info("table %s not found in %s; skipped", name, src)
+            absent.append(name)
             continue
         tables[name] = SourceTable(path, spec, needs_rows=name in required)
+    if absent:
+        log.info("not in %s (skipped): %s", src, ", ".join(absent))
     stage_tables(list(tables.values()), staging)
     return tables
 
