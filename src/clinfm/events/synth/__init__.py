@@ -16,6 +16,7 @@ from clinfm.errors import InputError
 from clinfm.events.convert.to_mimic3 import export_mimic3
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, finish_dataset, sort_events, write_events
 from clinfm.events.synth import catalog as cat
+from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
 from clinfm.events.synth.tasks import build_tasks
 from clinfm.events.synth.timeline import visit_events, visit_times
@@ -60,19 +61,7 @@ def code_metadata(codes: list[str]) -> pl.DataFrame:
     own = {f"RXNORM/{k}": v for k, v in cat.DRUGS.items()}
     own |= {f"LOINC/{t.loinc}": t.name for t in cat.LAB_TESTS}
     own |= {f"CPT4/{k}": v for k, v in cat.PROCEDURES.items()}
-    own |= {
-        "GENDER/F": "Female",
-        "GENDER/M": "Male",
-        "MEDS_BIRTH": "Birth",
-        "MEDS_DEATH": "Death",
-        "VISIT/OUTPATIENT": "Outpatient visit",
-        "VISIT/EMERGENCY": "Emergency department visit",
-        "VISIT/INPATIENT": "Inpatient stay",
-        "VISIT/PHARMACY": "Pharmacy claim",
-        "NOTE/PROGRESS": "Progress note",
-        "NOTE/ED": "Emergency department note",
-        "NOTE/DISCHARGE": "Discharge summary",
-    }
+    own |= CLINFM_CODE_DESCRIPTIONS
     table = pl.DataFrame({"code": list(own), "description": list(own.values())})
     return pl.concat([table, icd_metadata(pl.Series(codes, dtype=pl.String))], how="diagonal_relaxed")
 
