@@ -16,12 +16,12 @@ from clinfm.errors import InputError
 from clinfm.events.convert.to_mimic3 import export_mimic3
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, finish_dataset, sort_events, write_events
 from clinfm.events.synth import catalog as cat
-from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
 from clinfm.events.synth.tasks import build_tasks
 from clinfm.events.synth.timeline import visit_events, visit_times
 from clinfm.io import atomic_directory
 from clinfm.progress import track
+from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 
 
 def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codebook: CodeBook):
