@@ -171,3 +171,11 @@ def test_null_subject_ids_are_refused_in_sharded_writes(tmp_path):
     with pytest.raises(InputError, match="null subject_id"):
         write_dataset(tmp_path / "ds", events, dataset_name="toy", subjects_per_shard=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shards_are_sized_by_events_per_subject():
+    from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHARD, shard_size
+
+    assert shard_size(100_000, 13_000_000) == DEFAULT_SUBJECTS_PER_SHARD  # claims-like: 130 events each
+    assert shard_size(100, 916_166) == int(TARGET_EVENTS_PER_SHARD / 9161.66)  # MIMIC-IV-like histories
+    assert shard_size(10, 10**12) == 1 and shard_size(5, None) == DEFAULT_SUBJECTS_PER_SHARD

@@ -20,7 +20,7 @@ from rich.table import Table
 import clinfm
 from clinfm import progress
 from clinfm.errors import InputError
-from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD
+from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHARD
 from clinfm.vocab import DEFAULT_MIN_SUBJECTS
 
 app = typer.Typer(
@@ -62,9 +62,10 @@ def _user_facing(command):
 
 
 SHARD_OPTION = typer.Option(
-    DEFAULT_SUBJECTS_PER_SHARD,
+    None,
     min=1,
-    help="Subjects per output shard; memory is bounded by the largest shard, so lower it for long histories.",
+    help=f"Subjects per output shard (memory follows the shard). Default: about {TARGET_EVENTS_PER_SHARD:,} "
+    f"events per shard, at most {DEFAULT_SUBJECTS_PER_SHARD:,} subjects.",
 )
 
 
@@ -115,7 +116,7 @@ def convert_mimic3(
         ..., help="Folder with PATIENTS, ADMISSIONS, DIAGNOSES_ICD, ... (.csv or .csv.gz)."
     ),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
-    subjects_per_shard: int = SHARD_OPTION,
+    subjects_per_shard: int | None = SHARD_OPTION,
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert MIMIC-III tables to MEDS."""
@@ -129,7 +130,7 @@ def convert_mimic3(
 def convert_omop(
     src: Path = typer.Argument(..., help="Folder with OMOP CDM 5.3/5.4 CSV tables (PERSON, ..., CONCEPT)."),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
-    subjects_per_shard: int = SHARD_OPTION,
+    subjects_per_shard: int | None = SHARD_OPTION,
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert OMOP CDM tables to MEDS."""
@@ -146,7 +147,7 @@ def convert_csv(
     mapping: Path = typer.Option(
         ..., "--mapping", help="YAML file describing the tables (see docs/data.md)."
     ),
-    subjects_per_shard: int = SHARD_OPTION,
+    subjects_per_shard: int | None = SHARD_OPTION,
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Convert your own CSV extract to MEDS, as a YAML mapping describes it."""

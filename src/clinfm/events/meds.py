@@ -53,6 +53,9 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "categorical_value": pl.String(),
 }
 DEFAULT_SUBJECTS_PER_SHARD = 10_000
+#: Shards are sized for about this many events when the writer knows the event count roughly:
+#: memory follows the shard, so long histories (MIMIC-IV has thousands per subject) get fewer subjects.
+TARGET_EVENTS_PER_SHARD = 2_000_000
 #: Code metadata, or a function from the codes the data use to their metadata.
 CodeMetadata = pl.DataFrame | Callable[[pl.Series], pl.DataFrame] | None
 TASKS_DIR = "tasks"
@@ -207,6 +210,14 @@ def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, sub
     shutil.rmtree(staging)
 
 
+def shard_size(subjects: int, expected_events: int | None) -> int:
+    """Subjects per shard: about TARGET_EVENTS_PER_SHARD events, at most DEFAULT_SUBJECTS_PER_SHARD."""
+    if not expected_events or not subjects:
+        return DEFAULT_SUBJECTS_PER_SHARD
+    per_subject = max(expected_events / subjects, 1.0)
+    return max(1, min(DEFAULT_SUBJECTS_PER_SHARD, int(TARGET_EVENTS_PER_SHARD / per_subject)))
+
+
 def write_dataset(
     out: str | os.PathLike,
     events: pl.LazyFrame | pl.DataFrame,
@@ -217,7 +228,8 @@ def write_dataset(
     splits: pl.DataFrame | None = None,
     tasks: Mapping[str, pl.DataFrame] | None = None,
     subjects: pl.Series | None = None,
-    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
+    subjects_per_shard: int | None = None,
+    expected_events: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a MEDS 0.4 dataset to ``out`` atomically and return its path.
@@ -225,13 +237,16 @@ def write_dataset(
     ``codes`` is a frame with at least a ``code`` column, or a function that receives the codes
     the data use and returns one; codes without an entry get one with a null description, so every
     code appears in ``codes.parquet`` as MEDS requires. ``subjects`` (e.g. the ids of a PATIENTS
-    table) saves a pass over the events to find them. Without ``splits``, deterministic
-    patient-level splits are assigned (see :func:`assign_splits`).
+    table) saves a pass over the events to find them. ``subjects_per_shard`` defaults to
+    :func:`shard_size` of ``expected_events`` (a rough count, such as the source rows). Without
+    ``splits``, deterministic patient-level splits are assigned (see :func:`assign_splits`).
     """
     events = normalize_events(events.lazy())
     with atomic_directory(out, overwrite=overwrite) as tmp:
         if subjects is None:
             subjects = events.select(pl.col("subject_id").unique()).collect()["subject_id"]
+        if subjects_per_shard is None:
+            subjects_per_shard = shard_size(subjects.n_unique(), expected_events)
         _write_shards(events, tmp / meds.data_subdirectory, subjects, subjects_per_shard)
         finish_dataset(
             tmp, dataset_name=dataset_name, etl_name=etl_name, codes=codes, splits=splits, tasks=tasks

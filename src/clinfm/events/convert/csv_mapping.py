@@ -51,7 +51,7 @@ from clinfm.events.convert.tables import (
     stage_tables,
     staging_area,
 )
-from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, write_dataset
+from clinfm.events.meds import write_dataset
 from clinfm.io import check_output
 from clinfm.vocab.icd import DOTTERS, code_metadata
 from clinfm.vocab.systems import check_vocabulary
@@ -130,7 +130,8 @@ def _spec(table: TableMapping) -> dict[str, Column]:
     return columns
 
 
-def _table_events(src: Path, table: TableMapping, staging: Path) -> pl.LazyFrame:
+def _table_events(src: Path, table: TableMapping, staging: Path) -> tuple[pl.LazyFrame, int]:
+    """A mapped file's events, and its row count."""
     path = src / table.file
     if not path.exists():
         raise InputError("file named in the mapping not found", path=path)
@@ -150,9 +151,8 @@ def _table_events(src: Path, table: TableMapping, staging: Path) -> pl.LazyFrame
         if name in source.spec
     }
     time = pl.col("time") if table.time else pl.lit(None)
-    return source.frame.select(event_frame(pl.col("subject_id"), time, code, **optional)).filter(
-        pl.col("code").is_not_null()
-    )
+    events = source.frame.select(event_frame(pl.col("subject_id"), time, code, **optional))
+    return events.filter(pl.col("code").is_not_null()), source.rows()
 
 
 def convert_csv(
@@ -160,20 +160,21 @@ def convert_csv(
     out: str | os.PathLike,
     mapping: str | os.PathLike,
     *,
-    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
+    subjects_per_shard: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Convert the CSV files in ``src`` that ``mapping`` (a YAML file) describes to MEDS at ``out``."""
     spec = load_mapping(mapping)
     check_output(out, overwrite)
     with staging_area(out) as staging:
-        events = [_table_events(Path(src), table, staging) for table in spec.tables]
+        converted = [_table_events(Path(src), table, staging) for table in spec.tables]
         return write_dataset(
             out,
-            pl.concat(events),
+            pl.concat([events for events, _ in converted]),
             dataset_name=spec.dataset_name or Path(src).name,
             etl_name="clinfm.convert_csv",
             codes=code_metadata,
             subjects_per_shard=subjects_per_shard,
+            expected_events=sum(rows for _, rows in converted),
             overwrite=overwrite,
         )

@@ -44,7 +44,7 @@ from clinfm.events.convert.tables import (
     open_tables,
     staging_area,
 )
-from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, write_dataset
+from clinfm.events.meds import write_dataset
 from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata, dot_icd9cm, dot_icd9proc
 from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
@@ -257,7 +257,7 @@ def convert_mimic3(
     out: str | os.PathLike,
     *,
     dataset_name: str = "MIMIC-III",
-    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
+    subjects_per_shard: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Convert MIMIC-III CSV tables (``.csv`` or ``.csv.gz``, upper- or lower-case) in ``src`` to MEDS.
@@ -305,5 +305,6 @@ def convert_mimic3(
             codes=_code_metadata(lab_codes),
             subjects=tables["PATIENTS"].frame.select("subject_id").collect()["subject_id"],
             subjects_per_shard=subjects_per_shard,
+            expected_events=sum(table.rows() for table in tables.values()),
             overwrite=overwrite,
         )

@@ -31,7 +31,7 @@ from clinfm.events.convert.tables import (
     open_tables,
     staging_area,
 )
-from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, write_dataset
+from clinfm.events.meds import write_dataset
 from clinfm.io import check_output
 from clinfm.vocab.icd import code_metadata
 from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
@@ -262,7 +262,7 @@ def convert_omop(
     out: str | os.PathLike,
     *,
     dataset_name: str = "OMOP",
-    subjects_per_shard: int = DEFAULT_SUBJECTS_PER_SHARD,
+    subjects_per_shard: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Convert OMOP CDM 5.3/5.4 CSV tables in ``src`` to MEDS at ``out``.
@@ -297,5 +297,6 @@ def convert_omop(
             codes=_code_metadata(concepts),
             subjects=tables["PERSON"].frame.select("subject_id").collect()["subject_id"],
             subjects_per_shard=subjects_per_shard,
+            expected_events=sum(table.rows() for name, table in tables.items() if name != "CONCEPT"),
             overwrite=overwrite,
         )

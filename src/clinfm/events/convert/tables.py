@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from clinfm.errors import InputError
 
@@ -197,6 +198,10 @@ class SourceTable:
         self.frame = pl.scan_parquet(target).drop("_row", "_check")
         self.staged = target
         return query.sink_parquet(target, compression="lz4", lazy=True)
+
+    def rows(self) -> int:
+        """Rows of the staged table, from its Parquet footer (no read)."""
+        return pq.ParquetFile(self.staged).metadata.num_rows
 
     def first_problem(self) -> pl.LazyFrame:
         return (
