@@ -271,7 +271,7 @@ def test_mimic3_rows_of_unknown_admissions_are_counted(tmp_path, caplog):
     src = _mimic(tmp_path, PATIENTS=PATIENTS, ADMISSIONS=ADMISSIONS, DIAGNOSES_ICD=diagnoses)
     with caplog.at_level("WARNING", logger="clinfm"):
         out = clinfm.convert_mimic3(src, tmp_path / "out")
-    assert "DIAGNOSES_ICD: 1 row(s) have a hadm_id missing from ADMISSIONS" in caplog.text
+    assert "DIAGNOSES_ICD: 1 row(s) have no time and no discharge time in ADMISSIONS" in caplog.text
     assert not clinfm.scan_events(out).filter(pl.col("code") == "ICD9CM/401.9").collect().height
 
 

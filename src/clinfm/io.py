@@ -24,7 +24,9 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
 
     Checked first, before any work is done, so a user's folder is never replaced by mistake.
     """
-    out = Path(out)
+    out = Path(out).resolve()
+    if out == Path.cwd().resolve() or out in Path.cwd().resolve().parents:
+        raise InputError("is the current folder (or holds it); name a new folder for the output", path=out)
     if out.exists() and not overwrite:
         raise InputError("output already exists; choose another path or pass overwrite", path=out)
     if out.exists() and not _clinfm_output(out):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from clinfm.errors import InputError
+
 
 def events_as_of(events: pl.LazyFrame | pl.DataFrame, labels: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     """The events at or before each label's ``prediction_time``, one copy per label.
@@ -12,8 +14,15 @@ def events_as_of(events: pl.LazyFrame | pl.DataFrame, labels: pl.LazyFrame | pl.
     events (null time) belong to every sample of their subject. An event at exactly
     ``prediction_time`` is included, as the MEDS label schema says; anything later never is.
     Labels without any visible event keep no rows here: join back on ``sample_id`` to find them.
+    A subject's history is repeated for each of its labels, so memory grows with events x labels
+    per subject: select the columns and codes a model needs before joining, and stream the result.
     """
-    samples = labels.lazy().with_row_index("sample_id").select("sample_id", "subject_id", "prediction_time")
+    labels = labels.lazy()
+    if "sample_id" in labels.collect_schema().names():
+        raise InputError(
+            "labels already have a sample_id column; drop or rename it: events_as_of numbers the labels"
+        )
+    samples = labels.with_row_index("sample_id").select("sample_id", "subject_id", "prediction_time")
     return (
         events.lazy()
         .join(samples, on="subject_id", how="inner")

@@ -144,14 +144,28 @@ def read_labels(path: str | os.PathLike) -> pl.DataFrame:
     MEDS 0.3.3 label files carry every value column, mostly all-null; 0.4 forbids nulls in the
     value columns, so all-null ones are dropped here and the file reads the same either way.
     """
-    labels = pl.read_parquet(path)
+    try:
+        labels = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise InputError(f"not a readable Parquet label file ({_first_line(err)})", path=path) from None
     for required in ("subject_id", "prediction_time"):
         if required not in labels.columns:
             raise InputError(f"label file lacks the column {required!r}", path=path)
-    labels = labels.drop(
-        [c for c in LABEL_VALUE_COLUMNS if c in labels.columns and labels[c].is_null().all()]
-    )
-    return labels.with_columns(pl.col(c).cast(LABEL_SCHEMA[c]) for c in labels.columns if c in LABEL_SCHEMA)
+    if labels.height:  # an empty file keeps its columns: nothing says they are unused
+        labels = labels.drop(
+            [c for c in LABEL_VALUE_COLUMNS if c in labels.columns and labels[c].is_null().all()]
+        )
+    try:
+        return labels.with_columns(
+            pl.col(c).cast(LABEL_SCHEMA[c]) for c in labels.columns if c in LABEL_SCHEMA
+        )
+    except pl.exceptions.PolarsError as err:
+        raise InputError(f"label columns of the wrong type ({_first_line(err)})", path=path) from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def write_table(frame: pl.DataFrame, schema, path: Path) -> None:

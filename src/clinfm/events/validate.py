@@ -8,6 +8,7 @@ from pathlib import Path
 
 import meds
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from flexible_schema.exceptions import SchemaValidationError, TableValidationError
 
@@ -47,6 +48,9 @@ def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
         meds.DataSchema.validate(pq.read_schema(path))
     except (SchemaValidationError, TableValidationError) as err:
         report.errors.append(f"{path}: {_schema_problem(err)}")
+        return None
+    except (pa.ArrowException, OSError) as err:
+        report.errors.append(f"{path}: not a readable Parquet file ({err})")
         return None
     shard = pl.scan_parquet(path).select("subject_id", "time", "code").with_row_index("row", offset=1)
     nulls = shard.filter(pl.col("subject_id").is_null() | pl.col("code").is_null()).head(1).collect()
@@ -140,7 +144,11 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
     from clinfm.events.meds import LABEL_VALUE_COLUMNS
 
     for name, path in task_files(root).items():
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            report.errors.append(f"{path}: not a readable Parquet file ({err})")
+            continue
         # MEDS 0.3.3 wrote every value column, unused ones all null; 0.4 forbids those nulls.
         unused = [
             c for c in LABEL_VALUE_COLUMNS if c in table.column_names and table[c].null_count == len(table)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clinfm.errors import InputError
 from clinfm.events.convert.tables import (
@@ -46,6 +46,7 @@ from clinfm.events.convert.tables import (
     TEXT,
     Column,
     SourceTable,
+    date_or_time,
     event_frame,
     needed,
     stage_tables,
@@ -88,7 +89,7 @@ class Mapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_name: str | None = None
-    tables: list[TableMapping]
+    tables: list[TableMapping] = Field(min_length=1)
 
 
 def load_mapping(path: str | os.PathLike) -> Mapping:
@@ -98,6 +99,8 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise InputError("mapping file not found", path=path) from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text (byte {err.start}); save the mapping as UTF-8", path=path) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -113,6 +116,9 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
             table.code_prefix = check_vocabulary(
                 table.code_prefix, where=f"{path}: tables.{index}.code_prefix"
             )
+        if table.code_value is not None and not table.code_value.startswith("MEDS_"):
+            prefix = table.code_value.split("/", 1)[0] if "/" in table.code_value else ""
+            check_vocabulary(prefix, where=f"{path}: tables.{index}.code_value")
     return mapping
 
 
@@ -150,7 +156,8 @@ def _table_events(src: Path, table: TableMapping, staging: Path) -> tuple[pl.Laz
         for name in ("numeric_value", "text_value", "encounter_id", "unit")
         if name in source.spec
     }
-    time = pl.col("time") if table.time else pl.lit(None)
+    # A date without a time of day is known by the end of that day (a midnight counts as a date).
+    time = date_or_time(pl.col("time"), pl.col("time")) if table.time else pl.lit(None)
     events = source.frame.select(event_frame(pl.col("subject_id"), time, code, **optional))
     return events.filter(pl.col("code").is_not_null()), source.rows()
 

@@ -38,6 +38,7 @@ from clinfm.events.convert.tables import (
     SourceTable,
     code_token,
     described,
+    drop_untimed,
     end_of_day,
     event_frame,
     needed,
@@ -51,18 +52,21 @@ from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 
 log = logging.getLogger("clinfm")
 
+# Only PATIENTS, the one required table, stops a conversion for a missing value; rows of the other
+# tables without their time are dropped and counted in the log.
+TIME = Column(DATETIME, required=True)
 TABLES: dict[str, dict[str, Column]] = {
     "PATIENTS": {
-        "subject_id": needed(INTEGER),
+        "subject_id": needed(INTEGER, unique=True),
         "gender": Column(TEXT, required=True),
         "dob": needed(DATETIME),
         "dod": Column(DATETIME),
     },
     "ADMISSIONS": {
         "subject_id": needed(INTEGER),
-        "hadm_id": needed(INTEGER),
-        "admittime": needed(DATETIME),
-        "dischtime": needed(DATETIME),
+        "hadm_id": needed(INTEGER, unique=True),
+        "admittime": TIME,
+        "dischtime": TIME,
     },
     "DIAGNOSES_ICD": {
         "subject_id": needed(INTEGER),
@@ -83,7 +87,7 @@ TABLES: dict[str, dict[str, Column]] = {
     "PRESCRIPTIONS": {
         "subject_id": needed(INTEGER),
         "hadm_id": Column(INTEGER),
-        "startdate": needed(DATETIME),
+        "startdate": TIME,
         "drug": Column(TEXT, required=True),
         "dose_val_rx": Column(NUMBER),
         "dose_unit_rx": Column(TEXT),
@@ -92,21 +96,22 @@ TABLES: dict[str, dict[str, Column]] = {
         "subject_id": needed(INTEGER),
         "hadm_id": Column(INTEGER),
         "itemid": needed(INTEGER),
-        "charttime": needed(DATETIME),
+        "charttime": TIME,
         "value": Column(TEXT),
         "valuenum": Column(NUMBER),
         "valueuom": Column(TEXT),
     },
     "D_LABITEMS": {
-        "itemid": needed(INTEGER),
+        "itemid": needed(INTEGER, unique=True),
         "label": Column(TEXT, required=True),
         "loinc_code": Column(TEXT),
     },
     "NOTEEVENTS": {
         "subject_id": needed(INTEGER),
         "hadm_id": Column(INTEGER),
-        "chartdate": needed(DATETIME),
+        "chartdate": TIME,
         "charttime": Column(DATETIME),
+        "storetime": Column(DATETIME),
         "category": Column(TEXT, required=True),
         "text": Column(TEXT, required=True),
         "iserror": Column(TEXT),
@@ -135,7 +140,7 @@ def _admissions(t: SourceTable) -> tuple[pl.LazyFrame, pl.LazyFrame]:
             col("subject_id"), col("admittime"), pl.lit("VISIT/INPATIENT"), encounter_id=col("hadm_id")
         )
     )
-    return visits, t.frame.select(encounter_id="hadm_id", discharge="dischtime")
+    return visits, t.frame.select("subject_id", encounter_id="hadm_id", discharge="dischtime")
 
 
 def _icd_codes(t: SourceTable, prefix: str, dot) -> pl.LazyFrame:
@@ -151,7 +156,7 @@ def _at_discharge(events: pl.LazyFrame, discharge: pl.LazyFrame) -> pl.LazyFrame
     """Events without a time of their own take their admission's discharge time; those with neither
     (an admission missing from ADMISSIONS) are dropped, and counted in the log by the caller."""
     return (
-        events.join(discharge, on="encounter_id", how="left")
+        events.join(discharge, on=["subject_id", "encounter_id"], how="left")
         .with_columns(time=pl.coalesce("time", "discharge"))
         .drop("discharge")
         .filter(col("time").is_not_null())
@@ -159,10 +164,12 @@ def _at_discharge(events: pl.LazyFrame, discharge: pl.LazyFrame) -> pl.LazyFrame
 
 
 def _log_untimed(name: str, events: pl.LazyFrame, discharge: pl.LazyFrame) -> None:
-    untimed = events.filter(col("time").is_null()).join(discharge, on="encounter_id", how="anti")
+    untimed = events.filter(col("time").is_null()).join(
+        discharge.filter(col("discharge").is_not_null()), on=["subject_id", "encounter_id"], how="anti"
+    )
     count = untimed.select(pl.len()).collect().item()
     if count:
-        log.warning("%s: %d row(s) have a hadm_id missing from ADMISSIONS and no time; skipped", name, count)
+        log.warning("%s: %d row(s) have no time and no discharge time in ADMISSIONS; skipped", name, count)
 
 
 def _cpt_events(t: SourceTable) -> pl.LazyFrame:
@@ -223,7 +230,8 @@ def _labevents(t: SourceTable, lab_codes: pl.LazyFrame | None) -> pl.LazyFrame:
 
 def _notes(t: SourceTable) -> pl.LazyFrame:
     category = code_token(col("category"), "OTHER")
-    time = pl.coalesce(col("charttime"), end_of_day(col("chartdate")))
+    # A note exists once stored: storetime, else charttime, else the end of its chart date.
+    time = pl.coalesce(col("storetime"), col("charttime"), end_of_day(col("chartdate")))
     return t.frame.filter(col("iserror").fill_null("0") != "1").select(
         event_frame(
             col("subject_id"), time, "NOTE/" + category, text_value=col("text"), encounter_id=col("hadm_id")
@@ -274,7 +282,7 @@ def convert_mimic3(
         lab_codes = _lab_codes(tables.get("D_LABITEMS"))
         if "ADMISSIONS" in tables:
             visits, discharge = _admissions(tables["ADMISSIONS"])
-            parts.append(visits)
+            parts.append(drop_untimed("ADMISSIONS", visits))
             coded = {
                 "DIAGNOSES_ICD": lambda t: _icd_codes(t, "ICD9CM/", dot_icd9cm),
                 "PROCEDURES_ICD": lambda t: _icd_codes(t, "ICD9PROC/", dot_icd9proc),
@@ -292,11 +300,11 @@ def convert_mimic3(
                     "ADMISSIONS not found: %s have no time without it and are skipped", ", ".join(skipped)
                 )
         if "PRESCRIPTIONS" in tables:
-            parts.append(_prescriptions(tables["PRESCRIPTIONS"]))
+            parts.append(drop_untimed("PRESCRIPTIONS", _prescriptions(tables["PRESCRIPTIONS"])))
         if "LABEVENTS" in tables:
-            parts.append(_labevents(tables["LABEVENTS"], lab_codes))
+            parts.append(drop_untimed("LABEVENTS", _labevents(tables["LABEVENTS"], lab_codes)))
         if "NOTEEVENTS" in tables:
-            parts.append(_notes(tables["NOTEEVENTS"]))
+            parts.append(drop_untimed("NOTEEVENTS", _notes(tables["NOTEEVENTS"])))
         return write_dataset(
             out,
             pl.concat(parts, how="vertical"),

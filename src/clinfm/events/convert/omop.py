@@ -26,6 +26,7 @@ from clinfm.events.convert.tables import (
     code_token,
     date_or_time,
     described,
+    drop_untimed,
     event_frame,
     needed,
     open_tables,
@@ -102,7 +103,10 @@ PERSON_ID = needed(INTEGER, sources=("person_id",))
 
 def _timed(exact: str, date: str) -> dict[str, Column]:
     """A date-time column and its date column: ``time`` (either, in every row) and ``exact``."""
-    return {"exact": Column(DATETIME, sources=(exact,)), "time": needed(DATETIME, sources=(exact, date))}
+    return {
+        "exact": Column(DATETIME, sources=(exact,)),
+        "time": Column(DATETIME, required=True, sources=(exact, date)),
+    }
 
 
 #: The event time: the date-time where it has a time of day, else the end of the date.
@@ -128,7 +132,7 @@ def _clinical_spec(t: ClinicalTable) -> dict[str, Column]:
 
 TABLES: dict[str, dict[str, Column]] = {
     "PERSON": {
-        "subject_id": PERSON_ID,
+        "subject_id": needed(INTEGER, sources=("person_id",), unique=True),
         "gender_concept_id": Column(INTEGER, required=True),
         "year_of_birth": needed(INTEGER),
         "month_of_birth": Column(INTEGER),
@@ -138,7 +142,7 @@ TABLES: dict[str, dict[str, Column]] = {
     "DEATH": {"subject_id": PERSON_ID, **_timed("death_datetime", "death_date")},
     "VISIT_OCCURRENCE": {
         "subject_id": PERSON_ID,
-        "encounter_id": needed(INTEGER, sources=("visit_occurrence_id",)),
+        "encounter_id": needed(INTEGER, sources=("visit_occurrence_id",), unique=True),
         "visit_concept_id": Column(INTEGER, required=True),
         **_timed("visit_start_datetime", "visit_start_date"),
     },
@@ -150,7 +154,7 @@ TABLES: dict[str, dict[str, Column]] = {
         "encounter_id": Column(INTEGER, sources=("visit_occurrence_id",)),
     },
     "CONCEPT": {
-        "concept_id": needed(INTEGER),
+        "concept_id": needed(INTEGER, unique=True),
         "concept_name": Column(TEXT, required=True),
         "vocabulary_id": Column(TEXT, required=True),
         "concept_code": Column(TEXT, required=True),
@@ -188,10 +192,14 @@ def _clinical(t: SourceTable, spec: ClinicalTable) -> pl.LazyFrame:
     local = f"LOCAL_{spec.domain}/" + col("source_value")
     code = pl.when(col("concept_id") == 0).then(local).otherwise("OMOP/" + col("concept_id").cast(pl.String))
     optional = {name: col(name) for name in ("numeric_value", "text_value", "unit") if name in t.spec}
-    return t.frame.select(
+    events = t.frame.select(
         *event_frame(col("subject_id"), EVENT_TIME, code, encounter_id=col("encounter_id"), **optional),
         "concept_id",
-    ).filter(col("code").is_not_null())
+    )
+    unmapped = events.filter(col("code").is_null()).select(pl.len()).collect().item()
+    if unmapped:
+        log.warning("%s: %d row(s) with concept 0 and no source value; skipped", spec.name, unmapped)
+    return drop_untimed(spec.name, events.filter(col("code").is_not_null()))
 
 
 def _person(t: SourceTable) -> pl.LazyFrame:
@@ -277,8 +285,9 @@ def convert_omop(
         concepts = _concepts(tables.get("CONCEPT"))
         if concepts is None:
             log.warning("CONCEPT not found: codes stay as OMOP/<concept_id>, without descriptions")
-        makers = {"PERSON": _person, "DEATH": _death, "VISIT_OCCURRENCE": _visits, "NOTE": _notes}
-        parts = [make(tables[name]) for name, make in makers.items() if name in tables]
+        parts = [_person(tables["PERSON"])]  # static and birth events: never untimed
+        makers = {"DEATH": _death, "VISIT_OCCURRENCE": _visits, "NOTE": _notes}
+        parts += [drop_untimed(name, make(tables[name])) for name, make in makers.items() if name in tables]
         clinical = [_clinical(tables[spec.name], spec) for spec in CLINICAL_TABLES if spec.name in tables]
         if clinical:
             coded = pl.concat(clinical)

@@ -13,6 +13,7 @@ import gzip
 import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from clinfm.errors import InputError
+from clinfm.progress import track
 
 log = logging.getLogger("clinfm")
 
@@ -34,7 +36,16 @@ DATETIME_FORMATS = (
     "%Y-%m-%d %H:%M",
     "%Y-%m-%d",
 )
-_EXPECTED = {"integer": "an integer", "datetime": "a date or date-time like '2020-01-31 13:45:00'"}
+
+
+def _expected(kind: str, formats: tuple[str, ...]) -> str:
+    if kind == INTEGER:
+        return "an integer"
+    if formats == DATETIME_FORMATS:
+        return "a date or date-time like '2020-01-31 13:45:00'"
+    return f"a date matching {' or '.join(repr(f) for f in formats)}"
+
+
 _DTYPES = {"integer": pl.Int64(), "number": pl.Float64(), "datetime": pl.Datetime("us")}
 
 
@@ -48,6 +59,7 @@ class Column:
     """
 
     kind: str = "text"  # text | integer | number | datetime
+    unique: bool = False  # an id that may appear in one row only (a patient, an admission, a concept)
     required: bool = False
     not_null: bool = False
     sources: tuple[str, ...] = ()
@@ -76,8 +88,11 @@ def find_table(src: Path, name: str) -> Path | None:
 
 def _header_line(path: Path) -> str:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        return handle.readline()
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            return handle.readline()
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"could not read the file ({err})", path=path) from None
 
 
 def _scan_text(path: Path, separator: str | None) -> pl.LazyFrame:
@@ -169,7 +184,7 @@ class SourceTable:
         for source, kind in parses:
             if kind in (INTEGER, DATETIME):
                 failed = pl.col(source).is_not_null() & pl.col(f"_parsed_{kind}_{source}").is_null()
-                failures.append((failed, source, _EXPECTED[kind]))
+                failures.append((failed, source, _expected(kind, parses[source, kind].formats)))
         for name, column in self.spec.items():
             present = [
                 pl.col(f"_parsed_{column.kind}_{source}")
@@ -211,6 +226,26 @@ class SourceTable:
             .head(1)
         )
 
+    def check_unique(self) -> None:
+        """Refuse an id repeated where it must identify one row (two PATIENTS rows for one subject)."""
+        for name, column in self.spec.items():
+            if not column.unique:
+                continue
+            repeated = (
+                pl.scan_parquet(self.staged)
+                .select("_row", name)
+                .filter(pl.col(name).is_not_null() & pl.col(name).is_duplicated())
+                .head(1)
+                .collect()
+            )
+            if repeated.height:
+                row, value = repeated.row(0)
+                source = "/".join(self._sources(name))
+                raise InputError(
+                    f"row {row}, column {source}: {value} appears in more than one row; expected it once",
+                    path=self.path,
+                )
+
     def raise_problem(self, found: pl.DataFrame) -> None:
         if found.is_empty():
             if self.needs_rows and self.frame.head(1).collect().is_empty():
@@ -227,10 +262,20 @@ class SourceTable:
 
 
 def stage_tables(tables: list[SourceTable], staging: Path) -> None:
-    """Type every table in one streaming pass each, then raise the first problem found, if any."""
-    pl.collect_all([table.stage(staging) for table in tables])
-    for table, found in zip(tables, pl.collect_all([t.first_problem() for t in tables]), strict=True):
-        table.raise_problem(found)
+    """Type every table in one streaming pass each, then raise the first problem found, if any.
+
+    A file Polars cannot parse at all (a ragged row, an unclosed quote, a truncated gzip) is
+    reported with its path, like every other problem.
+    """
+    for table in track(tables, "Reading source tables", total=len(tables)):
+        try:
+            table.stage(staging).collect()
+        except (pl.exceptions.PolarsError, OSError, EOFError, zlib.error) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"could not read the file: {reason}", path=table.path) from None
+    for table in tables:
+        table.raise_problem(table.first_problem().collect())
+        table.check_unique()
 
 
 @contextmanager
@@ -296,6 +341,15 @@ def event_frame(
         (encounter_id if encounter_id is not None else pl.lit(None)).cast(pl.Int64).alias("encounter_id"),
         (unit if unit is not None else pl.lit(None)).cast(pl.String).alias("unit"),
     ]
+
+
+def drop_untimed(name: str, events: pl.LazyFrame) -> pl.LazyFrame:
+    """Events of an optional table without a time: counted in the log and left out (MEDS would
+    read a null time as a static fact, true at every moment, which they are not)."""
+    count = events.filter(pl.col("time").is_null()).select(pl.len()).collect().item()
+    if count:
+        log.warning("%s: %d row(s) without a time; skipped", name, count)
+    return events.filter(pl.col("time").is_not_null())
 
 
 def described(descriptions: dict[str, str]) -> pl.DataFrame:
