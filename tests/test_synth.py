@@ -31,6 +31,11 @@ def test_sites_validate_with_codes_of_their_own_system(request, fixture, system,
     assert not codes.str.starts_with(other + "/").any()
 
 
+def test_dataset_json_declares_the_extension_columns(site_icd9):
+    metadata = clinfm.read_dataset_metadata(site_icd9)
+    assert metadata["raw_source_id_columns"] == ["encounter_id"] and metadata["code_modifier_columns"] == ["unit"]
+
+
 def test_same_seed_same_cohort_other_seed_other_cohort(tmp_path):
     a = clinfm.synthesize(tmp_path / "a", patients=150, seed=7)
     b = clinfm.synthesize(tmp_path / "b", patients=150, seed=7)

@@ -179,7 +179,7 @@ def test_save_load_round_trip_stores_no_counts(tmp_path, events):
     vocab.save(path)
     assert Vocabulary.load(path) == vocab
     saved = json.loads(path.read_text())
-    assert set(saved) == {"format", "version", "min_subjects", "special_tokens", "codes"}
+    assert set(saved) == {"format", "version", "counted", "min_subjects", "special_tokens", "codes"}
 
 
 def test_load_refuses_tampered_or_foreign_files(tmp_path, events):
@@ -195,3 +195,25 @@ def test_load_refuses_tampered_or_foreign_files(tmp_path, events):
     path.write_text("not json")
     with pytest.raises(InputError):
         Vocabulary.load(path)
+
+
+def test_a_hand_made_vocabulary_is_not_saved_as_if_counted(tmp_path):
+    rare = Vocabulary(("ICD9CM/277.02",), min_subjects=10)
+    with pytest.raises(InputError, match="not built from data"):
+        rare.save(tmp_path / "v.json")
+    rare.save(tmp_path / "v.json", allow_uncounted=True)
+    assert json.loads((tmp_path / "v.json").read_text())["counted"] is False
+    assert not Vocabulary.load(tmp_path / "v.json").counted
+
+
+def test_vocabulary_prefixes():
+    from clinfm.vocab.systems import vocabulary_of
+
+    codes = pl.Series(["ICD10CM/J45.909", "LAB//51087//UNK", "MEDS_BIRTH", "BMI (kg/m2)", "Weight"])
+    assert pl.select(vocabulary_of(pl.lit(codes))).to_series().to_list() == [
+        "ICD10CM",
+        "LAB",
+        "MEDS",
+        None,
+        None,
+    ]

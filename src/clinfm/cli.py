@@ -189,7 +189,7 @@ def print_description(description: clinfm.DatasetDescription) -> None:
         ("events", f"{description.events:,}"),
         ("distinct codes", f"{description.distinct_codes:,}"),
         (
-            f"codes of < {DEFAULT_MIN_SUBJECTS} patients (never saved)",
+            f"codes of < {DEFAULT_MIN_SUBJECTS} patients (kept out of vocabularies)",
             f"{description.rare_codes:,}",
         ),
         ("time span", f"{description.first_time} to {description.last_time}"),

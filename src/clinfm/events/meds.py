@@ -180,6 +180,17 @@ def write_table(frame: pl.DataFrame, schema, path: Path) -> None:
     tmp.replace(path)
 
 
+def _extension_columns(columns: list[str]) -> dict[str, list[str]]:
+    """MEDS 0.4's declaration of clinfm's extra columns: encounter_id joins back to the source's
+    encounters; unit qualifies a numeric value's code."""
+    declared = {"raw_source_id_columns": ["encounter_id"], "code_modifier_columns": ["unit"]}
+    return {
+        key: [c for c in names if c in columns]
+        for key, names in declared.items()
+        if set(names) & set(columns)
+    }
+
+
 def write_events(frame: pl.DataFrame, path: Path) -> None:
     """Write one shard of events; refuse null subject ids or codes, which MEDS forbids."""
     for column in ("subject_id", "code"):
@@ -296,6 +307,7 @@ def finish_dataset(
         "etl_version": _clinfm_version(),
         "meds_version": MEDS_VERSION,
         "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(),
+        **_extension_columns(written.collect_schema().names()),
     }
     (root / meds.dataset_metadata_filepath).write_text(json.dumps(metadata, indent=2) + "\n")
 

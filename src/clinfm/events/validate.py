@@ -116,7 +116,8 @@ def _check_vocabularies(used_codes: pl.Series, report: ValidationReport) -> None
     invalid = icd.filter(~is_valid_code(icd["code"]))
     if invalid.height:
         report.warnings.append(
-            f"{invalid.height} ICD code(s) are not in the ICD-9-CM / ICD-10-CM code sets, "
+            f"{invalid.height} ICD code(s) are not billable codes of ICD-9-CM v32 / ICD-10-CM FY2024 "
+            "(older, retired or header codes), "
             f"e.g. {invalid['code'].head(_EXAMPLES).to_list()}"
         )
 

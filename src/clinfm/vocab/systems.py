@@ -60,15 +60,10 @@ def vocabulary_of(code: pl.Expr) -> pl.Expr:
     """The vocabulary part of a code: the text before the first ``/``; ``MEDS`` for MEDS_* codes.
 
     Works on MEDS_transforms-style codes too (``LAB//51087//UNK`` -> ``LAB``). A code without a
-    ``/`` has no vocabulary and gives null.
+    ``/`` after a name of letters, digits and underscores has no vocabulary and gives null.
     """
-    return (
-        pl.when(code.str.starts_with("MEDS_"))
-        .then(pl.lit("MEDS"))
-        .when(code.str.contains("/", literal=True))
-        .then(code.str.split("/").list.first())
-        .otherwise(None)
-    )
+    prefix = code.str.extract(r"^([A-Za-z][A-Za-z0-9_]*)/", 1)  # "BMI (kg/m2)" has no vocabulary
+    return pl.when(code.str.starts_with("MEDS_")).then(pl.lit("MEDS")).otherwise(prefix)
 
 
 def is_known_vocabulary(prefix: str) -> bool:

@@ -94,6 +94,9 @@ class Vocabulary:
     codes: tuple[str, ...]
     min_subjects: int = DEFAULT_MIN_SUBJECTS
     special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS
+    #: True when the codes were counted against ``min_subjects`` (``from_events``); a vocabulary
+    #: listed by hand was not, and ``save`` refuses it unless told otherwise.
+    counted: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codes", tuple(self.codes))
@@ -125,7 +128,7 @@ class Vocabulary:
         specials = tuple(special_tokens)
         # A code spelled like a special token could not get an id of its own; the special one wins.
         kept = counts.filter((pl.col("n_subjects") >= min_subjects) & ~pl.col("code").is_in(specials))
-        return cls(tuple(kept.get_column("code").to_list()), min_subjects, specials)
+        return cls(tuple(kept.get_column("code").to_list()), min_subjects, specials, counted=True)
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -174,11 +177,23 @@ class Vocabulary:
         )
         return tokens.alias(ids.name)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the vocabulary as JSON, atomically. Only the threshold and the tokens are stored."""
+    def save(self, path: str | os.PathLike, *, allow_uncounted: bool = False) -> None:
+        """Write the vocabulary as JSON, atomically. Only the threshold and the tokens are stored.
+
+        A vocabulary not built by ``from_events`` never had its codes counted, so the
+        minimum-patient-count policy cannot vouch for it: saving it needs ``allow_uncounted=True``,
+        and the file then says ``"counted": false``.
+        """
+        if not self.counted and not allow_uncounted:
+            raise InputError(
+                "this vocabulary was not built from data, so no minimum patient count was applied; "
+                "build it with Vocabulary.from_events, or pass allow_uncounted=True",
+                path=path,
+            )
         payload = {
             "format": FORMAT,
             "version": VERSION,
+            "counted": self.counted,
             "min_subjects": self.min_subjects,
             "special_tokens": list(self.special_tokens),
             "codes": list(self.codes),
@@ -203,7 +218,9 @@ class Vocabulary:
             if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
                 raise InputError(f"{name} must be a list of strings", path=path)
         try:
-            return cls(tuple(codes), min_subjects, tuple(special_tokens))
+            return cls(
+                tuple(codes), min_subjects, tuple(special_tokens), counted=payload.get("counted") is True
+            )
         except InputError as error:
             raise InputError(str(error), path=path) from None
 
