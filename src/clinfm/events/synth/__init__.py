@@ -16,7 +16,14 @@ from clinfm.errors import InputError
 from clinfm.events.convert.to_mimic3 import export_mimic3
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, finish_dataset, sort_events, write_events
 from clinfm.events.synth import catalog as cat
-from clinfm.events.synth.cohort import DAY_US, CodeBook, SiteProfile, _draw_patients, _draw_visits
+from clinfm.events.synth.cohort import (
+    DAY_US,
+    CodeBook,
+    SiteProfile,
+    _draw_patients,
+    _draw_visits,
+    stable_hash,
+)
 from clinfm.events.synth.tasks import build_tasks
 from clinfm.events.synth.timeline import visit_events, visit_times
 from clinfm.io import atomic_directory
@@ -26,7 +33,8 @@ from clinfm.vocab.systems import CLINFM_CODE_DESCRIPTIONS
 
 def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codebook: CodeBook):
     """Events and task labels of ``n`` children, deterministic for (site, seed, shard)."""
-    rng = np.random.default_rng([seed, shard])
+    # The site is part of the stream: two sites drawn with one seed are independent populations.
+    rng = np.random.default_rng([seed, stable_hash(f"stream:{site.name}") % 2**32, shard])
     window = site.years * 365.25
     patients = _draw_patients(rng, site, n, window)
     visits = _draw_visits(rng, site, patients, window)

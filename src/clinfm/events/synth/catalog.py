@@ -287,6 +287,72 @@ NEGATABLE_FINDINGS: tuple[str, ...] = (
 )
 
 
+#: CCS categories of the incidental diagnoses every pediatric practice codes in passing (eyes,
+#: ears, skin, teeth, minor injuries, screening): a long tail of real codes, most of them rare.
+INCIDENTAL_CCS = (
+    10,
+    89,
+    90,
+    91,
+    92,
+    94,
+    124,
+    125,
+    126,
+    133,
+    134,
+    136,
+    138,
+    155,
+    159,
+    163,
+    197,
+    198,
+    200,
+    232,
+    235,
+    236,
+    239,
+    244,
+    246,
+    250,
+    251,
+    252,
+    253,
+    257,
+    258,
+)
+#: Chance that a medical visit also codes an incidental diagnosis.
+INCIDENTAL_RATE = 0.35
+
+
+@cache
+def incidental_codes(coding: str) -> tuple[str, ...]:
+    """The long tail, in a fixed order that stands for how common each code is everywhere.
+
+    ICD-9-CM: every billable code of INCIDENTAL_CCS; ICD-10-CM: the first valid GEM target of each.
+    """
+    from clinfm.vocab.icd import categories, descriptions, gem, is_valid_code
+
+    wanted = [f"CCS/{number}" for number in INCIDENTAL_CCS]
+    icd9 = (
+        categories("CCS")
+        .filter(pl.col("category").is_in(wanted))
+        .select("code")
+        .join(descriptions(("ICD9CM",)), on="code", how="semi")
+        .sort("code")["code"]
+    )
+    # A fixed shuffle stands for prevalence rank: not alphabetical, the same at every site.
+    icd9 = icd9.sample(fraction=1.0, shuffle=True, seed=2015)
+    if coding == "icd9":
+        return tuple(icd9.to_list())
+    targets = gem("ICD9CM", "ICD10CM").filter(pl.col("source_code").is_in(icd9.implode()))
+    targets = targets.filter(is_valid_code(targets["target_code"]))
+    first = targets.sort("target_code").unique("source_code", keep="first")
+    ordered = icd9.to_frame("source_code").join(first, on="source_code", how="inner", maintain_order="left")
+    return tuple(ordered["target_code"].unique(maintain_order=True).to_list())
+
+
 @cache
 def diagnosis_codes(icd9: tuple[str, ...], coding: str) -> tuple[str, ...]:
     """Prefixed codes for ICD-9 codes in the site's system: themselves, or their GEM targets.

@@ -101,6 +101,13 @@ class SiteProfile:
             site_number=stable_hash(f"ids:{name}") % SITE_NUMBERS + 1,
         )
 
+    def long_tail_weights(self, n: int) -> np.ndarray:
+        """Zipf weights over codes ranked by how common they are everywhere, with this site's own
+        habits on top (a code common here may be rare elsewhere, as between real institutions)."""
+        rng = np.random.default_rng(stable_hash(f"tail:{self.name}:{self.coding}"))
+        weights = (1.0 / np.arange(1, n + 1) ** 1.1) * rng.lognormal(0.0, 0.7, n)
+        return weights / weights.sum()
+
     def code_weights(self, key: str, n: int) -> np.ndarray:
         """This site's preference among ``n`` codes for the same thing: its coding habit."""
         rng = np.random.default_rng(stable_hash(f"habit:{self.name}:{self.coding}:{key}"))

@@ -14,6 +14,13 @@ import polars as pl
 from clinfm.events.synth import catalog as cat
 from clinfm.events.synth.cohort import ACUTE, ASTHMA_ATTACK, DKA, SELF_HARM, WELL, C, Patients, Visits
 
+# Notes document what is known incompletely, as real ones do: each known condition is listed in the
+# history, and each maintenance drug in the medications, of only some notes. So a note's words reveal
+# some diagnoses, and labs and symptoms must carry the rest.
+NAMED_FOLLOW_UP = 0.5
+DOCUMENTED_HISTORY = 0.4
+DOCUMENTED_MEDICATION = 0.5
+
 _SETTINGS = np.array(["clinic", "the emergency department", "the hospital", "the pharmacy"], dtype=object)
 _SPECIAL_REASONS = {
     WELL: ("a well-child check", ("no complaints",)),
@@ -42,7 +49,9 @@ def _reason_text(rng: np.random.Generator, v: Visits) -> tuple[np.ndarray, np.nd
     width = max(len(s) for s in symptoms)
     table_symptoms = np.array([[s[i % len(s)] for i in range(width)] for s in symptoms], dtype=object)
     pick = rng.integers(0, width, len(key))
-    return table_phrases[key], table_symptoms[key, pick]
+    # Half of the follow-up notes do not name the condition followed up.
+    unnamed = (v.reason < C) & (rng.random(len(key)) < 1 - NAMED_FOLLOW_UP)
+    return np.where(unnamed, "a follow-up visit", table_phrases[key]), table_symptoms[key, pick]
 
 
 def _mask_phrases(masks: np.ndarray, template, empty: str) -> np.ndarray:
@@ -55,13 +64,18 @@ def _mask_phrases(masks: np.ndarray, template, empty: str) -> np.ndarray:
     return np.array(phrases, dtype=object)[inverse]
 
 
+def _documented(rng: np.random.Generator, n: int, chance: float) -> np.ndarray:
+    """A bitmask per note of the conditions its author happened to document."""
+    return (rng.random((n, C)) < chance) @ (1 << np.arange(C))
+
+
 def _history(chosen) -> str:
     return "History of " + ", ".join(c.title for c in chosen) + "."
 
 
 def _medications(chosen) -> str:
     names = [cat.DRUGS[c.drugs[0]] for c in chosen if c.drugs]
-    return "Medications: " + ", ".join(names) + "." if names else "No regular medications."
+    return "Medications: " + ", ".join(names) + "." if names else ""
 
 
 def write_notes(rng: np.random.Generator, p: Patients, v: Visits) -> pl.Series:
@@ -111,10 +125,12 @@ def write_notes(rng: np.random.Generator, p: Patients, v: Visits) -> pl.Series:
             + ".",
             "symptoms": "Reports " + symptom.astype(str) + ".",
             "extra": extra,
-            "history": _mask_phrases(known, _history, "No significant past medical history."),
+            "history": _mask_phrases(known & _documented(rng, n, DOCUMENTED_HISTORY), _history, ""),
             "negation": negation,
             "general": general,
-            "medications": _mask_phrases(known, _medications, "No regular medications."),
+            "medications": _mask_phrases(
+                known & _documented(rng, n, DOCUMENTED_MEDICATION), _medications, ""
+            ),
         },
         schema=dict.fromkeys(
             ["opening", "symptoms", "extra", "history", "negation", "general", "medications"], pl.String

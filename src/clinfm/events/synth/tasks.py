@@ -85,13 +85,16 @@ def _cohort_outcome(
     return _labels(subject_ids, start_us, v, rows, boolean_value=positive)
 
 
-def _diseases(rng, p, v, subject_ids, visit_time) -> dict[str, pl.DataFrame]:
-    """Which of the ten conditions a child has (diagnosed or not) at a random medical visit.
+def _diseases(p, v, subject_ids, visit_time) -> dict[str, pl.DataFrame]:
+    """Which of the ten conditions a child has (diagnosed or not) at its first medical visit in the
+    data, like a hospital's admission: the MEDFuse setting.
 
     Predicted half an hour into the visit: its labs and note are visible, the diagnoses it will
-    bill an hour in are not (earlier visits' diagnoses are, as in any history).
+    bill an hour in are not, and no earlier medical visit in the data names them.
     """
-    rows = _one_per_patient(rng, np.flatnonzero(v.kind != PHARMACY), v)
+    medical = np.flatnonzero(v.kind != PHARMACY)
+    _, first = np.unique(v.patient[medical], return_index=True)  # visits are in time order
+    rows = medical[first]
     active = p.onset_day[v.patient[rows]] <= v.day[rows][:, None]
     samples = pl.DataFrame(
         {
@@ -160,5 +163,5 @@ def build_tasks(
         ),
         NEXT_VISIT_TASK: _next_visit(rng, v, events, encounter_ids, subject_ids, start_us, coding),
     }
-    tasks.update(_diseases(rng, p, v, subject_ids, visit_time))
+    tasks.update(_diseases(p, v, subject_ids, visit_time))
     return tasks

@@ -106,6 +106,13 @@ def _diagnoses(rng, site: SiteProfile, p: Patients, v: Visits, parts: EventParts
     code("suicidal_ideation", cat.SUICIDAL_IDEATION_ICD9, index[ideation])
 
 
+def _incidental(rng, site: SiteProfile, v: Visits, parts: EventParts) -> None:
+    """A passing diagnosis at some medical visits, drawn from the long tail of real codes."""
+    codes = cat.incidental_codes(site.coding)
+    rows = np.flatnonzero((v.kind != PHARMACY) & (rng.random(len(v.day)) < cat.INCIDENTAL_RATE))
+    parts.add_choice(rng, rows, codes, site.long_tail_weights(len(codes)), delay_us=BILLING_DELAY_US)
+
+
 def _procedures(rng, p: Patients, v: Visits, parts: EventParts) -> None:
     book = parts.codebook
     cpt = {code: book.id(f"CPT4/{code}") for code in cat.PROCEDURES}
@@ -226,6 +233,7 @@ def visit_events(
     kinds = codebook.ids([f"VISIT/{name}" for name in VISIT_TYPE_NAMES])
     parts.add(np.arange(len(v.day)), kinds[v.kind])
     _diagnoses(rng, site, p, v, parts)
+    _incidental(rng, site, v, parts)
     _procedures(rng, p, v, parts)
     _drugs(rng, p, v, parts)
     _labs(rng, p, v, parts)
