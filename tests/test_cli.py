@@ -75,6 +75,7 @@ def test_demo_writes_two_valid_sites(tmp_path):
         (["convert", "omop", "{tmp}", "{tmp}/out"], "required table PERSON not found"),
         (["validate", "{tmp}"], "no MEDS event shards"),
         (["synth", "--out", "{tmp}", "--patients", "5"], "output already exists"),
+        (["synth", "--out", ".", "--overwrite"], "is the current folder"),
         (["convert", "csv", "{tmp}", "{tmp}/out", "--mapping", "{tmp}/none.yaml"], "mapping file not found"),
     ],
 )

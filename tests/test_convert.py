@@ -400,3 +400,74 @@ def test_overwrite_replaces_only_clinfm_outputs_and_only_on_success(tmp_path):
     with pytest.raises(InputError, match="not a MEDS dataset or clinfm output"):
         clinfm.convert_mimic3(src, mine, overwrite=True)
     assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize(
+    "tables, message",
+    [
+        (
+            {"PATIENTS": PATIENTS + "3,10,M,2101-01-01 00:00:00,\n"},
+            "row 3, column subject_id: 10 appears in more",
+        ),
+        (
+            {
+                "PATIENTS": PATIENTS,
+                "ADMISSIONS": ADMISSIONS + "2,11,100,2160-01-01 10:00:00,2160-01-02 10:00:00\n",
+            },
+            "ADMISSIONS.csv: row 2, column hadm_id: 100 appears in more than one row",
+        ),
+        ({"PATIENTS": PATIENTS + "3,12,F,\"2100-01-01,\n"}, "could not read the file"),
+    ],
+)
+def test_repeated_ids_and_ragged_rows_are_refused(tmp_path, tables, message):
+    src = _mimic(tmp_path, **tables)
+    with pytest.raises(InputError, match=re.escape(message)):
+        clinfm.convert_mimic3(src, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_gzip_is_named(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PATIENTS.csv.gz").write_bytes(gzip.compress(PATIENTS.encode())[:40])
+    with pytest.raises(InputError, match=re.escape("PATIENTS.csv.gz")):
+        clinfm.convert_mimic3(src, tmp_path / "out")
+
+
+def test_omop_repeated_concepts_are_refused(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "PERSON.csv").write_text("person_id,gender_concept_id,year_of_birth\n1,8532,2001\n")
+    (src / "CONCEPT.csv").write_text(
+        "concept_id,concept_name,vocabulary_id,concept_code\n1,Asthma,SNOMED,195967001\n1,Asthma,SNOMED,195967001\n"
+    )
+    with pytest.raises(InputError, match=re.escape("CONCEPT.csv: row 2, column concept_id")):
+        clinfm.convert_omop(src, tmp_path / "out")
+
+
+def test_csv_dates_are_known_at_the_end_of_their_day(tmp_path):
+    src, mapping = _csv_site(tmp_path)
+    events = clinfm.scan_events(clinfm.convert_csv(src, tmp_path / "out", mapping)).collect()
+    dx = events.filter(pl.col("code") == "ICD10CM/J45.909")["time"][0]
+    assert dx == dt.datetime(2020, 5, 6, 23, 59, 59, 999999)
+    lab = events.filter(pl.col("code") == "LOCAL_LAB/EOS")["time"][0]
+    assert lab == dt.datetime(2020, 5, 6, 10, 30)  # a real time of day is kept
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("code_value: MEDS_BIRTH", "code_value: FOO/bar"), "unknown code vocabulary 'FOO'"),
+        (("code_value: MEDS_BIRTH", "code_value: birth"), "unknown code vocabulary ''"),
+    ],
+)
+def test_more_bad_mappings(tmp_path, change, message):
+    src, mapping = _csv_site(tmp_path, MAPPING.replace(*change))
+    with pytest.raises(InputError, match=message):
+        clinfm.convert_csv(src, tmp_path / "out", mapping)
+
+
+def test_an_empty_table_list_is_refused(tmp_path):
+    (tmp_path / "map.yaml").write_text("tables: []\n")
+    with pytest.raises(InputError, match="tables: List should have at least 1 item"):
+        clinfm.load_mapping(tmp_path / "map.yaml")

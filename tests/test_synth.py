@@ -33,7 +33,9 @@ def test_sites_validate_with_codes_of_their_own_system(request, fixture, system,
 
 def test_dataset_json_declares_the_extension_columns(site_icd9):
     metadata = clinfm.read_dataset_metadata(site_icd9)
-    assert metadata["raw_source_id_columns"] == ["encounter_id"] and metadata["code_modifier_columns"] == ["unit"]
+    assert metadata["raw_source_id_columns"] == ["encounter_id"] and metadata["code_modifier_columns"] == [
+        "unit"
+    ]
 
 
 def test_same_seed_same_cohort_other_seed_other_cohort(tmp_path):

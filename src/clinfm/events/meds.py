@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory
+from clinfm.progress import track
 
 MEDS_VERSION = meds.__version__
 
@@ -228,7 +229,7 @@ def _write_shards(events: pl.LazyFrame, data_dir: Path, subjects: pl.Series, sub
     )
     if (staging / f"shard={orphan_bin}").exists():
         raise InputError("some events have a null subject_id; MEDS requires one")
-    for index in range(boundaries.len() + 1):
+    for index in track(range(boundaries.len() + 1), "Sorting shards", total=boundaries.len() + 1):
         parts = sorted((staging / f"shard={index}").glob("*.parquet"))
         if parts:
             write_events(sort_events(pl.scan_parquet(parts)).collect(), data_dir / f"{index}.parquet")

@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from clinfm.errors import InputError
-from clinfm.progress import track
+from clinfm.progress import status
 
 log = logging.getLogger("clinfm")
 
@@ -141,8 +141,11 @@ class SourceTable:
         self.path = path
         self.spec = spec
         self.needs_rows = needs_rows
-        self.raw = _scan_text(path, separator)
-        header = self.raw.collect_schema().names()
+        try:
+            self.raw = _scan_text(path, separator)
+            header = self.raw.collect_schema().names()
+        except (pl.exceptions.PolarsError, OSError, EOFError, zlib.error) as err:
+            raise InputError(f"could not read the file ({err})", path=path) from None
         required = [name for name, column in spec.items() if column.required]
         missing = ["/".join(self._sources(name)) for name in required if not self._present(name, header)]
         if missing:
@@ -234,7 +237,7 @@ class SourceTable:
             repeated = (
                 pl.scan_parquet(self.staged)
                 .select("_row", name)
-                .filter(pl.col(name).is_not_null() & pl.col(name).is_duplicated())
+                .filter(pl.col(name).is_not_null() & ~pl.col(name).is_first_distinct())  # the repeat
                 .head(1)
                 .collect()
             )
@@ -267,12 +270,18 @@ def stage_tables(tables: list[SourceTable], staging: Path) -> None:
     A file Polars cannot parse at all (a ragged row, an unclosed quote, a truncated gzip) is
     reported with its path, like every other problem.
     """
-    for table in track(tables, "Reading source tables", total=len(tables)):
-        try:
-            table.stage(staging).collect()
-        except (pl.exceptions.PolarsError, OSError, EOFError, zlib.error) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise InputError(f"could not read the file: {reason}", path=table.path) from None
+    unreadable = (pl.exceptions.PolarsError, OSError, EOFError, zlib.error)
+    try:
+        with status(f"Reading {len(tables)} source table(s)"):
+            pl.collect_all([table.stage(staging) for table in tables])  # in parallel
+    except unreadable:
+        for table in tables:  # rare path: find which file it was
+            try:
+                table.stage(staging).collect()
+            except unreadable as err:
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise InputError(f"could not read the file: {reason}", path=table.path) from None
+        raise
     for table in tables:
         table.raise_problem(table.first_problem().collect())
         table.check_unique()
