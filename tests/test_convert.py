@@ -416,7 +416,7 @@ def test_overwrite_replaces_only_clinfm_outputs_and_only_on_success(tmp_path):
             },
             "ADMISSIONS.csv: row 2, column hadm_id: 100 appears in more than one row",
         ),
-        ({"PATIENTS": PATIENTS + "3,12,F,\"2100-01-01,\n"}, "could not read the file"),
+        ({"PATIENTS": PATIENTS + '3,12,F,"2100-01-01,\n'}, "could not read the file"),
     ],
 )
 def test_repeated_ids_and_ragged_rows_are_refused(tmp_path, tables, message):
