@@ -179,3 +179,16 @@ def test_shards_are_sized_by_events_per_subject():
     assert shard_size(100_000, 13_000_000) == DEFAULT_SUBJECTS_PER_SHARD  # claims-like: 130 events each
     assert shard_size(100, 916_166) == int(TARGET_EVENTS_PER_SHARD / 9161.66)  # MIMIC-IV-like histories
     assert shard_size(10, 10**12) == 1 and shard_size(5, None) == DEFAULT_SUBJECTS_PER_SHARD
+
+
+def test_validate_reports_unreadable_files_with_their_path(tmp_path):
+    out = write_dataset(tmp_path / "ds", _events(), dataset_name="toy")
+    (out / "metadata" / "codes.parquet").write_bytes(b"not parquet")
+    (out / "tasks").mkdir()
+    (out / "tasks" / "t.parquet").write_bytes(b"PAR1 broken")
+    report = clinfm.validate(out)
+    unreadable = [e for e in report.errors if "not a readable Parquet file" in e]
+    assert {e.split(":")[0] for e in unreadable} == {
+        str(out / "metadata" / "codes.parquet"),
+        str(out / "tasks" / "t.parquet"),
+    }

@@ -15,7 +15,7 @@ def events_as_of(events: pl.LazyFrame | pl.DataFrame, labels: pl.LazyFrame | pl.
     ``prediction_time`` is included, as the MEDS label schema says; anything later never is.
     Labels without any visible event keep no rows here: join back on ``sample_id`` to find them.
     A subject's history is repeated for each of its labels, so memory grows with events x labels
-    per subject: select the columns and codes a model needs before joining, and stream the result.
+    per subject: select the columns and codes a model needs before collecting the result.
     """
     labels = labels.lazy()
     if "sample_id" in labels.collect_schema().names():

@@ -42,15 +42,30 @@ def _schema_problem(err: Exception) -> str:
     return getattr(err, "message", None) or str(err.__cause__ or err)
 
 
-def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
-    """Schema, nulls and ordering of one shard; returns its per-subject summary."""
+def _read(read, path: Path, report: ValidationReport):
+    """``read(path)`` (a schema or a table), or None, with the error reported, if it cannot be read."""
     try:
-        meds.DataSchema.validate(pq.read_schema(path))
-    except (SchemaValidationError, TableValidationError) as err:
-        report.errors.append(f"{path}: {_schema_problem(err)}")
-        return None
+        return read(path)
     except (pa.ArrowException, OSError) as err:
         report.errors.append(f"{path}: not a readable Parquet file ({err})")
+        return None
+
+
+def _conforms(schema, arrow, path: Path, report: ValidationReport) -> bool:
+    """Whether an Arrow schema or table (None: unreadable) meets a `meds` schema; reports why not."""
+    if arrow is None:
+        return False
+    try:
+        schema.validate(arrow)
+    except (SchemaValidationError, TableValidationError) as err:
+        report.errors.append(f"{path}: {_schema_problem(err)}")
+        return False
+    return True
+
+
+def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
+    """Schema, nulls and ordering of one shard; returns its per-subject summary."""
+    if not _conforms(meds.DataSchema, _read(pq.read_schema, path, report), path, report):
         return None
     shard = pl.scan_parquet(path).select("subject_id", "time", "code").with_row_index("row", offset=1)
     nulls = shard.filter(pl.col("subject_id").is_null() | pl.col("code").is_null()).head(1).collect()
@@ -90,10 +105,7 @@ def _check_codes(root: Path, used_codes: pl.Series, report: ValidationReport) ->
     if not path.exists():
         report.warnings.append(f"{path}: missing; descriptions of codes are unknown")
         return
-    try:
-        meds.CodeMetadataSchema.validate(pq.read_schema(path))
-    except (SchemaValidationError, TableValidationError) as err:
-        report.errors.append(f"{path}: {_schema_problem(err)}")
+    if not _conforms(meds.CodeMetadataSchema, _read(pq.read_schema, path, report), path, report):
         return
     described = read_codes(root)["code"]
     absent = used_codes.filter(~used_codes.is_in(described.implode()))
@@ -127,10 +139,7 @@ def _check_splits(root: Path, subjects: pl.Series, report: ValidationReport) -> 
     if not path.exists():
         report.warnings.append(f"{path}: missing; clinfm assigns deterministic splits when it needs them")
         return
-    try:
-        meds.SubjectSplitSchema.validate(pq.read_table(path))
-    except (SchemaValidationError, TableValidationError) as err:
-        report.errors.append(f"{path}: {_schema_problem(err)}")
+    if not _conforms(meds.SubjectSplitSchema, _read(pq.read_table, path, report), path, report):
         return
     splits = pl.read_parquet(path)
     repeated = splits.group_by("subject_id").agg(n=pl.col("split").n_unique()).filter(pl.col("n") > 1)
@@ -145,10 +154,8 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
     from clinfm.events.meds import LABEL_VALUE_COLUMNS
 
     for name, path in task_files(root).items():
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as err:
-            report.errors.append(f"{path}: not a readable Parquet file ({err})")
+        table = _read(pq.read_table, path, report)
+        if table is None:
             continue
         # MEDS 0.3.3 wrote every value column, unused ones all null; 0.4 forbids those nulls.
         unused = [
@@ -156,10 +163,7 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
         ]
         if report.meds_version and report.meds_version.startswith("0.3"):
             table = table.drop_columns(unused)
-        try:
-            meds.LabelSchema.validate(table)
-        except (SchemaValidationError, TableValidationError) as err:
-            report.errors.append(f"{path}: {_schema_problem(err)}")
+        if not _conforms(meds.LabelSchema, table, path, report):
             continue
         labelled = pl.from_arrow(table.select(["subject_id"]))["subject_id"]
         strangers = labelled.filter(~labelled.is_in(subjects.implode()))

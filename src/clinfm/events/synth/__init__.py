@@ -17,11 +17,10 @@ from clinfm.events.convert.to_mimic3 import export_mimic3
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, finish_dataset, sort_events, write_events
 from clinfm.events.synth import catalog as cat
 from clinfm.events.synth.cohort import (
-    DAY_US,
     CodeBook,
     SiteProfile,
-    _draw_patients,
-    _draw_visits,
+    draw_patients,
+    draw_visits,
     stable_hash,
 )
 from clinfm.events.synth.tasks import build_tasks
@@ -36,8 +35,8 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
     # The site is part of the stream: two sites drawn with one seed are independent populations.
     rng = np.random.default_rng([seed, stable_hash(f"stream:{site.name}") % 2**32, shard])
     window = site.years * 365.25
-    patients = _draw_patients(rng, site, n, window)
-    visits = _draw_visits(rng, site, patients, window)
+    patients = draw_patients(rng, site, n, window)
+    visits = draw_visits(rng, site, patients, window)
     subject_ids = site.subject_offset + first + np.arange(n, dtype=np.int64)
     # Each shard owns 1,000 encounter ids per child; real utilisation stays far below that.
     if len(visits.day) >= 1000 * n:
@@ -46,7 +45,6 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
     times = visit_times(site, visits)
     events = visit_events(rng, site, patients, visits, times, codebook, subject_ids, encounter_ids)
     events = sort_events(events.lazy()).collect()
-    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
     tasks = build_tasks(
         rng,
         patients,
@@ -56,7 +54,7 @@ def _shard(site: SiteProfile, seed: int, shard: int, first: int, n: int, codeboo
         coding=site.coding,
         subject_ids=subject_ids,
         encounter_ids=encounter_ids,
-        start_us=start_us,
+        start_us=site.start_us,
         visit_time=times,
     )
     return events, tasks
@@ -124,4 +122,4 @@ def synthesize(
     return Path(out)
 
 
-__all__ = ["DAY_US", "SiteProfile", "synthesize"]
+__all__ = ["SiteProfile", "synthesize"]

@@ -69,6 +69,11 @@ class SiteProfile:
     site_number: int  # 1..SITE_NUMBERS: places the site's subject and encounter ids
 
     @property
+    def start_us(self) -> int:
+        """The window's start, in microseconds since the epoch (the unit of MEDS times)."""
+        return int(np.datetime64(self.start, "us").astype(np.int64))
+
+    @property
     def subject_offset(self) -> int:
         """Sites get disjoint ranges of 10^8 subject ids (two site names clash with odds 1 in 90,000)."""
         return self.site_number * 100_000_000
@@ -152,7 +157,7 @@ class Patients:
     death_day: np.ndarray  # inf for the living
 
 
-def _draw_patients(rng: np.random.Generator, site: SiteProfile, n: int, window: float) -> Patients:
+def draw_patients(rng: np.random.Generator, site: SiteProfile, n: int, window: float) -> Patients:
     male = rng.random(n) < 0.51
     age0 = 15.0 * rng.beta(*site.age_beta, n)
     birth_day = -age0 * 365.25
@@ -198,7 +203,7 @@ def _events_over_span(rng, rate_per_year, start, end, patients_index):
     return patient, day
 
 
-def _draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, window: float) -> Visits:
+def draw_visits(rng: np.random.Generator, site: SiteProfile, p: Patients, window: float) -> Visits:
     everyone = np.arange(p.n)
     zeros = np.zeros(p.n)
     burden = (p.has * p.severity * [c.followup_rate for c in cat.CONDITIONS]).sum(axis=1)

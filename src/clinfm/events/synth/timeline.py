@@ -214,8 +214,7 @@ def _labs(rng, p: Patients, v: Visits, parts: EventParts) -> None:
 
 def visit_times(site: SiteProfile, v: Visits) -> np.ndarray:
     """Start of each visit in microseconds since the epoch."""
-    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
-    return start_us + v.day * DAY_US + v.minute * 60_000_000
+    return site.start_us + v.day * DAY_US + v.minute * 60_000_000
 
 
 def visit_events(
@@ -239,8 +238,7 @@ def visit_events(
     _labs(rng, p, v, parts)
     events = parts.frame(visit_time, subject_ids, v.patient, encounter_ids)
     notes = _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids)
-    start_us = int(np.datetime64(site.start, "us").astype(np.int64))
-    return pl.concat([_static_events(p, start_us, subject_ids), events, notes], how="vertical")
+    return pl.concat([_static_events(p, site.start_us, subject_ids), events, notes], how="vertical")
 
 
 def _notes(rng, site, p, v, visit_time, subject_ids, encounter_ids) -> pl.DataFrame:
