@@ -10,6 +10,11 @@ T = TypeVar("T")
 _enabled = False
 
 
+def enabled() -> bool:
+    """Whether progress bars are shown (the CLI turns them on for a terminal)."""
+    return _enabled
+
+
 def enable(on: bool = True) -> None:
     """Turn progress display on (the CLI does this) or off."""
     global _enabled

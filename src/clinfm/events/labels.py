@@ -29,3 +29,52 @@ def events_as_of(events: pl.LazyFrame | pl.DataFrame, labels: pl.LazyFrame | pl.
         .filter(pl.col("time").is_null() | (pl.col("time") <= pl.col("prediction_time")))
         .sort(["sample_id", "time"], nulls_last=False, maintain_order=True)
     )
+
+
+def check_labels(
+    events: pl.LazyFrame, labels: pl.DataFrame, *, path: object = None, value: str | None = "boolean_value"
+) -> None:
+    """Refuse labels a model cannot be trained or judged on, naming the first offending row.
+
+    Every subject must be in the data, no prediction may precede the subject's birth, and the label
+    value (``boolean_value`` for binary tasks) must be present on every row.
+    """
+    if labels.height == 0:
+        raise InputError("the label file has no rows: the cohort is empty", path=path)
+    rows = labels.with_row_index("row").select(
+        "row", "subject_id", "prediction_time", *([value] if value else [])
+    )
+    if value and (value not in labels.columns or labels[value].null_count() == labels.height):
+        raise InputError(f"no {value} in the labels: a binary task needs one per row", path=path)
+    if value and labels[value].null_count():
+        row = rows.filter(pl.col(value).is_null())["row"][0]
+        raise InputError(f"row {row}: {value} is empty", path=path)
+    births = (
+        events.lazy()
+        .filter(pl.col("code") == "MEDS_BIRTH")
+        .group_by("subject_id")
+        .agg(birth=pl.col("time").min())
+    )
+    present = events.lazy().select("subject_id").unique()
+    checked = (
+        rows.lazy()
+        .join(present.with_columns(present=pl.lit(True)), on="subject_id", how="left")
+        .join(births, on="subject_id", how="left")
+        .collect()
+    )
+    missing = checked.filter(pl.col("present").is_null())
+    if missing.height:
+        first = missing.row(0, named=True)
+        raise InputError(
+            f"row {first['row']}: subject_id {first['subject_id']} is not in the dataset "
+            f"({missing.height} of {labels.height} label rows name absent subjects)",
+            path=path,
+        )
+    early = checked.filter(pl.col("prediction_time") < pl.col("birth"))
+    if early.height:
+        first = early.row(0, named=True)
+        raise InputError(
+            f"row {first['row']}: prediction_time {first['prediction_time']} is before subject "
+            f"{first['subject_id']}'s birth ({first['birth']})",
+            path=path,
+        )

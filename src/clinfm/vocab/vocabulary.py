@@ -165,10 +165,13 @@ class Vocabulary:
 
     def encode(self, codes: pl.Series) -> pl.Series:
         """Int64 ids of ``codes``; codes not in the vocabulary (and nulls) get the ``[UNK]`` id."""
-        ids = codes.cast(pl.String).replace_strict(
+        return pl.select(self.encode_expr(pl.lit(codes))).to_series().alias(codes.name)
+
+    def encode_expr(self, codes: pl.Expr) -> pl.Expr:
+        """``encode`` as a Polars expression, for lazy queries."""
+        return codes.cast(pl.String).replace_strict(
             self._token_series, self._id_series, default=self.unk_id, return_dtype=pl.Int64
         )
-        return ids.alias(codes.name)
 
     def decode(self, ids: pl.Series) -> pl.Series:
         """The tokens of ``ids``; an id outside the vocabulary gives null."""

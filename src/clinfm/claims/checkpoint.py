@@ -1,0 +1,72 @@
+"""A Claim-PT checkpoint: the model with everything needed to read new data the same way.
+
+Folder: ``config.json`` (model, tokenizer and training settings; what the weights were last trained
+for), ``model.safetensors``, ``vocabulary.json`` (codes seen in at least k patients, nothing else)
+and ``categories.json`` (the category space of the pre-training heads).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from clinfm.claims.batches import CategoryMap, VisitBatches
+from clinfm.claims.model import ClaimPT, ClaimPTConfig
+from clinfm.claims.tokenizer import TokenizerConfig, tokenize
+from clinfm.errors import InputError
+from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
+from clinfm.vocab.vocabulary import Vocabulary
+
+MODEL_NAME = "claim-pt"
+VOCABULARY_FILE = "vocabulary.json"
+CATEGORIES_FILE = "categories.json"
+
+
+@dataclass
+class ClaimsModel:
+    model: ClaimPT
+    vocab: Vocabulary
+    categories: CategoryMap
+    tokenizer: TokenizerConfig
+    trained_for: str = "pretrain"  # the objective the weights were last trained on
+
+    def dataset(self, events: pl.LazyFrame, labels: pl.DataFrame | None = None, y=None) -> VisitBatches:
+        """Tokenize events (up to each label's prediction_time) the way this model was trained."""
+        return VisitBatches(tokenize(events, self.vocab, self.tokenizer, labels), self.categories, y)
+
+    def save(self, folder: str | os.PathLike, **extra) -> Path:
+        config = {
+            "model": MODEL_NAME,
+            "trained_for": self.trained_for,
+            "model_config": self.model.config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            **extra,
+        }
+        folder = save_checkpoint(folder, self.model, config, {CATEGORIES_FILE: self.categories.to_json()})
+        self.vocab.save(folder / VOCABULARY_FILE)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> ClaimsModel:
+        folder = Path(folder)
+        config = read_config(folder)
+        if config.get("model") != MODEL_NAME:
+            raise InputError(
+                f"a {config.get('model')!r} checkpoint, not Claim-PT", path=folder / "config.json"
+            )
+        vocab = Vocabulary.load(folder / VOCABULARY_FILE)
+        categories = CategoryMap.load(folder / CATEGORIES_FILE)
+        model_config = ClaimPTConfig.from_dict(config.get("model_config") or {}, where=folder / "config.json")
+        if (model_config.vocab_size, model_config.n_categories) != (len(vocab), len(categories)):
+            raise InputError(
+                f"the model embeds {model_config.vocab_size} tokens and {model_config.n_categories} "
+                f"categories but its files list {len(vocab)} and {len(categories)}: files from different "
+                "checkpoints",
+                path=folder,
+            )
+        model = load_weights(folder, ClaimPT(model_config))
+        tokenizer = TokenizerConfig.from_dict(config.get("tokenizer") or {})
+        return cls(model, vocab, categories, tokenizer, config.get("trained_for", "pretrain"))

@@ -1,0 +1,69 @@
+"""A GRU over visits: the recurrent baseline trained from scratch on each task.
+
+It reads the same batches as Claim-PT (a visit is the sum of its code embeddings plus its type and
+date embeddings) and ends in the same classification head, so the comparison isolates what
+attention and pre-training add.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clinfm.claims.tokenizer import DEMOGRAPHIC_VOCAB, MAX_AGE, VISIT_TYPES
+
+
+@dataclass(frozen=True)
+class VisitGRUConfig:
+    vocab_size: int
+    date_vocab: int = 366
+    d_model: int = 100
+    hidden: int = 100
+    dropout: float = 0.0
+
+
+class VisitGRU(nn.Module):
+    def __init__(self, config: VisitGRUConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.code_embedding = nn.Embedding(config.vocab_size, d, padding_idx=0)
+        self.date_embedding = nn.Embedding(config.date_vocab, d, padding_idx=0)
+        self.type_embedding = nn.Embedding(len(VISIT_TYPES), d, padding_idx=0)
+        self.demographic_embedding = nn.Embedding(DEMOGRAPHIC_VOCAB, config.hidden)
+        self.gru = nn.GRU(d, config.hidden, batch_first=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.cls_head = nn.Linear(config.hidden, 1)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        visits = self.code_embedding(batch["codes"]).sum(dim=2)
+        visits = visits + self.date_embedding(batch["visit_date"]) + self.type_embedding(batch["visit_type"])
+        lengths = batch["visit_mask"].sum(dim=1)
+        # Demographics start the recurrence, so a patient without visits still gets a prediction.
+        start = self.demographic_embedding(batch["age"]) + self.demographic_embedding(
+            batch["sex"] + MAX_AGE + 2
+        )
+        packed = nn.utils.rnn.pack_padded_sequence(
+            visits, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, last = self.gru(packed, start[None].contiguous())
+        state = torch.where(lengths[:, None] > 0, last[0], start)
+        return self.cls_head(self.dropout(state)).squeeze(-1)
+
+    def loss(self, batch: dict[str, torch.Tensor], objective: str) -> tuple[torch.Tensor, dict]:
+        if objective != "classify":
+            raise ValueError("the GRU baseline is trained for classification only")
+        return F.binary_cross_entropy_with_logits(self(batch), batch["label"]), {}
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, torch.Tensor], objective: str) -> torch.Tensor:
+        return torch.sigmoid(self(batch))
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        return [
+            [p for name, p in self.named_parameters() if not name.startswith("cls_head")],
+            list(self.cls_head.parameters()),
+        ]

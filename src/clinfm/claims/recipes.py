@@ -1,0 +1,533 @@
+"""Claim-PT recipes: pre-train, fine-tune against baselines, label efficiency, next visit, embed, predict.
+
+Every recipe reads a MEDS dataset and its patient splits (``metadata/subject_splits.parquet``, or
+stable-hash 80/10/10 splits when absent): models train on ``train``, stop early on ``tuning`` and
+are judged on ``held_out``, the same held-out patients for every method, fraction and seed.
+Pre-training never sees a held-out patient.
+
+Outputs are folders written atomically. Training state lives beside the output in
+``.<name>.partial/`` until the run finishes, so a run that is killed resumes where it stopped when
+started again with the same command.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from clinfm import progress
+from clinfm.claims.batches import CategoryMap, VisitBatches
+from clinfm.claims.checkpoint import ClaimsModel
+from clinfm.claims.gru import VisitGRU, VisitGRUConfig
+from clinfm.claims.model import ClaimPT, ClaimPTConfig
+from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
+from clinfm.errors import InputError
+from clinfm.events.labels import check_labels
+from clinfm.events.meds import read_labels, read_splits, scan_events
+from clinfm.events.splits import assign_splits
+from clinfm.io import atomic_directory, check_output, write_json_atomic
+from clinfm.train.engine import TrainConfig, clone, fit, predict
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("paper", "modern")
+NEURAL_METHODS = ("pretrained", "cold_start", "gru")
+COUNT_METHODS = ("logistic_regression", "gradient_boosting")
+METHODS = NEURAL_METHODS + COUNT_METHODS
+EFFICIENCY_METRICS = ("auroc", "auprc")
+
+#: The paper's optimisation: RMSprop (Keras defaults), batch 100, early stopping with patience 5.
+PRETRAIN = {
+    "paper": TrainConfig(max_epochs=1000, batch_size=100, optimizer="rmsprop", lr=1e-3, patience=5),
+    "modern": TrainConfig(
+        max_epochs=200,
+        batch_size=64,
+        optimizer="adamw",
+        lr=5e-4,
+        weight_decay=0.01,
+        patience=5,
+        gradient_clip=1.0,
+    ),
+}
+#: The paper's fine-tuning: Adam 1e-4, 20 epochs, every layer trainable (we also keep the best epoch).
+FINETUNE = TrainConfig(max_epochs=20, batch_size=100, optimizer="adam", lr=1e-4, patience=5)
+#: Models trained from scratch get a larger learning rate and more epochs: a fair chance, not a straw man.
+FROM_SCRATCH = TrainConfig(max_epochs=100, batch_size=100, optimizer="adam", lr=1e-3, patience=5)
+
+METHOD_DESCRIPTIONS = {
+    "pretrained": "Claim-PT pre-trained on unlabeled patients' visit sequences, then fine-tuned on this task",
+    "cold_start": "the same Claim-PT architecture trained on this task alone, from random weights",
+    "gru": "a GRU over the same visit sequences, trained on this task alone",
+    "logistic_regression": "logistic regression on counts of each code before the prediction time",
+    "gradient_boosting": "gradient-boosted trees on counts of each code before the prediction time",
+}
+
+
+def _partial_dir(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    from clinfm.events.meds import _clinfm_version
+
+    return _clinfm_version()
+
+
+def _splits(data: Path, events: pl.LazyFrame) -> pl.DataFrame:
+    splits = read_splits(data)
+    if splits is None:
+        subjects = events.select("subject_id").unique().collect()["subject_id"]
+        splits = assign_splits(subjects)
+    return splits.select("subject_id", "split")
+
+
+def _split_events(events: pl.LazyFrame, splits: pl.DataFrame, names: tuple[str, ...]) -> pl.LazyFrame:
+    subjects = splits.filter(pl.col("split").is_in(names)).select("subject_id").lazy()
+    return events.join(subjects, on="subject_id", how="semi")
+
+
+# ----------------------------------------------------------------------------- pre-training
+
+
+def pretrain(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    preset: str = "paper",
+    train: TrainConfig | None = None,
+    tokenizer: TokenizerConfig | None = None,
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+    model_overrides: dict | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> Path:
+    """Pre-train Claim-PT on the train split's patients (no labels); save a checkpoint folder at ``out``."""
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    out = check_output(out, overwrite)
+    data = Path(data)
+    train = train or PRETRAIN[preset]
+    tokenizer = tokenizer or (TokenizerConfig.paper() if preset == "paper" else TokenizerConfig.modern())
+    events = scan_events(data)
+    splits = _splits(data, events)
+    train_events = _split_events(events, splits, ("train",))
+    with progress.status("building the vocabulary"):
+        claims = train_events.filter(claim_code_filter(events.collect_schema().names()))
+        vocab = Vocabulary.from_events(claims, min_subjects=min_subjects)
+    if not vocab.codes:
+        raise InputError(
+            f"no code is seen in at least {min_subjects} training patients: nothing to learn", path=data
+        )
+    categories = CategoryMap.build(vocab)
+    config = ClaimPTConfig.preset_named(preset, len(vocab), len(categories), **(model_overrides or {}))
+    bundle = ClaimsModel(ClaimPT(config), vocab, categories, tokenizer)
+    with progress.status("tokenizing"):
+        train_data = bundle.dataset(train_events)
+        val_data = bundle.dataset(_split_events(events, splits, ("tuning",)))
+    if len(train_data) == 0:
+        raise InputError(
+            "no training patient has two visits with known codes: the cohort is empty", path=data
+        )
+    work = _partial_dir(out)
+    result = fit(bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume)
+    if not result.is_global_zero:
+        return out
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        bundle.save(tmp, training=train.to_dict())
+        _copy_logs(work, tmp)
+        write_json_atomic(
+            tmp / "run.json",
+            {
+                "kind": "pretrain",
+                "title": f"Claim-PT pre-training ({preset} preset)",
+                "created": _now(),
+                "clinfm_version": _version(),
+                "data": {
+                    "dataset": str(data),
+                    "n_train": len(train_data),
+                    "n_tuning": len(val_data),
+                    "vocabulary_size": len(vocab.codes),
+                    "categories": len(categories),
+                },
+                "config": {
+                    "model": config.to_dict(),
+                    "tokenizer": tokenizer.to_dict(),
+                    "training": train.to_dict(),
+                    "min_subjects": min_subjects,
+                },
+                "results": {"epochs": result.epochs, "best_val_loss": result.best_val_loss},
+                "notes": _resume_note(result),
+            },
+        )
+        _report(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _resume_note(result) -> list[str]:
+    if result.resumed_from_epoch is None:
+        return []
+    return [f"This run was interrupted and resumed from the end of epoch {result.resumed_from_epoch}."]
+
+
+def _copy_logs(work: Path, target: Path) -> None:
+    if (work / "logs").exists():
+        shutil.copytree(work / "logs", target / "logs", dirs_exist_ok=True)
+
+
+def _report(run_dir: Path) -> None:
+    from clinfm.report import write_report
+
+    write_report(run_dir)
+
+
+# ----------------------------------------------------------------------------- labelled cohorts
+
+
+@dataclass
+class Cohort:
+    """A binary task's labels split by patient, tokenized once for every method."""
+
+    name: str
+    labels_path: Path
+    events: pl.LazyFrame
+    parts: dict[str, pl.DataFrame]  # train / tuning / held_out label rows
+    datasets: dict[str, VisitBatches] = field(default_factory=dict)
+    counts: dict[str, object] = field(default_factory=dict)  # code-count features per split
+
+    def y(self, split: str) -> np.ndarray:
+        return self.parts[split]["boolean_value"].cast(pl.Float32).to_numpy()
+
+
+def load_cohort(data: str | os.PathLike, labels: str | os.PathLike) -> Cohort:
+    """Labels checked against the data and split by the dataset's patient splits."""
+    data, labels_path = Path(data), Path(labels)
+    events = scan_events(data)
+    frame = read_labels(labels_path)
+    check_labels(events, frame, path=labels_path)
+    frame = frame.select("subject_id", "prediction_time", "boolean_value")
+    splits = _splits(data, events)
+    tagged = frame.with_row_index("label_row").join(splits, on="subject_id", how="left")
+    parts = {
+        name: tagged.filter(pl.col("split") == name).sort("label_row").drop("label_row", "split")
+        for name in ("train", "tuning", "held_out")
+    }
+    for name in ("train", "held_out"):
+        if parts[name].height == 0:
+            raise InputError(
+                f"no label rows for {name} patients: the cohort is empty after splitting", path=labels_path
+            )
+    if parts["train"]["boolean_value"].n_unique() < 2:
+        raise InputError("the train patients' labels have only one class: nothing to learn", path=labels_path)
+    return Cohort(labels_path.stem, labels_path, events, parts)
+
+
+def _tokenized(cohort: Cohort, bundle: ClaimsModel) -> None:
+    if cohort.datasets:
+        return
+    with progress.status(f"tokenizing {cohort.name}"):
+        for name, part in cohort.parts.items():
+            cohort.datasets[name] = bundle.dataset(cohort.events, part, cohort.y(name))
+
+
+def _count_features(cohort: Cohort) -> None:
+    from clinfm.evaluate.baselines import code_count_features
+
+    if cohort.counts:
+        return
+    with progress.status(f"counting codes for {cohort.name}"):
+        X, codes = code_count_features(cohort.events, cohort.parts["train"])
+        cohort.counts["train"] = X
+        for name in ("tuning", "held_out"):
+            cohort.counts[name] = code_count_features(cohort.events, cohort.parts[name], codes=codes)[0]
+
+
+def subsample(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Row indices of a stratified ``fraction`` of ``y`` (at least one of each class).
+
+    For one seed the subsets are nested: the 10% sample is inside the 25% one, so curves across
+    fractions differ by the added labels, not by a new draw.
+    """
+    if fraction >= 1:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for value in (0.0, 1.0):
+        rows = np.flatnonzero(y == value)
+        if len(rows):
+            chosen.append(rng.permutation(rows)[: max(1, math.ceil(fraction * len(rows)))])
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass
+class MethodSettings:
+    finetune: TrainConfig = FINETUNE
+    from_scratch: TrainConfig = FROM_SCRATCH
+
+
+def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> np.ndarray:
+    train_data = cohort.datasets["train"].subset(rows["train"])
+    val_data = cohort.datasets["tuning"].subset(rows["tuning"])
+    if method == "pretrained":
+        model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
+    elif method == "cold_start":
+        import torch
+
+        torch.manual_seed(seed)
+        model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
+    else:
+        import torch
+
+        torch.manual_seed(seed)
+        gru = VisitGRUConfig(len(bundle.vocab), bundle.tokenizer.date_vocab, bundle.model.config.d_model)
+        model, config = VisitGRU(gru), settings.from_scratch.replace(seed=seed, strategy="full")
+    fit(model, "classify", train_data, val_data, config, work, name=name)
+    return predict(model, cohort.datasets["held_out"], "classify").numpy(), model
+
+
+def _fit_counts(method, cohort, rows, seed) -> np.ndarray:
+    from clinfm.evaluate.baselines import fit_baseline
+
+    X = cohort.counts["train"][rows["train"]]
+    estimator = fit_baseline(method, X, cohort.y("train")[rows["train"]], seed=seed)
+    return estimator.predict_proba(cohort.counts["held_out"])[:, 1]
+
+
+def run_point(method, bundle, cohort, fraction, seed, settings, work: Path) -> tuple[np.ndarray, object]:
+    """One method at one label fraction and seed: its test-set probabilities (cached in ``work``)."""
+    name = f"{cohort.name}-{method}-f{fraction:g}-s{seed}"
+    cached = work / "points" / f"{name}.npy"
+    if cached.exists():  # finished before an interruption
+        return np.load(cached, allow_pickle=False), None
+    rows = {split: subsample(cohort.y(split), fraction, seed) for split in ("train", "tuning")}
+    model = None
+    if method in NEURAL_METHODS:
+        _tokenized(cohort, bundle)
+        probabilities, model = _fit_neural(method, bundle, cohort, rows, seed, settings, work, name)
+    else:
+        _count_features(cohort)
+        probabilities = _fit_counts(method, cohort, rows, seed)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cached, probabilities.astype(np.float64), allow_pickle=False)
+    shutil.rmtree(work / "resume" / name, ignore_errors=True)
+    return probabilities, model
+
+
+def _check_methods(methods) -> tuple[str, ...]:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}")
+    return tuple(methods)
+
+
+def efficiency(
+    data: str | os.PathLike,
+    labels: str | os.PathLike,
+    from_checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0),
+    seeds: tuple[int, ...] = (0, 1, 2),
+    methods: tuple[str, ...] = METHODS,
+    settings: MethodSettings | None = None,
+    n_bootstrap: int = 1000,
+    overwrite: bool = False,
+    save_model: bool = False,
+    cohort: Cohort | None = None,
+    bundle: ClaimsModel | None = None,
+) -> Path:
+    """Every method at every label fraction and seed, judged on the same held-out patients.
+
+    Writes ``efficiency.json`` (curves with bootstrap CIs of the seed-averaged metric),
+    ``metrics.json`` (every metric at the largest fraction), the predictions of each method (largest
+    fraction, first seed) and ``report.html``.
+    """
+    methods = _check_methods(methods)
+    if not fractions or any(not 0 < f <= 1 for f in fractions) or not seeds:
+        raise InputError("fractions must lie in (0, 1] and at least one seed is needed")
+    fractions = tuple(sorted(set(fractions)))
+    out = check_output(out, overwrite)
+    bundle = bundle or ClaimsModel.load(from_checkpoint)
+    cohort = cohort or load_cohort(data, labels)
+    settings = settings or MethodSettings()
+    work = _partial_dir(out)
+    results: dict[tuple[str, float, int], np.ndarray] = {}
+    final_models = {}
+    grid = [(m, f, s) for f in fractions for s in seeds for m in methods]
+    for method, fraction, seed in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
+        probabilities, model = run_point(method, bundle, cohort, fraction, seed, settings, work)
+        results[method, fraction, seed] = probabilities
+        if method == "pretrained" and fraction == fractions[-1] and seed == seeds[0]:
+            final_models[method] = model
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        _write_efficiency_run(
+            tmp, results, cohort, bundle, from_checkpoint, fractions, seeds, methods, settings, n_bootstrap
+        )
+        if save_model and final_models.get("pretrained") is not None:
+            fine_tuned = ClaimsModel(
+                final_models["pretrained"], bundle.vocab, bundle.categories, bundle.tokenizer, "classify"
+            )
+            fine_tuned.save(tmp / "model", task=cohort.name, training=settings.finetune.to_dict())
+        _copy_logs(work, tmp)
+        _report(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _write_efficiency_run(
+    tmp, results, cohort, bundle, source, fractions, seeds, methods, settings, n_bootstrap
+):
+    from clinfm.evaluate.metrics import auprc, auroc, binary_metrics_runs
+    from clinfm.evaluate.predictions import write_predictions
+
+    y = cohort.y("held_out")
+    point_metrics = {"auroc": auroc, "auprc": auprc}
+    points = []
+    for method in methods:
+        for fraction in fractions:
+            runs = [results[method, fraction, s] for s in seeds]
+            estimates = binary_metrics_runs(y, runs, n_bootstrap=n_bootstrap)
+            rows = subsample(cohort.y("train"), fraction, seeds[0])
+            points.append(
+                {
+                    "method": method,
+                    "fraction": fraction,
+                    "n_train": len(rows),
+                    "n_train_positives": int(cohort.y("train")[rows].sum()),
+                    "metrics": {
+                        name: {**estimates[name].to_dict(), "per_seed": [_finite(fn(y, r)) for r in runs]}
+                        for name, fn in point_metrics.items()
+                    },
+                }
+            )
+    top = fractions[-1]
+    table = {
+        m: {
+            k: e.to_dict()
+            for k, e in binary_metrics_runs(
+                y, [results[m, top, s] for s in seeds], n_bootstrap=n_bootstrap
+            ).items()
+        }
+        for m in methods
+    }
+    test = cohort.parts["held_out"]
+    write_json_atomic(
+        tmp / "efficiency.json",
+        {
+            "metric_names": list(EFFICIENCY_METRICS),
+            "fractions": list(fractions),
+            "seeds": list(seeds),
+            "points": points,
+        },
+    )
+    write_json_atomic(
+        tmp / "metrics.json",
+        {
+            "confidence_level": 0.95,
+            "n_bootstrap": n_bootstrap,
+            "test": {"n": test.height, "positives": int(y.sum())},
+            "fraction": top,
+            "seeds": list(seeds),
+            "methods": table,
+        },
+    )
+    for method in methods:
+        probabilities = results[method, top, seeds[0]]
+        target = tmp / "predictions" / f"{method}.parquet"
+        write_predictions(
+            target,
+            subject_id=test["subject_id"].to_numpy(),
+            prediction_time=test["prediction_time"].to_numpy(),
+            y=y.astype(bool),
+            p=probabilities,
+        )
+    primary = "pretrained" if "pretrained" in methods else methods[0]
+    shutil.copyfile(tmp / "predictions" / f"{primary}.parquet", tmp / "predictions.parquet")
+    write_json_atomic(
+        tmp / "run.json", _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary)
+    )
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary) -> dict:
+    single = len(fractions) == 1 and len(seeds) == 1
+    y_train = cohort.y("train")
+    notes = [
+        "Every method is judged on the same held-out patients (the dataset's held_out split).",
+        f"Metrics are for the largest label fraction ({fractions[-1]:g}), averaged over seeds {list(seeds)}; "
+        "the 95% intervals come from resampling held-out patients (1,000 bootstrap draws).",
+    ]
+    if not single:
+        notes.append("ROC and calibration curves show the first seed's models at the largest fraction.")
+    return {
+        "kind": "finetune" if single else "efficiency",
+        "title": f"{cohort.name.replace('_', ' ')}: pre-trained Claim-PT against baselines",
+        "created": _now(),
+        "clinfm_version": _version(),
+        "task": {"name": cohort.name, "type": "binary", "labels": str(cohort.labels_path)},
+        "data": {
+            "n_train": cohort.parts["train"].height,
+            "train_positives": int(y_train.sum()),
+            "n_tuning": cohort.parts["tuning"].height,
+            "n_test": cohort.parts["held_out"].height,
+            "test_positives": int(cohort.y("held_out").sum()),
+        },
+        "methods": {m: METHOD_DESCRIPTIONS[m] for m in methods},
+        "primary_method": primary,
+        "config": {
+            "checkpoint": str(source),
+            "model": bundle.model.config.to_dict(),
+            "tokenizer": bundle.tokenizer.to_dict(),
+            "finetune": settings.finetune.to_dict(),
+            "from_scratch": settings.from_scratch.to_dict(),
+            "fractions": list(fractions),
+            "seeds": list(seeds),
+        },
+        "notes": notes,
+    }
+
+
+def finetune(
+    data: str | os.PathLike,
+    labels: str | os.PathLike,
+    from_checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    strategy: str = "full",
+    baselines: bool = True,
+    settings: MethodSettings | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Fine-tune on all train labels; compare with the baselines; save the fine-tuned model in ``model/``."""
+    settings = settings or MethodSettings()
+    settings = MethodSettings(settings.finetune.replace(strategy=strategy), settings.from_scratch)
+    methods = METHODS if baselines else ("pretrained",)
+    return efficiency(
+        data,
+        labels,
+        from_checkpoint,
+        out,
+        fractions=(1.0,),
+        seeds=(seed,),
+        methods=methods,
+        settings=settings,
+        overwrite=overwrite,
+        save_model=True,
+    )

@@ -1,0 +1,94 @@
+"""Checkpoints as a folder, like Hugging Face's save_pretrained: ``config.json`` + ``model.safetensors``
+(+ the vocabulary and other JSON files the model needs). Never pickle.
+
+A checkpoint holds weights, settings and the (minimum-count) vocabulary: no subject ids, no counts,
+no data. Loading checks every tensor's name and shape against the model the config describes, so a
+checkpoint of another preset or vocabulary is refused in one line instead of half-loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from clinfm.errors import InputError
+from clinfm.io import write_json_atomic
+
+FORMAT = "clinfm-checkpoint"
+VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_checkpoint(
+    folder: str | os.PathLike, model: torch.nn.Module, config: dict, files: dict | None = None
+) -> Path:
+    """Write ``config`` (with format and version), the weights and extra JSON ``files`` into ``folder``.
+
+    ``folder`` is normally a temporary directory that the caller renames into place (``clinfm.io``).
+    """
+    from clinfm.events.meds import _clinfm_version
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, folder / WEIGHTS_FILE, metadata={"format": "pt"})
+    for name, payload in (files or {}).items():
+        write_json_atomic(folder / name, payload)
+    write_json_atomic(
+        folder / CONFIG_FILE,
+        {"format": FORMAT, "version": VERSION, "clinfm_version": _clinfm_version(), **config},
+    )
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """The checkpoint's ``config.json``; InputError if the folder is not a clinfm checkpoint."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not folder.is_dir():
+        raise InputError(
+            "no checkpoint folder here (expected config.json and model.safetensors)", path=folder
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read the checkpoint config: {error}", path=path) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise InputError(f"not a clinfm checkpoint (expected format {FORMAT!r})", path=path)
+    if config.get("version") != VERSION:
+        raise InputError(f"unsupported checkpoint version {config.get('version')!r}", path=path)
+    return config
+
+
+def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> torch.nn.Module:
+    """Load ``model.safetensors`` into ``model``; every tensor must match by name and shape."""
+    path = Path(folder) / WEIGHTS_FILE
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError, ValueError) as error:
+        raise InputError(
+            f"not a readable safetensors file ({str(error).splitlines()[0]})", path=path
+        ) from None
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise InputError(
+            f"weights do not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}): "
+            "a checkpoint of another preset or architecture",
+            path=path,
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise InputError(
+                f"{name} has shape {tuple(tensor.shape)} but the config says {tuple(expected[name].shape)}: "
+                "the weights and config.json (or the vocabulary) come from different models",
+                path=path,
+            )
+    model.load_state_dict(state)
+    return model

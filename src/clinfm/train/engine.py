@@ -1,0 +1,301 @@
+"""The one training engine: a model with a ``loss(batch, objective)`` method, trained by Lightning.
+
+Lightning brings devices (CPU, CUDA, MPS), DDP across GPUs and nodes, mixed precision, early stopping
+and loggers with no change to the model. What clinfm adds:
+
+- fine-tuning strategies over the model's ``layer_groups()`` (input to output): ``full``, ``probe``
+  (everything frozen but the last group, the heads), ``llrd`` (layer-wise learning-rate decay);
+- the best weights by validation loss are restored at the end (``restore_best_weights``, as the
+  paper's Keras code does), kept in memory and in the resume checkpoint;
+- a resumable run: the state after every epoch is written to ``<work_dir>/resume/<name>/last.ckpt``; a
+  rerun continues from it. Batches and dropout are seeded from (seed, epoch), so a resumed run
+  reaches the same weights as one that was never interrupted. That file is loaded with
+  ``weights_only=True`` (tensors and plain values only; never arbitrary pickled objects); released
+  checkpoints are safetensors (``clinfm.train.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from clinfm import progress
+from clinfm.errors import InputError
+from clinfm.train.sampling import BucketBatchSampler
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("full", "probe", "llrd")
+OPTIMIZERS = ("rmsprop", "adam", "adamw")
+LOGGERS = ("csv", "tensorboard", "mlflow", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_epochs: int = 100
+    batch_size: int = 100
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int | None = 5  # epochs without a better validation loss before stopping; None = never
+    strategy: str = "full"  # full | probe | llrd
+    llrd_decay: float = 0.8  # learning-rate factor per layer group below the top (llrd)
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    num_nodes: int = 1
+    distributed: str = "auto"  # Lightning strategy: auto, ddp, fsdp, ...
+    precision: str = "auto"  # bf16/16 mixed on CUDA, 32 elsewhere
+    logger: str = "csv"
+    num_workers: int = 0
+    bucket: bool = True  # batch samples of similar length together
+    gradient_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        checks = {"strategy": STRATEGIES, "optimizer": OPTIMIZERS, "logger": LOGGERS}
+        for name, allowed in checks.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.max_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise InputError("max_epochs and batch_size must be at least 1 and lr positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> TrainConfig:
+        known = {f.name for f in fields(self)}
+        return TrainConfig(**{**asdict(self), **{k: v for k, v in changes.items() if k in known}})
+
+
+@dataclass(frozen=True)
+class FitResult:
+    epochs: int
+    best_val_loss: float | None
+    resumed_from_epoch: int | None
+    is_global_zero: bool
+
+
+def parameter_groups(model: torch.nn.Module, config: TrainConfig) -> list[dict]:
+    """The optimizer's groups under the fine-tuning strategy (probe freezes all but the heads)."""
+    groups = model.layer_groups()
+    if config.strategy == "probe":
+        for group in groups[:-1]:
+            for parameter in group:
+                parameter.requires_grad_(False)
+        return [{"params": groups[-1], "lr": config.lr}]
+    if config.strategy == "llrd":
+        top = len(groups) - 1
+        return [{"params": g, "lr": config.lr * config.llrd_decay ** (top - i)} for i, g in enumerate(groups)]
+    return [{"params": [p for g in groups for p in g], "lr": config.lr}]
+
+
+def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "rmsprop":  # Keras' RMSprop defaults, which the paper used
+        return torch.optim.RMSprop(
+            groups, lr=config.lr, alpha=0.9, eps=1e-7, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+class Learner(L.LightningModule):
+    """Wraps any model whose ``loss(batch, objective)`` returns (loss, parts to log)."""
+
+    def __init__(self, model: torch.nn.Module, objective: str, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.config = config
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout and masking draw from a generator seeded by epoch: resuming replays the same draws.
+        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch * 1_009 + self.global_rank)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        loss, parts = self.model.loss(batch, self.objective)
+        size = len(next(iter(batch.values())))
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        for name, value in parts.items():
+            self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
+        return loss
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._step(batch, "val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return make_optimizer(parameter_groups(self.model, self.config), self.config)
+
+
+class BestWeights(Callback):
+    """Keep the weights of the epoch with the lowest validation loss; put them back when training ends."""
+
+    def __init__(self, monitor: str = "val_loss"):
+        self.monitor = monitor
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, learner: Learner) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if self.best_score is None or score < self.best_score:
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            self.best_state = {k: v.detach().cpu().clone() for k, v in learner.model.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, learner: Learner) -> None:
+        if self.best_state is not None:
+            learner.model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        self.best_state = state["best_state"]
+
+
+def make_loader(dataset, config: TrainConfig, *, train: bool) -> torch.utils.data.DataLoader:
+    """Batches of similar length (training: shuffled per epoch), assembled by the dataset's ``collate``."""
+    sampler = BucketBatchSampler(
+        dataset.lengths, config.batch_size, shuffle=train, seed=config.seed, bucket=config.bucket
+    )
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=dataset.collate,
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+    )
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    if config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _logger(config: TrainConfig, work_dir: Path, name: str):
+    if config.logger == "none":
+        return False
+    if config.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(work_dir / "logs", name=name, version="")
+    if config.logger == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        # A local file store unless the user points MLFLOW_TRACKING_URI somewhere: nothing leaves the machine.
+        uri = os.environ.get("MLFLOW_TRACKING_URI", (work_dir / "mlruns").resolve().as_uri())
+        return MLFlowLogger(experiment_name=name, tracking_uri=uri)
+    from lightning.pytorch.loggers import CSVLogger
+
+    return CSVLogger(work_dir / "logs", name=name, version="")
+
+
+def _resume_epoch(path: Path) -> int | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a run killed while writing leaves a truncated file
+        raise InputError(
+            f"cannot resume from a damaged checkpoint ({error}); delete it to start over", path=path
+        ) from None
+    return int(state.get("epoch", -1)) + 1
+
+
+def fit(
+    model: torch.nn.Module,
+    objective: str,
+    train_data,
+    val_data,
+    config: TrainConfig,
+    work_dir: str | os.PathLike,
+    *,
+    name: str = "train",
+    resume: bool = True,
+    callbacks: tuple[Callback, ...] = (),
+) -> FitResult:
+    """Train ``model`` on ``objective``; validation loss drives early stopping and the weights kept.
+
+    ``train_data`` / ``val_data`` are datasets with ``lengths`` and ``collate`` (``val_data`` may be
+    None: then every epoch runs and the last weights are kept). State for resuming goes under
+    ``work_dir``; a rerun with the same ``work_dir`` continues from the last finished epoch.
+    """
+    work_dir = Path(work_dir)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if len(train_data) == 0:
+        raise InputError(f"no training samples for {name}: the cohort is empty after filtering")
+    best = BestWeights()
+    monitors: list[Callback] = [best]
+    if val_data is not None and len(val_data) and config.patience is not None:
+        monitors.append(EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"))
+    resume_dir = work_dir / "resume" / name
+    checkpoint = ModelCheckpoint(dirpath=resume_dir, filename="last", save_top_k=0, save_last=True)
+    trainer = L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.distributed,
+        precision=_precision(config),
+        max_epochs=config.max_epochs,
+        callbacks=[*monitors, checkpoint, *callbacks],
+        logger=_logger(config, work_dir, name),
+        enable_progress_bar=progress.enabled(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # BucketBatchSampler shards batches across processes itself
+        log_every_n_steps=1,
+        gradient_clip_val=config.gradient_clip,
+        default_root_dir=work_dir,
+    )
+    last = resume_dir / "last.ckpt"
+    resumed = _resume_epoch(last) if resume and last.exists() else None
+    if resumed is not None:
+        log.info("%s: resuming from the end of epoch %d (%s)", name, resumed, last)
+    val_loader = (
+        make_loader(val_data, config, train=False) if val_data is not None and len(val_data) else None
+    )
+    trainer.fit(
+        Learner(model, objective, config),
+        make_loader(train_data, config, train=True),
+        val_loader,
+        ckpt_path=last if resumed is not None else None,
+        weights_only=True,
+    )
+    return FitResult(
+        epochs=trainer.current_epoch,
+        best_val_loss=best.best_score,
+        resumed_from_epoch=resumed,
+        is_global_zero=trainer.is_global_zero,
+    )
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, objective: str, *, batch_size: int = 256) -> torch.Tensor:
+    """The model's ``predict(batch, objective)`` over a dataset, in dataset order, on the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    config = TrainConfig(batch_size=batch_size, bucket=False)
+    outputs = []
+    for batch in make_loader(dataset, config, train=False):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        outputs.append(model.predict(batch, objective).float().cpu())
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def clone(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy, so fine-tuning one task never changes the pre-trained model another task starts from."""
+    return copy.deepcopy(model)

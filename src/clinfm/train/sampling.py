@@ -1,0 +1,68 @@
+"""Batches of similar length, so little of each batch is padding; sharded across DDP processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Shuffle, cut into pools of ``pool`` batches, sort each pool by length, batch, shuffle batches.
+
+    Deterministic from (seed, epoch): a run resumed at an epoch sees the batches it would have seen.
+    Under DDP each process takes every ``world_size``-th batch (the batch count is cut to a multiple
+    of the world size, so every process runs the same number of steps).
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        pool: int = 50,
+        bucket: bool = True,
+    ):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool = pool
+        self.bucket = bucket
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
+        if self.bucket:
+            span = self.batch_size * self.pool
+            pools = [order[i : i + span] for i in range(0, len(order), span)]
+            order = np.concatenate([p[np.argsort(self.lengths[p], kind="stable")] for p in pools] or [order])
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self):
+        rank, world = self._world()
+        batches = self._batches()
+        usable = len(batches) - len(batches) % world if len(batches) >= world else len(batches)
+        for batch in batches[rank:usable:world]:
+            yield batch.tolist()
+        if self.shuffle:
+            self.epoch += 1  # without set_epoch (plain loops) the next pass still reshuffles
+
+    def __len__(self) -> int:
+        _, world = self._world()
+        n = -(-len(self.lengths) // self.batch_size)
+        return n // world if n >= world else n
