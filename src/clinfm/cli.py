@@ -233,6 +233,309 @@ def describe(
         print_description(description)
 
 
+class Preset(StrEnum):
+    paper = "paper"
+    modern = "modern"
+
+
+class Strategy(StrEnum):
+    full = "full"
+    probe = "probe"
+    llrd = "llrd"
+
+
+class Logger(StrEnum):
+    csv = "csv"
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
+    none = "none"
+
+
+DATA_OPTION = typer.Option(..., "--data", help="A MEDS dataset folder.")
+LABELS_OPTION = typer.Option(
+    ..., "--labels", help="A MEDS label file (subject_id, prediction_time, boolean_value)."
+)
+FROM_OPTION = typer.Option(..., "--from", help="A Claim-PT checkpoint folder (from clinfm pretrain).")
+OVERWRITE_OPTION = typer.Option(False, help="Replace OUT if it exists (only once the new one is complete).")
+
+
+def is_global_zero() -> bool:
+    from clinfm.train.engine import is_global_zero
+
+    return is_global_zero()
+
+
+def _training(
+    defaults,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    seed: int,
+    accelerator: str,
+    devices: str,
+    num_nodes: int,
+    distributed: str,
+    precision: str,
+    logger: Logger,
+):
+    """A recipe's training settings with the user's choices on top."""
+    changes = {"seed": seed, "accelerator": accelerator, "num_nodes": num_nodes, "distributed": distributed}
+    changes |= {"precision": precision, "logger": logger.value, "devices": _devices(devices)}
+    changes |= {
+        k: v for k, v in (("max_epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None
+    }
+    return defaults.replace(**changes)
+
+
+def _devices(value: str) -> str | int:
+    return int(value) if value.isdigit() else value
+
+
+def _training_options(command):
+    """Add the Lightning options every training command shares (devices, DDP, precision, logs)."""
+    import inspect
+
+    options = {
+        "epochs": (int | None, typer.Option(None, min=1, help="Maximum epochs (default: the recipe's).")),
+        "batch_size": (
+            int | None,
+            typer.Option(None, min=1, help="Samples per batch (default: the recipe's)."),
+        ),
+        "lr": (float | None, typer.Option(None, min=0.0, help="Learning rate (default: the recipe's).")),
+        "seed": (int, typer.Option(0, help="Random seed.")),
+        "accelerator": (str, typer.Option("auto", help="cpu, gpu, mps or auto.")),
+        "devices": (str, typer.Option("auto", help="Devices per node: a number or auto.")),
+        "num_nodes": (int, typer.Option(1, min=1, help="Machines to train on (DDP).")),
+        "distributed": (str, typer.Option("auto", help="Lightning strategy: auto, ddp, fsdp, ...")),
+        "precision": (str, typer.Option("auto", help="auto (bf16/16 mixed on CUDA, else 32), 32-true, ...")),
+        "logger": (
+            Logger,
+            typer.Option(Logger.csv, help="Training logs: csv (default), tensorboard, mlflow."),
+        ),
+    }
+    signature = inspect.signature(command)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, (kind, default) in options.items()
+    ]
+    named = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*named, *extra])  # they arrive in **training
+    return command
+
+
+@app.command()
+@_user_facing
+@_training_options
+def pretrain(
+    data: Path = DATA_OPTION,
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder to create."),
+    preset: Preset = typer.Option(
+        Preset.paper, help="paper: the published Claim-PT; modern: larger, pre-LN."
+    ),
+    min_subjects: int = typer.Option(
+        DEFAULT_MIN_SUBJECTS, min=1, help="A code enters the vocabulary only if this many patients have it."
+    ),
+    resume: bool = typer.Option(True, help="Continue an interrupted run of the same command."),
+    overwrite: bool = OVERWRITE_OPTION,
+    **training,
+):
+    """Pre-train Claim-PT on the train split's patients (no labels needed)."""
+    from clinfm.claims import recipes
+
+    settings = _training(recipes.PRETRAIN[preset.value], **training)
+    path = recipes.pretrain(
+        data,
+        out,
+        preset=preset.value,
+        train=settings,
+        min_subjects=min_subjects,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    console.print(f"wrote {path} (report: {path / 'report.html'})")
+
+
+def _method_settings(epochs, batch_size, lr, strategy: Strategy | None = None, **training):
+    from clinfm.claims import recipes
+
+    finetune = _training(recipes.FINETUNE, epochs, batch_size, lr, **training)
+    if strategy is not None:
+        finetune = finetune.replace(strategy=strategy.value)
+    scratch = _training(recipes.FROM_SCRATCH, epochs, batch_size, None, **training)
+    return recipes.MethodSettings(finetune, scratch)
+
+
+@app.command()
+@_user_facing
+@_training_options
+def finetune(
+    data: Path = DATA_OPTION,
+    labels: Path = LABELS_OPTION,
+    from_checkpoint: Path = FROM_OPTION,
+    out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    strategy: Strategy = typer.Option(
+        Strategy.full, help="full: every layer; probe: frozen encoder; llrd: layer-wise learning-rate decay."
+    ),
+    baselines: bool = typer.Option(True, help="Also train the cold start, GRU and code-count baselines."),
+    overwrite: bool = OVERWRITE_OPTION,
+    **training,
+):
+    """Fine-tune a pre-trained model on a labelled task; compare with baselines on held-out patients."""
+    from clinfm.claims import recipes
+
+    settings = _method_settings(strategy=strategy, **training)
+    path = recipes.finetune(
+        data,
+        labels,
+        from_checkpoint,
+        out,
+        seed=training["seed"],
+        strategy=strategy.value,
+        baselines=baselines,
+        settings=settings,
+        overwrite=overwrite,
+    )
+    _print_metrics(path)
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--{name} takes comma-separated numbers, e.g. 0.1,0.5,1") from None
+
+
+@app.command()
+@_user_facing
+@_training_options
+def efficiency(
+    data: Path = DATA_OPTION,
+    labels: Path = LABELS_OPTION,
+    from_checkpoint: Path = FROM_OPTION,
+    out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    fractions: str = typer.Option("0.05,0.1,0.25,0.5,1", help="Shares of the train labels to train on."),
+    seeds: str = typer.Option("0,1,2", help="Seeds per fraction (subsample and initialisation)."),
+    methods: str = typer.Option(
+        "pretrained,cold_start,gru,logistic_regression,gradient_boosting", help="Methods to compare."
+    ),
+    overwrite: bool = OVERWRITE_OPTION,
+    **training,
+):
+    """Label-efficiency curves: pre-trained vs cold start vs baselines at several label fractions."""
+    from clinfm.claims import recipes
+
+    path = recipes.efficiency(
+        data,
+        labels,
+        from_checkpoint,
+        out,
+        fractions=_floats(fractions, "fractions"),
+        seeds=tuple(int(s) for s in _floats(seeds, "seeds")),
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        settings=_method_settings(**training),
+        overwrite=overwrite,
+    )
+    _print_metrics(path)
+
+
+@app.command()
+@_user_facing
+@_training_options
+def nextvisit(
+    data: Path = DATA_OPTION,
+    from_checkpoint: Path = FROM_OPTION,
+    out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    max_train: int = typer.Option(10_000, min=1, help="Train patients used for tuning (the paper used 10k)."),
+    overwrite: bool = OVERWRITE_OPTION,
+    **training,
+):
+    """Next-visit category prediction (Recall@5/10/30) on held-out patients, as the paper's autoDiag."""
+    from clinfm.claims import recipes
+
+    path = recipes.next_visit(
+        data,
+        from_checkpoint,
+        out,
+        max_train=max_train,
+        seed=training["seed"],
+        settings=_method_settings(**training),
+        overwrite=overwrite,
+    )
+    _print_metrics(path)
+
+
+@app.command()
+@_user_facing
+def predict(
+    from_model: Path = typer.Option(..., "--from", help="A fine-tuning run folder (or its model/ folder)."),
+    data: Path = DATA_OPTION,
+    labels: Path = typer.Option(..., "--labels", help="Label file: the samples to predict."),
+    out: Path = typer.Option(..., "--out", help="Parquet file to write (meds-evaluation columns)."),
+    overwrite: bool = OVERWRITE_OPTION,
+):
+    """Predict a fine-tuned task for every label row (probabilities in the meds-evaluation columns)."""
+    from clinfm.claims import recipes
+
+    path = recipes.predict_labels(from_model, data, labels, out, overwrite=overwrite)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+@_user_facing
+def embed(
+    from_model: Path = typer.Option(..., "--from", help="A Claim-PT checkpoint or fine-tuning run folder."),
+    data: Path = DATA_OPTION,
+    out: Path = typer.Option(
+        ..., "--out", help="Parquet file to write: subject_id, prediction_time, embedding."
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="Embed each label row's history up to its time."
+    ),
+    overwrite: bool = OVERWRITE_OPTION,
+):
+    """Patient vectors from a Claim-PT model, one per subject (or per label row), to Parquet."""
+    from clinfm.claims import recipes
+
+    path = recipes.embed(from_model, data, out, labels=labels, overwrite=overwrite)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+@_user_facing
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder (from finetune, efficiency, pretrain, ...)."),
+):
+    """Write the run's self-contained HTML report (report.html in the run folder)."""
+    from clinfm.report import write_report
+
+    console.print(f"wrote {write_report(run_dir)}")
+
+
+def _print_metrics(run_dir: Path) -> None:
+    """The test-set table with 95% CIs, so the terminal shows what the report shows first."""
+    if not is_global_zero():
+        return
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    methods = metrics["methods"]
+    names = list(next(iter(methods.values())))
+    table = Table(title=f"held-out patients: {metrics['test']['n']:,} (95% bootstrap CIs)")
+    table.add_column("method")
+    for name in names:
+        table.add_column(name, justify="right")
+    for method, values in methods.items():
+        table.add_row(method, *(_estimate(values[name]) for name in names))
+    console.print(table)
+    console.print(f"wrote {run_dir} (report: {run_dir / 'report.html'})")
+
+
+def _estimate(estimate: dict) -> str:
+    if estimate.get("value") is None:
+        return "-"
+    if estimate.get("low") is None:
+        return f"{estimate['value']:.3f}"
+    return f"{estimate['value']:.3f} ({estimate['low']:.3f}-{estimate['high']:.3f})"
+
+
 @app.command()
 @_user_facing
 def demo(

@@ -189,6 +189,10 @@ class VisitBatches(torch.utils.data.Dataset):
             out["label"] = self.labels[rows]
         return {name: torch.from_numpy(value) for name, value in out.items()}
 
+    def nvp_targets(self) -> np.ndarray:
+        """The held-out visit's categories for every sample, [samples, categories]."""
+        return self._nvp_target(self.rows, len(self.categories))
+
     def _nvp_target(self, rows: np.ndarray, n_cat: int) -> np.ndarray:
         p = self.packed
         starts = p.target_code_offsets[rows]

@@ -35,7 +35,13 @@ class ClaimsModel:
 
     def dataset(self, events: pl.LazyFrame, labels: pl.DataFrame | None = None, y=None) -> VisitBatches:
         """Tokenize events (up to each label's prediction_time) the way this model was trained."""
-        return VisitBatches(tokenize(events, self.vocab, self.tokenizer, labels), self.categories, y)
+        packed = tokenize(events, self.vocab, self.tokenizer, labels)
+        if len(packed) and packed.n_events == 0:
+            raise InputError(
+                "none of the data's codes is in this checkpoint's vocabulary: it was trained on data "
+                f"coded differently (its codes look like {', '.join(self.vocab.codes[:3])})"
+            )
+        return VisitBatches(packed, self.categories, y)
 
     def save(self, folder: str | os.PathLike, **extra) -> Path:
         config = {

@@ -253,10 +253,17 @@ class ClaimPT(nn.Module):
             loss = loss + self.config.cls_weight * F.binary_cross_entropy_with_logits(
                 out["cls_logit"], batch["label"]
             )
-        if hidden is not None and hidden.any():
+        else:  # the paper's BCE(cls) * 0: the head takes part (DDP expects every parameter used)
+            loss = loss + 0.0 * sum(p.sum() for p in self.cls_head.parameters())
+        if hidden is not None:
             visit_states = out["states"][:, 1:][:, :, None].expand(-1, -1, codes.shape[2], -1)[hidden]
-            parts["masked_code_loss"] = F.cross_entropy(self.code_head(visit_states), batch["codes"][hidden])
-            loss = loss + parts["masked_code_loss"]
+            if hidden.any():
+                parts["masked_code_loss"] = F.cross_entropy(
+                    self.code_head(visit_states), batch["codes"][hidden]
+                )
+                loss = loss + parts["masked_code_loss"]
+            else:
+                loss = loss + 0.0 * sum(p.sum() for p in self.code_head.parameters())
         return loss, parts
 
     @torch.no_grad()

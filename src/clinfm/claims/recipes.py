@@ -34,7 +34,7 @@ from clinfm.events.labels import check_labels
 from clinfm.events.meds import read_labels, read_splits, scan_events
 from clinfm.events.splits import assign_splits
 from clinfm.io import atomic_directory, check_output, write_json_atomic
-from clinfm.train.engine import TrainConfig, clone, fit, predict
+from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ NEURAL_METHODS = ("pretrained", "cold_start", "gru")
 COUNT_METHODS = ("logistic_regression", "gradient_boosting")
 METHODS = NEURAL_METHODS + COUNT_METHODS
 EFFICIENCY_METRICS = ("auroc", "auprc")
+COUNT_FEATURES = 500  # the most common codes; enough for the baselines, small enough to fit in seconds
 
 #: The paper's optimisation: RMSprop (Keras defaults), batch 100, early stopping with patience 5.
 PRETRAIN = {
@@ -249,7 +250,7 @@ def _count_features(cohort: Cohort) -> None:
     if cohort.counts:
         return
     with progress.status(f"counting codes for {cohort.name}"):
-        X, codes = code_count_features(cohort.events, cohort.parts["train"])
+        X, codes = code_count_features(cohort.events, cohort.parts["train"], max_features=COUNT_FEATURES)
         cohort.counts["train"] = X
         for name in ("tuning", "held_out"):
             cohort.counts[name] = code_count_features(cohort.events, cohort.parts[name], codes=codes)[0]
@@ -372,6 +373,8 @@ def efficiency(
         results[method, fraction, seed] = probabilities
         if method == "pretrained" and fraction == fractions[-1] and seed == seeds[0]:
             final_models[method] = model
+    if not is_global_zero():  # under DDP every device runs the recipe; one writes
+        return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
         _write_efficiency_run(
             tmp, results, cohort, bundle, from_checkpoint, fractions, seeds, methods, settings, n_bootstrap
@@ -531,3 +534,206 @@ def finetune(
         overwrite=overwrite,
         save_model=True,
     )
+
+
+# ----------------------------------------------------------------------------- using a model
+
+
+def load_model(path: str | os.PathLike) -> ClaimsModel:
+    """A checkpoint folder, or a fine-tuning run folder holding one in ``model/``."""
+    path = Path(path)
+    return ClaimsModel.load(path / "model" if (path / "model" / "config.json").exists() else path)
+
+
+def _write_parquet_atomic(frame: pl.DataFrame, out: Path, overwrite: bool) -> Path:
+    if out.exists() and not overwrite:
+        raise InputError("output already exists; choose another path or pass overwrite", path=out)
+    if out.exists() and out.is_dir():
+        raise InputError("is a folder; name a .parquet file", path=out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(out)
+    return out
+
+
+def predict_labels(
+    from_model: str | os.PathLike,
+    data: str | os.PathLike,
+    labels: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Probabilities of a fine-tuned model for every label row, in the meds-evaluation columns.
+
+    ``boolean_value`` is copied from the labels when they have it (so the file can be scored).
+    """
+    from clinfm.evaluate.predictions import write_predictions
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise InputError("output already exists; choose another path or pass overwrite", path=out)
+    bundle = load_model(from_model)
+    if bundle.trained_for != "classify":
+        raise InputError(
+            "this checkpoint was only pre-trained: its classification head is untrained; "
+            "fine-tune it first (clinfm finetune) and predict with the run's model/",
+            path=from_model,
+        )
+    frame = read_labels(labels)
+    events = scan_events(data)
+    has_value = "boolean_value" in frame.columns and frame["boolean_value"].null_count() == 0
+    check_labels(events, frame, path=labels, value="boolean_value" if has_value else None)
+    probabilities = predict(bundle.model, bundle.dataset(events, frame), "classify").numpy()
+    y = frame["boolean_value"].to_numpy() if has_value else np.zeros(len(frame), dtype=bool)
+    if not has_value:
+        log.info("%s has no boolean_value: the predictions file carries false in its place", labels)
+    return write_predictions(
+        out,
+        subject_id=frame["subject_id"].to_numpy(),
+        prediction_time=frame["prediction_time"].to_numpy(),
+        y=y,
+        p=probabilities,
+    )
+
+
+def embed(
+    from_model: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    labels: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Patient embeddings (the model's patient vector) to Parquet: one row per subject, or per label row.
+
+    Without labels every subject with enough visits gets a vector from its whole history.
+    """
+    bundle = load_model(from_model)
+    events = scan_events(data)
+    frame = None
+    if labels is not None:
+        frame = read_labels(labels)
+        check_labels(events, frame, path=labels, value=None)
+    dataset = bundle.dataset(events, frame)
+    vectors = predict(bundle.model, dataset, "embed").numpy().astype(np.float32)
+    packed = dataset.packed
+    table = pl.DataFrame(
+        {
+            "subject_id": packed.subject_id,
+            "prediction_time": pl.Series(packed.prediction_time).cast(pl.Datetime("us")),
+            "embedding": pl.Series(vectors.tolist(), dtype=pl.Array(pl.Float32, vectors.shape[1])),
+        }
+    )
+    return _write_parquet_atomic(table, Path(out), overwrite)
+
+
+NEXT_VISIT_METHODS = ("pretrained", "fine_tuned", "cold_start")
+NEXT_VISIT_DESCRIPTIONS = {
+    "pretrained": "the pre-trained model's next-visit head as it is, with no tuning",
+    "fine_tuned": "the pre-trained model tuned on next-visit prediction (all layers)",
+    "cold_start": "the same architecture trained on next-visit prediction from random weights",
+}
+
+
+def next_visit(
+    data: str | os.PathLike,
+    from_checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    max_train: int = 10_000,
+    seed: int = 0,
+    settings: MethodSettings | None = None,
+    n_bootstrap: int = 1000,
+    overwrite: bool = False,
+) -> Path:
+    """Next-visit category prediction, the paper's autoDiag: Recall@5/10/30 on held-out patients.
+
+    Each held-out patient's last kept visit is the target and the visits before it the input.
+    Tuning uses at most ``max_train`` train patients (the notebook used a 10k subset).
+    """
+    from clinfm.evaluate.metrics import multilabel_metrics
+
+    out = check_output(out, overwrite)
+    bundle = load_model(from_checkpoint)
+    if not bundle.tokenizer.hold_out_last_visit:
+        raise InputError("this model's tokenizer keeps the last visit as input; next-visit needs it held out")
+    data = Path(data)
+    events = scan_events(data)
+    splits = _splits(data, events)
+    settings = settings or MethodSettings()
+    with progress.status("tokenizing"):
+        test = bundle.dataset(_split_events(events, splits, ("held_out",)))
+        train = bundle.dataset(_split_events(events, splits, ("train",)))
+        val = bundle.dataset(_split_events(events, splits, ("tuning",)))
+    if len(test) == 0:
+        raise InputError("no held-out patient has two visits with known codes: nothing to test on", path=data)
+    rng = np.random.default_rng(seed)
+    train = train.subset(np.sort(rng.permutation(len(train))[:max_train]))
+    work = _partial_dir(out)
+    scores = {"pretrained": predict(bundle.model, test, "nextvisit").numpy()}
+    import torch
+
+    for method in progress.track(NEXT_VISIT_METHODS[1:], "next-visit models"):
+        torch.manual_seed(seed)
+        if method == "fine_tuned":
+            model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
+        else:
+            model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
+        fit(model, "nextvisit", train, val, config, work, name=f"nextvisit-{method}")
+        scores[method] = predict(model, test, "nextvisit").numpy()
+    if not is_global_zero():
+        return out
+    targets = test.nvp_targets()
+    table = {
+        m: {k: e.to_dict() for k, e in multilabel_metrics(targets, s, n_bootstrap=n_bootstrap).items()}
+        for m, s in scores.items()
+    }
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        write_json_atomic(
+            tmp / "metrics.json",
+            {
+                "confidence_level": 0.95,
+                "n_bootstrap": n_bootstrap,
+                "test": {"n": len(test), "categories": len(bundle.categories)},
+                "methods": table,
+            },
+        )
+        write_json_atomic(
+            tmp / "run.json",
+            {
+                "kind": "nextvisit",
+                "title": "Next-visit diagnosis categories (Claim-PT's autoDiag)",
+                "created": _now(),
+                "clinfm_version": _version(),
+                "task": {
+                    "name": "next_visit",
+                    "type": "multilabel",
+                    "description": "the categories of each held-out patient's last visit, "
+                    "from the visits before it",
+                },
+                "data": {
+                    "dataset": str(data),
+                    "n_train": len(train),
+                    "n_tuning": len(val),
+                    "n_test": len(test),
+                },
+                "methods": NEXT_VISIT_DESCRIPTIONS,
+                "primary_method": "fine_tuned",
+                "config": {
+                    "checkpoint": str(from_checkpoint),
+                    "finetune": settings.finetune.to_dict(),
+                    "from_scratch": settings.from_scratch.to_dict(),
+                    "max_train": max_train,
+                },
+                "notes": [
+                    "Recall@k: the share of the next visit's categories found among the model's k "
+                    "most likely.",
+                ],
+            },
+        )
+        _copy_logs(work, tmp)
+        _report(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return out

@@ -6,8 +6,10 @@ What the paper's code does, and this tokenizer with ``TokenizerConfig.paper()``:
 - visits are grouped by encounter where the source has one (``encounter_id``, or MIMIC-IV's
   ``hadm_id``), otherwise by calendar day;
 - the visit type is inpatient (IP), pharmacy (RX) or other (OP), read from the visit's type events
-  (``VISIT/INPATIENT``, ``HOSPITAL_ADMISSION//...``, ``VISIT/PHARMACY``); a visit without one is RX
+  (``VISIT/INPATIENT``, ``HOSPITAL_ADMISSION//...``, ``VISIT/PHARMACY``); a visit without any is RX
   when every code in it is a drug, else OP;
+- codes are diagnoses, procedures and drugs: demographics, visit markers, MIMIC-IV's admission,
+  transfer and discharge events, notes and measurements (events with a value) are not input;
 - the date is a day index (1..365) counted from the sample's first kept visit;
 - at most 30 visits (the first ones) and 10 codes per visit; the last kept visit is held out of
   the input and is the next-visit (NVP) target, in pre-training and fine-tuning alike;
@@ -40,6 +42,16 @@ DEMOGRAPHIC_VOCAB = MAX_AGE + 2 + len(SEXES)
 ENCOUNTER_COLUMNS = ("encounter_id", "hadm_id", "visit_occurrence_id")
 #: Codes that describe the record, not care: never model input.
 STRUCTURAL_PREFIXES = ("MEDS_BIRTH", "MEDS_DEATH", "GENDER", "VISIT/", "NOTE/")
+#: MIMIC-IV's (MEDS_transforms) administrative events: where the patient was, not what was done.
+ADMINISTRATIVE_PREFIXES = (
+    "HOSPITAL_ADMISSION",
+    "HOSPITAL_DISCHARGE",
+    "ICU_ADMISSION",
+    "ICU_DISCHARGE",
+    "ED_REGISTRATION",
+    "ED_OUT",
+    "TRANSFER_TO",
+)
 INPATIENT_MARKERS = ("INPATIENT", "HOSPITAL_ADMISSION", "ICU_ADMISSION")
 PHARMACY_MARKERS = ("PHARMACY",)
 DRUG_PREFIXES = ("RXNORM/", "DRUG/", "NDC/", "ATC/", "MEDICATION//")
@@ -83,9 +95,7 @@ class TokenizerConfig:
 
 def claim_code_filter(columns: list[str]) -> pl.Expr:
     """The events that are claims: coded care, not demographics, visit markers, notes or measurements."""
-    keep = ~pl.col("code").str.starts_with(STRUCTURAL_PREFIXES[0])
-    for prefix in STRUCTURAL_PREFIXES[1:]:
-        keep &= ~pl.col("code").str.starts_with(prefix)
+    keep = ~_starts_with_any(STRUCTURAL_PREFIXES + ADMINISTRATIVE_PREFIXES)
     for value in ("numeric_value", "text_value"):
         if value in columns:
             keep &= pl.col(value).is_null()
@@ -138,10 +148,11 @@ def _samples(events: pl.LazyFrame, labels: pl.DataFrame | None) -> pl.LazyFrame:
     """Event rows tagged with ``sample_id``: one sample per label, or one per subject to pre-train."""
     if labels is not None:
         return events_as_of(events, labels.select("subject_id", "prediction_time"))
+    # Sorted like events_as_of's output, so "the first codes recorded" means the same in both modes.
     return events.with_columns(
         sample_id=pl.col("subject_id").rank("dense").cast(pl.Int64) - 1,
         prediction_time=pl.lit(None, dtype=pl.Datetime("us")),
-    )
+    ).sort(["sample_id", "time"], nulls_last=False, maintain_order=True)
 
 
 def _demographics(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -173,6 +184,7 @@ def _visits(events: pl.LazyFrame, vocab: Vocabulary, config: TokenizerConfig, co
     types = keyed.group_by(keys).agg(
         inpatient=_contains_any(INPATIENT_MARKERS).any(),
         pharmacy=_contains_any(PHARMACY_MARKERS).any(),
+        typed=_starts_with_any(("VISIT/", *ADMINISTRATIVE_PREFIXES)).any(),
     )
     claims = keyed.filter(claim_code_filter(columns)).with_columns(
         code_id=vocab.encode_expr(pl.col("code")), drug=_starts_with_any(DRUG_PREFIXES)
@@ -186,7 +198,7 @@ def _visits(events: pl.LazyFrame, vocab: Vocabulary, config: TokenizerConfig, co
     visit_type = (
         pl.when(pl.col("inpatient"))
         .then(IP)
-        .when(pl.col("pharmacy") | pl.col("all_drugs"))
+        .when(pl.col("pharmacy") | (pl.col("all_drugs") & ~pl.col("typed").fill_null(False)))
         .then(RX)
         .otherwise(OP)
     )
@@ -288,7 +300,8 @@ def _pack(info: pl.DataFrame, inputs: pl.DataFrame, targets: pl.DataFrame, confi
     first_us = np.full(n, np.nan)
     first_rows = np.flatnonzero(inputs["position"].to_numpy() == 0)
     first_us[rows[first_rows]] = time_us[first_rows]
-    date = 1 + np.clip((time_us - first_us[rows]) // DAY_US, 0, config.date_vocab - 2)
+    days = time_us // DAY_US - first_us[rows] // DAY_US  # calendar days, as visits are grouped
+    date = 1 + np.clip(days, 0, config.date_vocab - 2)
     code_lists = inputs["codes"]
     return PackedVisits(
         sample_visit_offsets=_offsets(visit_counts),

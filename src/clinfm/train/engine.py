@@ -166,6 +166,11 @@ class BestWeights(Callback):
         self.best_state = state["best_state"]
 
 
+def is_global_zero() -> bool:
+    """Whether this process is the one that writes outputs (DDP launches one process per device)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
 def make_loader(dataset, config: TrainConfig, *, train: bool) -> torch.utils.data.DataLoader:
     """Batches of similar length (training: shuffled per epoch), assembled by the dataset's ``collate``."""
     sampler = BucketBatchSampler(
@@ -186,6 +191,13 @@ def _precision(config: TrainConfig) -> str:
     if config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def _strategy(config: TrainConfig, objective: str) -> str:
+    # Fine-tuning leaves the pre-training heads idle; DDP must be told, or it stops at the first step.
+    if config.distributed == "ddp" and objective != "pretrain":
+        return "ddp_find_unused_parameters_true"
+    return config.distributed
 
 
 def _logger(config: TrainConfig, work_dir: Path, name: str):
@@ -216,6 +228,17 @@ def _resume_epoch(path: Path) -> int | None:
     return int(state.get("epoch", -1)) + 1
 
 
+def _quiet_lightning() -> None:
+    """Lightning's banners and tips are noise in a clinfm command; its warnings about our choices too."""
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+
+
 def fit(
     model: torch.nn.Module,
     objective: str,
@@ -235,6 +258,7 @@ def fit(
     ``work_dir``; a rerun with the same ``work_dir`` continues from the last finished epoch.
     """
     work_dir = Path(work_dir)
+    _quiet_lightning()
     L.seed_everything(config.seed, workers=True, verbose=False)
     if len(train_data) == 0:
         raise InputError(f"no training samples for {name}: the cohort is empty after filtering")
@@ -248,7 +272,7 @@ def fit(
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
-        strategy=config.distributed,
+        strategy=_strategy(config, objective),
         precision=_precision(config),
         max_epochs=config.max_epochs,
         callbacks=[*monitors, checkpoint, *callbacks],

@@ -1,0 +1,308 @@
+"""Claim-PT end to end: pre-train, fine-tune against baselines, checkpoints, resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clinfm.claims import recipes
+from clinfm.claims.checkpoint import ClaimsModel
+from clinfm.cli import app
+from clinfm.errors import InputError
+from clinfm.evaluate.predictions import PREDICTION_SCHEMA
+from clinfm.train.engine import TrainConfig, fit
+
+TASK = "asthma_exacerbation_180d"
+TINY = TrainConfig(max_epochs=2, batch_size=64, optimizer="adam", lr=1e-3, patience=None)
+QUICK = recipes.MethodSettings(TINY.replace(max_epochs=2), TINY.replace(max_epochs=2))
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(site_icd9, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("claims") / "ckpt"
+    return recipes.pretrain(site_icd9, out, train=TINY, min_subjects=5)
+
+
+@pytest.fixture(scope="module")
+def finetuned(site_icd9, checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("claims") / "run"
+    return recipes.finetune(
+        site_icd9, site_icd9 / "tasks" / f"{TASK}.parquet", checkpoint, out, settings=QUICK
+    )
+
+
+def _cli(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_checkpoint_is_a_folder_without_pickle_or_subject_ids(site_icd9, checkpoint):
+    files = sorted(p.name for p in checkpoint.iterdir() if p.is_file())
+    assert {"config.json", "model.safetensors", "vocabulary.json", "categories.json"} <= set(files)
+    assert not [p for p in checkpoint.rglob("*") if p.suffix in (".pt", ".pkl", ".ckpt", ".bin")]
+    subjects = pl.read_parquet(site_icd9 / "data" / "*.parquet")["subject_id"].unique().cast(pl.String)
+    saved = " ".join(p.read_text() for p in checkpoint.glob("*.json"))
+    assert not any(s in saved for s in subjects.to_list()[:200])
+    assert not (checkpoint.parent / ".ckpt.partial").exists()  # training state is removed once done
+
+
+def test_save_load_round_trip(checkpoint, tmp_path):
+    bundle = ClaimsModel.load(checkpoint)
+    again = ClaimsModel.load(bundle.save(tmp_path / "copy"))
+    for name, tensor in bundle.model.state_dict().items():
+        assert torch.equal(tensor, again.model.state_dict()[name])
+    assert again.vocab.codes == bundle.vocab.codes and again.tokenizer == bundle.tokenizer
+    assert again.categories.names == bundle.categories.names
+
+
+def test_finetune_run_folder(finetuned, site_icd9):
+    metrics = json.loads((finetuned / "metrics.json").read_text())
+    assert set(metrics["methods"]) == set(recipes.METHODS)
+    brier = metrics["methods"]["pretrained"]["brier"]
+    assert brier["low"] <= brier["value"] <= brier["high"]
+    assert pq.read_schema(finetuned / "predictions.parquet").equals(PREDICTION_SCHEMA)
+    labels = pl.read_parquet(site_icd9 / "tasks" / f"{TASK}.parquet")
+    predictions = pl.read_parquet(finetuned / "predictions.parquet")
+    assert predictions.height == metrics["test"]["n"] < labels.height
+    assert (finetuned / "report.html").exists() and (finetuned / "logs").is_dir()
+    assert ClaimsModel.load(finetuned / "model").trained_for == "classify"
+
+
+def test_predict_and_embed(finetuned, site_icd9, tmp_path):
+    labels = site_icd9 / "tasks" / f"{TASK}.parquet"
+    out = recipes.predict_labels(finetuned, site_icd9, labels, tmp_path / "p.parquet")
+    predicted = pl.read_parquet(out)
+    assert predicted.height == pl.read_parquet(labels).height
+    assert predicted["predicted_boolean_probability"].is_between(0, 1).all()
+    vectors = pl.read_parquet(recipes.embed(finetuned, site_icd9, tmp_path / "e.parquet"))
+    assert (
+        vectors.schema["embedding"] == pl.Array(pl.Float32, 100) and vectors["subject_id"].is_unique().all()
+    )
+
+
+def test_efficiency_curves_share_the_test_set(site_icd9, checkpoint, tmp_path):
+    labels = site_icd9 / "tasks" / f"{TASK}.parquet"
+    out = recipes.efficiency(
+        site_icd9,
+        labels,
+        checkpoint,
+        tmp_path / "eff",
+        fractions=(0.5, 1.0),
+        seeds=(0, 1),
+        methods=("pretrained", "logistic_regression"),
+        settings=QUICK,
+        n_bootstrap=100,
+    )
+    curves = json.loads((out / "efficiency.json").read_text())
+    assert len(curves["points"]) == 4
+    half = next(p for p in curves["points"] if p["fraction"] == 0.5)
+    full = next(p for p in curves["points"] if p["fraction"] == 1.0)
+    assert half["n_train"] < full["n_train"] and len(half["metrics"]["auroc"]["per_seed"]) == 2
+    assert json.loads((out / "run.json").read_text())["kind"] == "efficiency"
+
+
+def test_subsample_is_stratified_and_nested():
+    y = np.array([0] * 90 + [1] * 10, dtype=np.float32)
+    small, large = recipes.subsample(y, 0.1, 3), recipes.subsample(y, 0.5, 3)
+    assert y[small].sum() == 1 and len(small) == 10 and set(small) <= set(large)
+
+
+def test_next_visit_recall(site_icd9, checkpoint, tmp_path):
+    out = recipes.next_visit(site_icd9, checkpoint, tmp_path / "nv", settings=QUICK, n_bootstrap=50)
+    methods = json.loads((out / "metrics.json").read_text())["methods"]
+    assert set(methods) == {"pretrained", "fine_tuned", "cold_start"}
+    recall = methods["fine_tuned"]
+    assert recall["recall@5"]["value"] <= recall["recall@10"]["value"] <= recall["recall@30"]["value"]
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAfterEpoch(__import__("lightning").pytorch.callbacks.Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            trainer.save_checkpoint(trainer.checkpoint_callback.dirpath + "/last.ckpt")
+            raise _Crash
+
+
+@pytest.mark.parametrize("preset", ["paper", "modern"])
+def test_resume_after_a_crash_reaches_the_same_weights(site_icd9, checkpoint, tmp_path, preset):
+    bundle = ClaimsModel.load(checkpoint)
+    events = pl.scan_parquet(site_icd9 / "data" / "*.parquet")
+    data = bundle.dataset(events)
+    train, val = data.subset(np.arange(0, 300)), data.subset(np.arange(300, len(data)))
+    from clinfm.claims.model import ClaimPT, ClaimPTConfig
+
+    config = ClaimPTConfig.preset_named(
+        preset, len(bundle.vocab), len(bundle.categories), n_layers=1, d_model=32
+    )
+    settings = TINY.replace(max_epochs=4, patience=None, logger="none")
+
+    def fresh():
+        torch.manual_seed(0)
+        return ClaimPT(config)
+
+    straight = fresh()
+    fit(straight, "pretrain", train, val, settings, tmp_path / "a", resume=False)
+    interrupted = fresh()
+    with pytest.raises(_Crash):
+        fit(interrupted, "pretrain", train, val, settings, tmp_path / "b", callbacks=(_CrashAfterEpoch(1),))
+    resumed = fresh()
+    result = fit(resumed, "pretrain", train, val, settings, tmp_path / "b")
+    assert result.resumed_from_epoch == 2
+    for name, tensor in straight.state_dict().items():
+        assert torch.allclose(tensor, resumed.state_dict()[name], atol=1e-6), name
+
+
+def test_ddp_on_two_cpu_processes(site_icd9, tmp_path):
+    """Two processes with the gloo backend: each sees half the batches, one writes the checkpoint."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "clinfm", "pretrain", "--data", site_icd9, "--out", out, "--epochs", "1"]
+    command += ["--accelerator", "cpu", "--devices", "2", "--distributed", "ddp", "--batch-size", "50"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("wrote") == 1
+    steps = pl.read_csv(out / "logs" / "pretrain" / "metrics.csv")["step"].max()
+    train_samples = json.loads((out / "run.json").read_text())["data"]["n_train"]
+    assert steps + 1 == -(-train_samples // 50) // 2  # batches shared between the two processes
+    assert ClaimsModel.load(out).model is not None
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _labels(site: Path, tmp_path: Path, change) -> Path:
+    frame = change(pl.read_parquet(site / "tasks" / f"{TASK}.parquet"))
+    path = tmp_path / "labels.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def test_labels_of_absent_subjects(site_icd9, checkpoint, tmp_path):
+    path = _labels(site_icd9, tmp_path, lambda f: f.with_columns(pl.col("subject_id") + 10**15))
+    line = _one_error_line(
+        _cli("finetune", "--data", site_icd9, "--labels", path, "--from", checkpoint, "--out", tmp_path / "r")
+    )
+    assert "row 0" in line and "not in the dataset" in line and str(path) in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_prediction_time_before_birth(site_icd9, checkpoint, tmp_path):
+    path = _labels(site_icd9, tmp_path, lambda f: f.with_columns(prediction_time=pl.datetime(1950, 1, 1)))
+    line = _one_error_line(
+        _cli("finetune", "--data", site_icd9, "--labels", path, "--from", checkpoint, "--out", tmp_path / "r")
+    )
+    assert "before subject" in line and "birth" in line
+
+
+def test_empty_cohort(site_icd9, checkpoint, tmp_path):
+    path = _labels(site_icd9, tmp_path, lambda f: f.head(0))
+    line = _one_error_line(
+        _cli("finetune", "--data", site_icd9, "--labels", path, "--from", checkpoint, "--out", tmp_path / "r")
+    )
+    assert "empty" in line
+
+
+def _copy(checkpoint: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(checkpoint, tmp_path / "copy"))
+
+
+def test_checkpoint_of_another_vocabulary(site_icd9, checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    vocab = json.loads((broken / "vocabulary.json").read_text())
+    vocab["codes"] = vocab["codes"][:-1]
+    (broken / "vocabulary.json").write_text(json.dumps(vocab))
+    line = _one_error_line(
+        _cli(
+            "predict",
+            "--from",
+            broken,
+            "--data",
+            site_icd9,
+            "--labels",
+            site_icd9 / "tasks" / f"{TASK}.parquet",
+            "--out",
+            tmp_path / "p.parquet",
+        )
+    )
+    assert "different checkpoints" in line
+
+
+def test_data_coded_in_another_system(site_icd10, checkpoint, tmp_path):
+    with pytest.raises(InputError, match="none of the data's codes"):
+        ClaimsModel.load(checkpoint).dataset(
+            pl.scan_parquet(site_icd10 / "data" / "*.parquet").filter(pl.col("code").str.starts_with("ICD10"))
+        )
+
+
+def test_checkpoint_of_another_preset(site_icd9, checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    config = json.loads((broken / "config.json").read_text())
+    config["model_config"].update(
+        preset="modern", n_layers=4, d_model=128, n_heads=4, d_ff=512, bias=True, norm_first=True
+    )
+    (broken / "config.json").write_text(json.dumps(config))
+    line = _one_error_line(
+        _cli("embed", "--from", broken, "--data", site_icd9, "--out", tmp_path / "e.parquet")
+    )
+    assert "model.safetensors" in line and ("preset" in line or "shape" in line)
+
+
+def test_corrupt_checkpoint(site_icd9, checkpoint, tmp_path):
+    broken = _copy(checkpoint, tmp_path)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    line = _one_error_line(
+        _cli("embed", "--from", broken, "--data", site_icd9, "--out", tmp_path / "e.parquet")
+    )
+    assert "not a readable safetensors file" in line
+    assert not (tmp_path / "e.parquet").exists()
+
+
+def test_predict_refuses_an_untuned_checkpoint(site_icd9, checkpoint, tmp_path):
+    line = _one_error_line(
+        _cli(
+            "predict",
+            "--from",
+            checkpoint,
+            "--data",
+            site_icd9,
+            "--labels",
+            site_icd9 / "tasks" / f"{TASK}.parquet",
+            "--out",
+            tmp_path / "p.parquet",
+        )
+    )
+    assert "fine-tune it first" in line
+
+
+def test_not_a_checkpoint(site_icd9, tmp_path):
+    line = _one_error_line(
+        _cli("embed", "--from", tmp_path, "--data", site_icd9, "--out", tmp_path / "e.parquet")
+    )
+    assert "config.json" in line
