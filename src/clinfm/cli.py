@@ -540,17 +540,24 @@ def _estimate(estimate: dict) -> str:
 @_user_facing
 def demo(
     out: Path = typer.Option(Path("clinfm-demo"), "--out", help="Folder for the demo's outputs."),
-    patients: int = typer.Option(2000, help="Children per synthetic site."),
+    patients: int | None = typer.Option(
+        None, min=100, help="Children per synthetic site [default: 20,000; 4,000 with --quick]."
+    ),
+    quick: bool = typer.Option(False, help="A smaller, faster run (fewer patients, fractions and seeds)."),
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
-    """Synthesize two sites (ICD-9-CM and ICD-10-CM), validate and describe them."""
-    result = clinfm.demo(out, patients=patients, overwrite=overwrite)
+    """Two synthetic sites; Claim-PT pre-trained and compared with baselines on two tasks, with reports."""
+    patients = patients or (4_000 if quick else 20_000)
+    result = clinfm.demo(out, patients=patients, quick=quick, overwrite=overwrite)
     for site in result.sites:
         console.rule(f"{site.name}: {site.path}")
         print_description(site.description)
         console.print(f"validation: valid MEDS, {len(site.report.warnings)} warning(s)")
     console.rule("How the sites differ")
     console.print(_site_comparison(result.sites))
+    for task, run in (result.runs or {}).items():
+        console.rule(f"Claim-PT: {task}")
+        _print_metrics(run)
     console.print(f"\nwrote {result.out} (summary in {result.summary_path})")
 
 

@@ -1,7 +1,9 @@
 """``clinfm demo``: every part of clinfm at work on embedded synthetic data.
 
-For now: two synthetic sites that differ in coding system (ICD-9-CM vs ICD-10-CM), population and
-habits, each validated and described. Later systems add their training and reports here.
+Two synthetic sites that differ in coding system (ICD-9-CM vs ICD-10-CM), population and habits,
+each validated and described; then Claim-PT: pre-trained on site A's unlabeled train patients,
+fine-tuned on both population-specific tasks at several label fractions against the cold start and
+the baselines, each task with its HTML report. Later systems add their parts here.
 """
 
 from __future__ import annotations
@@ -10,12 +12,27 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from clinfm import progress
 from clinfm.events.describe import DatasetDescription, describe
 from clinfm.events.synth import synthesize
 from clinfm.events.validate import ValidationReport, validate
 from clinfm.io import atomic_directory, write_json_atomic
 
 DEMO_SITES = (("site_a", "icd9"), ("site_b", "icd10"))
+DEMO_TASKS = ("asthma_exacerbation_180d", "self_harm_365d")
+
+
+@dataclass(frozen=True)
+class ClaimsDemo:
+    """How much Claim-PT work the demo does: the full demo, or --quick."""
+
+    pretrain_epochs: int = 15
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    seeds: tuple[int, ...] = (0, 1, 2)
+
+    @classmethod
+    def quick(cls) -> ClaimsDemo:
+        return cls(pretrain_epochs=4, fractions=(0.25, 1.0), seeds=(0,))
 
 
 @dataclass
@@ -32,23 +49,69 @@ class DemoResult:
     out: Path
     sites: list[DemoSite]
     summary_path: Path
+    checkpoint: Path | None = None
+    runs: dict[str, Path] | None = None
 
 
 def demo(
-    out: str | os.PathLike = "clinfm-demo", *, patients: int = 2000, seed: int = 0, overwrite: bool = False
+    out: str | os.PathLike = "clinfm-demo",
+    *,
+    patients: int = 20_000,
+    seed: int = 0,
+    quick: bool = False,
+    claims: bool = True,
+    overwrite: bool = False,
 ) -> DemoResult:
-    """Synthesize, validate and describe two sites under ``out``; write ``summary.json`` there."""
+    """Synthesize, validate and describe two sites, then pre-train and evaluate Claim-PT on site A.
+
+    Everything goes under ``out`` (written atomically): the sites, ``claims/pretrained`` (the
+    checkpoint), ``claims/<task>/`` (a label-efficiency run with ``report.html`` per task) and
+    ``summary.json``.
+    """
     out = Path(out)
     sites = []
+    runs: dict[str, Path] = {}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for name, coding in DEMO_SITES:
-            synthesize(tmp / name, patients=patients, site=name, coding=coding, seed=seed)
-            report = validate(tmp / name)
+            with progress.status(f"synthesizing {name} ({coding}, {patients:,} patients)"):
+                synthesize(tmp / name, patients=patients, site=name, coding=coding, seed=seed)
+                report = validate(tmp / name)
             report.raise_for_errors()
             sites.append(DemoSite(name, coding, out / name, describe(tmp / name), report))
+        if claims:
+            runs = _claims(tmp, ClaimsDemo.quick() if quick else ClaimsDemo())
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
             for site in sites
         }
         write_json_atomic(tmp / "summary.json", summary)
-    return DemoResult(out=out, sites=sites, summary_path=out / "summary.json")
+    return DemoResult(
+        out=out,
+        sites=sites,
+        summary_path=out / "summary.json",
+        checkpoint=out / "claims" / "pretrained" if claims else None,
+        runs={task: out / path.relative_to(tmp) for task, path in runs.items()},
+    )
+
+
+def _claims(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
+    """Pre-train on site A's train patients; a label-efficiency run per task on its held-out ones."""
+    from clinfm.claims import recipes
+
+    site = tmp / DEMO_SITES[0][0]
+    checkpoint = recipes.pretrain(
+        site,
+        tmp / "claims" / "pretrained",
+        train=recipes.PRETRAIN["paper"].replace(max_epochs=plan.pretrain_epochs),
+    )
+    runs = {}
+    for task in DEMO_TASKS:
+        runs[task] = recipes.efficiency(
+            site,
+            site / "tasks" / f"{task}.parquet",
+            checkpoint,
+            tmp / "claims" / task,
+            fractions=plan.fractions,
+            seeds=plan.seeds,
+        )
+    return runs

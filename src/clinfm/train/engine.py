@@ -7,9 +7,9 @@ and loggers with no change to the model. What clinfm adds:
   (everything frozen but the last group, the heads), ``llrd`` (layer-wise learning-rate decay);
 - the best weights by validation loss are restored at the end (``restore_best_weights``, as the
   paper's Keras code does), kept in memory and in the resume checkpoint;
-- a resumable run: the state after every epoch is written to ``<work_dir>/resume/<name>/last.ckpt``; a
-  rerun continues from it. Batches and dropout are seeded from (seed, epoch), so a resumed run
-  reaches the same weights as one that was never interrupted. That file is loaded with
+- a resumable run: the state after every epoch is written to ``<work_dir>/resume/<name>/last.ckpt``;
+  a rerun continues from it. Batches are drawn from (seed, epoch) and dropout from (seed, step), so a
+  resumed run reaches the same weights as one never interrupted. That file is loaded with
   ``weights_only=True`` (tensors and plain values only; never arbitrary pickled objects); released
   checkpoints are safetensors (``clinfm.train.checkpoint``).
 """
@@ -115,9 +115,10 @@ class Learner(L.LightningModule):
         self.objective = objective
         self.config = config
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout and masking draw from a generator seeded by epoch: resuming replays the same draws.
-        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch * 1_009 + self.global_rank)
+    def on_train_batch_start(self, batch: dict, batch_index: int) -> None:
+        # Dropout and masking draw from a generator seeded by (seed, step, process): a resumed run
+        # replays exactly the draws of an uninterrupted one, whatever else touched the global RNG.
+        torch.manual_seed((self.config.seed * 1_000_003 + self.global_step) * 1_009 + self.global_rank)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         loss, parts = self.model.loss(batch, self.objective)
