@@ -1,6 +1,6 @@
 """Training throughput: Claim-PT (modern preset) against Hugging Face BertForMaskedLM of the same size.
 
-python benchmarks/train_throughput.py [--patients 2000] [--steps 24] [--warmup 3] [--batch-size 32]
+python benchmarks/train_throughput.py [--patients 2000] [--threads 2] [--warmup 3] [--batch-size 32]
 
 Both models train on the same pre-training samples (site_a, ICD-9, seed 0, modern tokenizer): Claim-PT
 on ``VisitBatches.collate`` batches (a visit is the sum of its codes, so its sequence is visits), BERT
@@ -16,10 +16,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# OpenMP threads that spin while waiting turn every parallel op into a stall when another process
+# holds a core (a shared 2-core machine): a Claim-PT step took 4 s instead of 45 ms. Set before
+# torch loads its OpenMP runtime; a value in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
@@ -137,12 +143,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=24, help="timed steps per run")
+    parser.add_argument(
+        "--steps", type=int, help="timed steps per run (default: one epoch, every sample once)"
+    )
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-bert-bucketed", action="store_true")
     parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from transformers import BertConfig, BertForMaskedLM
 
@@ -151,7 +160,8 @@ def main() -> None:
     dataset, vocab = samples(args.patients, args.cache)
     packed = dataset.packed
     sequences = flattened(packed)
-    n = args.warmup + args.steps
+    steps = args.steps or -(-len(packed) // args.batch_size)
+    n = args.warmup + steps  # batches repeat cyclically: warm-up + one epoch times every batch once
     config = ClaimPTConfig.modern(len(vocab), len(dataset.categories))
     bert_config = BertConfig(
         vocab_size=len(vocab) + 1,  # + [CLS]
@@ -194,6 +204,7 @@ def main() -> None:
         )
     for run in runs:
         run.model.train()
+    load = os.getloadavg()[0]
     for k in range(n):
         for run in runs:
             run.step(k, timed=k >= args.warmup)
@@ -201,7 +212,8 @@ def main() -> None:
     bert_attention = runs[2].model.config._attn_implementation
     print(
         f"date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; BERT attention: {bert_attention}"
+        f"{torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+        f"BERT attention: {bert_attention}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     print(
         f"{len(packed):,} samples; visits per sample: median {np.median(dataset.lengths):.0f}, "
@@ -209,7 +221,7 @@ def main() -> None:
         f"max {code_lengths.max() - 1}, over 511: {(code_lengths > BERT_MAX).sum()}; vocabulary "
         f"{len(vocab):,}; categories {len(dataset.categories):,}"
     )
-    print(f"{args.steps} timed steps of {args.batch_size} per run after {args.warmup} warm-up steps")
+    print(f"{steps} timed steps of {args.batch_size} per run after {args.warmup} warm-up steps")
     print(
         "| run | parameters | codes/s | ms/step | mean padded length | padding | attention scores/step (M) |"
     )

@@ -8,6 +8,9 @@ The Python API is the product; the ``clinfm`` command line is a thin layer over 
     events = clinfm.scan_events("site_a")          # a lazy Polars frame of MEDS events
     labels = clinfm.read_labels("site_a/tasks/asthma_exacerbation_180d.parquet")
     visible = clinfm.events_as_of(events, labels)  # exactly what a model may see per label
+
+    clinfm.pretrain("site_a", "ckpt")                # Claim-PT, paper preset
+    clinfm.efficiency("site_a", "site_a/tasks/asthma_exacerbation_180d.parquet", "ckpt", "run")
 """
 
 import importlib
@@ -18,6 +21,15 @@ __version__ = "0.1.0"
 # can configure Polars before Polars loads.
 _API = {
     "demo": "clinfm.demo",
+    "ClaimsModel": "clinfm.claims.checkpoint",
+    "efficiency": "clinfm.claims.recipes",
+    "embed": "clinfm.claims.recipes",
+    "finetune": "clinfm.claims.recipes",
+    "next_visit": "clinfm.claims.recipes",
+    "predict_labels": "clinfm.claims.recipes",
+    "pretrain": "clinfm.claims.recipes",
+    "write_report": "clinfm.report",
+    "TrainConfig": "clinfm.train.engine",
     "InputError": "clinfm.errors",
     "convert_csv": "clinfm.events.convert.csv_mapping",
     "load_mapping": "clinfm.events.convert.csv_mapping",

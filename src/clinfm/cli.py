@@ -335,24 +335,35 @@ def pretrain(
     min_subjects: int = typer.Option(
         DEFAULT_MIN_SUBJECTS, min=1, help="A code enters the vocabulary only if this many patients have it."
     ),
+    split_seed: int | None = typer.Option(
+        None, help="Split patients by a stable hash with this seed instead of the dataset's splits."
+    ),
+    held_out: float = typer.Option(0.1, help="With --split-seed: share of patients held out for testing."),
     resume: bool = typer.Option(True, help="Continue an interrupted run of the same command."),
     overwrite: bool = OVERWRITE_OPTION,
     **training,
 ):
-    """Pre-train Claim-PT on the train split's patients (no labels needed)."""
+    """Pre-train Claim-PT on the train split's patients (no labels needed).
+
+    The checkpoint remembers the split, so fine-tuning tests on patients pre-training never saw.
+    """
     from clinfm.claims import recipes
+    from clinfm.events.splits import SplitPolicy
 
     settings = _training(recipes.PRETRAIN[preset.value], **training)
+    policy = SplitPolicy() if split_seed is None else SplitPolicy(seed=split_seed, held_out=held_out)
     path = recipes.pretrain(
         data,
         out,
         preset=preset.value,
         train=settings,
         min_subjects=min_subjects,
+        splits=policy,
         overwrite=overwrite,
         resume=resume,
     )
-    console.print(f"wrote {path} (report: {path / 'report.html'})")
+    if is_global_zero():  # under DDP every device runs this command; one reports
+        console.print(f"wrote {path} (report: {path / 'report.html'})")
 
 
 def _method_settings(epochs, batch_size, lr, strategy: Strategy | None = None, **training):
@@ -517,8 +528,11 @@ def _print_metrics(run_dir: Path) -> None:
         return
     metrics = json.loads((run_dir / "metrics.json").read_text())
     methods = metrics["methods"]
-    names = list(next(iter(methods.values())))
-    table = Table(title=f"held-out patients: {metrics['test']['n']:,} (95% bootstrap CIs)")
+    shown = ("auroc", "auprc", "brier", "recall@5", "recall@10", "recall@30")
+    names = [name for name in shown if name in next(iter(methods.values()))]
+    table = Table(
+        title=f"held-out samples: {metrics['test']['n']:,} (95% bootstrap CIs; all metrics in the report)"
+    )
     table.add_column("method")
     for name in names:
         table.add_column(name, justify="right")

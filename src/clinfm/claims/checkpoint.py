@@ -8,7 +8,7 @@ and ``categories.json`` (the category space of the pre-training heads).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +17,7 @@ from clinfm.claims.batches import CategoryMap, VisitBatches
 from clinfm.claims.model import ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, tokenize
 from clinfm.errors import InputError
+from clinfm.events.splits import SplitPolicy
 from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
 from clinfm.vocab.vocabulary import Vocabulary
 
@@ -32,6 +33,7 @@ class ClaimsModel:
     categories: CategoryMap
     tokenizer: TokenizerConfig
     trained_for: str = "pretrain"  # the objective the weights were last trained on
+    splits: SplitPolicy = field(default_factory=lambda: SplitPolicy())  # who pre-trained; who is held out
 
     def dataset(self, events: pl.LazyFrame, labels: pl.DataFrame | None = None, y=None) -> VisitBatches:
         """Tokenize events (up to each label's prediction_time) the way this model was trained."""
@@ -75,4 +77,5 @@ class ClaimsModel:
             )
         model = load_weights(folder, ClaimPT(model_config))
         tokenizer = TokenizerConfig.from_dict(config.get("tokenizer") or {})
-        return cls(model, vocab, categories, tokenizer, config.get("trained_for", "pretrain"))
+        splits = SplitPolicy.from_dict(config.get("splits"))
+        return cls(model, vocab, categories, tokenizer, config.get("trained_for", "pretrain"), splits)

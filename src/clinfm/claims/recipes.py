@@ -31,8 +31,8 @@ from clinfm.claims.model import ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
 from clinfm.errors import InputError
 from clinfm.events.labels import check_labels
-from clinfm.events.meds import read_labels, read_splits, scan_events
-from clinfm.events.splits import assign_splits
+from clinfm.events.meds import read_labels, scan_events
+from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
@@ -87,14 +87,6 @@ def _version() -> str:
     return _clinfm_version()
 
 
-def _splits(data: Path, events: pl.LazyFrame) -> pl.DataFrame:
-    splits = read_splits(data)
-    if splits is None:
-        subjects = events.select("subject_id").unique().collect()["subject_id"]
-        splits = assign_splits(subjects)
-    return splits.select("subject_id", "split")
-
-
 def _split_events(events: pl.LazyFrame, splits: pl.DataFrame, names: tuple[str, ...]) -> pl.LazyFrame:
     subjects = splits.filter(pl.col("split").is_in(names)).select("subject_id").lazy()
     return events.join(subjects, on="subject_id", how="semi")
@@ -112,6 +104,7 @@ def pretrain(
     tokenizer: TokenizerConfig | None = None,
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
     model_overrides: dict | None = None,
+    splits: SplitPolicy | None = None,
     overwrite: bool = False,
     resume: bool = True,
 ) -> Path:
@@ -123,7 +116,8 @@ def pretrain(
     train = train or PRETRAIN[preset]
     tokenizer = tokenizer or (TokenizerConfig.paper() if preset == "paper" else TokenizerConfig.modern())
     events = scan_events(data)
-    splits = _splits(data, events)
+    policy = splits or SplitPolicy()
+    splits = policy.assign(data, events)
     train_events = _split_events(events, splits, ("train",))
     with progress.status("building the vocabulary"):
         claims = train_events.filter(claim_code_filter(events.collect_schema().names()))
@@ -147,7 +141,7 @@ def pretrain(
     if not result.is_global_zero:
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        bundle.save(tmp, training=train.to_dict())
+        bundle.save(tmp, training=train.to_dict(), splits=policy.to_dict())
         _copy_logs(work, tmp)
         write_json_atomic(
             tmp / "run.json",
@@ -168,6 +162,7 @@ def pretrain(
                     "tokenizer": tokenizer.to_dict(),
                     "training": train.to_dict(),
                     "min_subjects": min_subjects,
+                    "splits": policy.to_dict(),
                 },
                 "results": {"epochs": result.epochs, "best_val_loss": result.best_val_loss},
                 "notes": _resume_note(result),
@@ -213,14 +208,14 @@ class Cohort:
         return self.parts[split]["boolean_value"].cast(pl.Float32).to_numpy()
 
 
-def load_cohort(data: str | os.PathLike, labels: str | os.PathLike) -> Cohort:
-    """Labels checked against the data and split by the dataset's patient splits."""
+def load_cohort(data: str | os.PathLike, labels: str | os.PathLike, splits: SplitPolicy) -> Cohort:
+    """Labels checked against the data and split by patient, as the checkpoint was pre-trained."""
     data, labels_path = Path(data), Path(labels)
     events = scan_events(data)
     frame = read_labels(labels_path)
     check_labels(events, frame, path=labels_path)
     frame = frame.select("subject_id", "prediction_time", "boolean_value")
-    splits = _splits(data, events)
+    splits = splits.assign(data, events)
     tagged = frame.with_row_index("label_row").join(splits, on="subject_id", how="left")
     parts = {
         name: tagged.filter(pl.col("split") == name).sort("label_row").drop("label_row", "split")
@@ -362,7 +357,7 @@ def efficiency(
     fractions = tuple(sorted(set(fractions)))
     out = check_output(out, overwrite)
     bundle = bundle or ClaimsModel.load(from_checkpoint)
-    cohort = cohort or load_cohort(data, labels)
+    cohort = cohort or load_cohort(data, labels, bundle.splits)
     settings = settings or MethodSettings()
     work = _partial_dir(out)
     results: dict[tuple[str, float, int], np.ndarray] = {}
@@ -381,9 +376,19 @@ def efficiency(
         )
         if save_model and final_models.get("pretrained") is not None:
             fine_tuned = ClaimsModel(
-                final_models["pretrained"], bundle.vocab, bundle.categories, bundle.tokenizer, "classify"
+                final_models["pretrained"],
+                bundle.vocab,
+                bundle.categories,
+                bundle.tokenizer,
+                "classify",
+                bundle.splits,
             )
-            fine_tuned.save(tmp / "model", task=cohort.name, training=settings.finetune.to_dict())
+            fine_tuned.save(
+                tmp / "model",
+                task=cohort.name,
+                training=settings.finetune.to_dict(),
+                splits=bundle.splits.to_dict(),
+            )
         _copy_logs(work, tmp)
         _report(tmp)
     shutil.rmtree(work, ignore_errors=True)
@@ -661,7 +666,7 @@ def next_visit(
         raise InputError("this model's tokenizer keeps the last visit as input; next-visit needs it held out")
     data = Path(data)
     events = scan_events(data)
-    splits = _splits(data, events)
+    splits = bundle.splits.assign(data, events)
     settings = settings or MethodSettings()
     with progress.status("tokenizing"):
         test = bundle.dataset(_split_events(events, splits, ("held_out",)))

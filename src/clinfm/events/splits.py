@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -44,3 +47,47 @@ def assign_splits(
     index = np.searchsorted(edges, u, side="right")
     names = np.array(list(fractions))
     return pl.DataFrame({"subject_id": ids, "split": names[index]})
+
+
+@dataclass(frozen=True)
+class SplitPolicy:
+    """Which patients train, tune and test. Saved in the checkpoint, so fine-tuning tests on
+    patients pre-training never saw.
+
+    By default the dataset's own ``subject_splits.parquet`` (stable-hash 80/10/10 when it has none);
+    with a ``seed``, a stable-hash split with the given shares instead (e.g. a larger held-out share
+    when the data set is small).
+    """
+
+    seed: int | None = None
+    tuning: float = 0.1
+    held_out: float = 0.1
+
+    def assign(self, data: str | os.PathLike, events: pl.LazyFrame) -> pl.DataFrame:
+        """(subject_id, split) for every subject of ``events``."""
+        from clinfm.events.meds import read_splits
+
+        splits = read_splits(data) if self.seed is None else None
+        if splits is None:
+            subjects = events.select("subject_id").unique().collect()["subject_id"]
+            shares = {
+                "train": 1 - self.tuning - self.held_out,
+                "tuning": self.tuning,
+                "held_out": self.held_out,
+            }
+            splits = assign_splits(subjects, shares, seed=self.seed or 0)
+        return splits.select("subject_id", "split")
+
+    def to_dict(self) -> dict:
+        return {"seed": self.seed, "tuning": self.tuning, "held_out": self.held_out}
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> SplitPolicy:
+        try:
+            return cls(**(values or {}))
+        except TypeError as error:
+            raise InputError(f"not a split policy: {error}") from None
+
+    def __post_init__(self) -> None:
+        if not (0 < self.held_out < 1 and 0 <= self.tuning < 1 and self.held_out + self.tuning < 1):
+            raise InputError("held-out and tuning shares must lie in (0, 1) and leave patients to train on")
