@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from clinfm.claims.tokenizer import MAX_AGE, PackedVisits
+from clinfm.claims.tokenizer import MAX_AGE, PackedVisits, ranges
 from clinfm.errors import InputError
 from clinfm.vocab.vocabulary import Vocabulary
 
@@ -97,17 +97,8 @@ class CategoryMap:
     def categories_of(self, code_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each code occurrence, its categories: (occurrence index, category id) pairs."""
         starts, ends = self.code_offsets[code_ids], self.code_offsets[code_ids + 1]
-        owner, position = _expand(starts, ends - starts)
+        owner, position = ranges(starts, ends - starts)
         return owner, self.category_ids[position]
-
-
-def _expand(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated ranges [start, start + length): (which range, flat position) for every element."""
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    first = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=first[1:])
-    position = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - first[owner] if len(owner) else 0)
-    return owner, position.astype(np.int64)
 
 
 class VisitBatches(torch.utils.data.Dataset):
@@ -153,11 +144,11 @@ class VisitBatches(torch.utils.data.Dataset):
         batch, n_cat = len(rows), len(self.categories)
         visit_starts = p.sample_visit_offsets[rows]
         visit_counts = p.sample_visit_offsets[rows + 1] - visit_starts
-        sample_of_visit, visits = _expand(visit_starts, visit_counts)
+        sample_of_visit, visits = ranges(visit_starts, visit_counts)
         slot = visits - visit_starts[sample_of_visit]
         code_starts = p.visit_code_offsets[visits]
         code_counts = p.visit_code_offsets[visits + 1] - code_starts
-        visit_of_code, code_positions = _expand(code_starts, code_counts)
+        visit_of_code, code_positions = ranges(code_starts, code_counts)
         code_slot = code_positions - code_starts[visit_of_code]
         width_v = max(int(visit_counts.max(initial=0)), 1)
         width_c = max(int(code_counts.max(initial=0)), 1)
@@ -196,7 +187,7 @@ class VisitBatches(torch.utils.data.Dataset):
     def _nvp_target(self, rows: np.ndarray, n_cat: int) -> np.ndarray:
         p = self.packed
         starts = p.target_code_offsets[rows]
-        sample, positions = _expand(starts, p.target_code_offsets[rows + 1] - starts)
+        sample, positions = ranges(starts, p.target_code_offsets[rows + 1] - starts)
         occurrence, category = self.categories.categories_of(p.target_codes[positions].astype(np.int64))
         target = np.zeros((len(rows), n_cat), dtype=np.float32)
         target[sample[occurrence], category] = 1.0

@@ -8,7 +8,7 @@ and ``categories.json`` (the category space of the pre-training heads).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -35,10 +35,23 @@ class ClaimsModel:
     trained_for: str = "pretrain"  # the objective the weights were last trained on
     splits: SplitPolicy = field(default_factory=lambda: SplitPolicy())  # who pre-trained; who is held out
 
-    def dataset(self, events: pl.LazyFrame, labels: pl.DataFrame | None = None, y=None) -> VisitBatches:
-        """Tokenize events (up to each label's prediction_time) the way this model was trained."""
-        packed = tokenize(events, self.vocab, self.tokenizer, labels)
-        if len(packed) and packed.n_events == 0:
+    def dataset(
+        self,
+        events: pl.LazyFrame | list[pl.LazyFrame],
+        labels: pl.DataFrame | None = None,
+        y=None,
+        *,
+        hold_out: bool | None = None,
+    ) -> VisitBatches:
+        """Tokenize events (up to each label's prediction_time) the way this model was trained.
+
+        ``hold_out=True`` holds every sample's last visit out as the next-visit target, as
+        pre-training and next-visit prediction need whatever the preset does for fine-tuning
+        (the paper's drops it there too; the modern preset keeps it as input).
+        """
+        config = self.tokenizer if hold_out is None else replace(self.tokenizer, hold_out_last_visit=hold_out)
+        packed = tokenize(events, self.vocab, config, labels)
+        if packed.n_events == 0:
             raise InputError(
                 "none of the data's codes is in this checkpoint's vocabulary: it was trained on data "
                 f"coded differently (its codes look like {', '.join(self.vocab.codes[:3])})"

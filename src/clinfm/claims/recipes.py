@@ -31,7 +31,7 @@ from clinfm.claims.model import ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
 from clinfm.errors import InputError
 from clinfm.events.labels import check_labels
-from clinfm.events.meds import read_labels, scan_events
+from clinfm.events.meds import read_labels, scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
@@ -92,6 +92,11 @@ def _split_events(events: pl.LazyFrame, splits: pl.DataFrame, names: tuple[str, 
     return events.join(subjects, on="subject_id", how="semi")
 
 
+def _split_shards(data: Path, splits: pl.DataFrame, names: tuple[str, ...]) -> list[pl.LazyFrame]:
+    """The dataset's shards, each narrowed to the patients of ``names``: tokenized one at a time."""
+    return [_split_events(shard, splits, names) for shard in scan_shards(data)]
+
+
 # ----------------------------------------------------------------------------- pre-training
 
 
@@ -130,8 +135,8 @@ def pretrain(
     config = ClaimPTConfig.preset_named(preset, len(vocab), len(categories), **(model_overrides or {}))
     bundle = ClaimsModel(ClaimPT(config), vocab, categories, tokenizer)
     with progress.status("tokenizing"):
-        train_data = bundle.dataset(train_events)
-        val_data = bundle.dataset(_split_events(events, splits, ("tuning",)))
+        train_data = bundle.dataset(_split_shards(data, splits, ("train",)), hold_out=True)
+        val_data = bundle.dataset(_split_shards(data, splits, ("tuning",)), hold_out=True)
     if len(train_data) == 0:
         raise InputError(
             "no training patient has two visits with known codes: the cohort is empty", path=data
@@ -198,6 +203,7 @@ class Cohort:
     """A binary task's labels split by patient, tokenized once for every method."""
 
     name: str
+    data: Path
     labels_path: Path
     events: pl.LazyFrame
     parts: dict[str, pl.DataFrame]  # train / tuning / held_out label rows
@@ -228,7 +234,7 @@ def load_cohort(data: str | os.PathLike, labels: str | os.PathLike, splits: Spli
             )
     if parts["train"]["boolean_value"].n_unique() < 2:
         raise InputError("the train patients' labels have only one class: nothing to learn", path=labels_path)
-    return Cohort(labels_path.stem, labels_path, events, parts)
+    return Cohort(labels_path.stem, data, labels_path, events, parts)
 
 
 def _tokenized(cohort: Cohort, bundle: ClaimsModel) -> None:
@@ -236,7 +242,7 @@ def _tokenized(cohort: Cohort, bundle: ClaimsModel) -> None:
         return
     with progress.status(f"tokenizing {cohort.name}"):
         for name, part in cohort.parts.items():
-            cohort.datasets[name] = bundle.dataset(cohort.events, part, cohort.y(name))
+            cohort.datasets[name] = bundle.dataset(scan_shards(cohort.data), part, cohort.y(name))
 
 
 def _count_features(cohort: Cohort) -> None:
@@ -590,7 +596,7 @@ def predict_labels(
     events = scan_events(data)
     has_value = "boolean_value" in frame.columns and frame["boolean_value"].null_count() == 0
     check_labels(events, frame, path=labels, value="boolean_value" if has_value else None)
-    probabilities = predict(bundle.model, bundle.dataset(events, frame), "classify").numpy()
+    probabilities = predict(bundle.model, bundle.dataset(scan_shards(data), frame), "classify").numpy()
     y = frame["boolean_value"].to_numpy() if has_value else np.zeros(len(frame), dtype=bool)
     if not has_value:
         log.info("%s has no boolean_value: the predictions file carries false in its place", labels)
@@ -621,7 +627,7 @@ def embed(
     if labels is not None:
         frame = read_labels(labels)
         check_labels(events, frame, path=labels, value=None)
-    dataset = bundle.dataset(events, frame)
+    dataset = bundle.dataset(scan_shards(data), frame)
     vectors = predict(bundle.model, dataset, "embed").numpy().astype(np.float32)
     packed = dataset.packed
     table = pl.DataFrame(
@@ -662,16 +668,15 @@ def next_visit(
 
     out = check_output(out, overwrite)
     bundle = load_model(from_checkpoint)
-    if not bundle.tokenizer.hold_out_last_visit:
-        raise InputError("this model's tokenizer keeps the last visit as input; next-visit needs it held out")
     data = Path(data)
     events = scan_events(data)
     splits = bundle.splits.assign(data, events)
     settings = settings or MethodSettings()
     with progress.status("tokenizing"):
-        test = bundle.dataset(_split_events(events, splits, ("held_out",)))
-        train = bundle.dataset(_split_events(events, splits, ("train",)))
-        val = bundle.dataset(_split_events(events, splits, ("tuning",)))
+        test, train, val = (
+            bundle.dataset(_split_shards(data, splits, (name,)), hold_out=True)
+            for name in ("held_out", "train", "tuning")
+        )
     if len(test) == 0:
         raise InputError("no held-out patient has two visits with known codes: nothing to test on", path=data)
     rng = np.random.default_rng(seed)

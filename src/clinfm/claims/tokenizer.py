@@ -21,6 +21,7 @@ batch is assembled from them with vectorised indexing, never a Python loop over 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -63,7 +64,9 @@ class TokenizerConfig:
     max_codes: int = 10  # codes kept per visit (the first ones recorded)
     keep: Literal["first", "last"] = "first"  # which visits survive truncation
     group_visits_by: Literal["encounter", "day"] = "encounter"
-    hold_out_last_visit: bool = True  # the paper's x[:-1]: the last kept visit is the NVP target
+    # The paper's x[:-1], in fine-tuning too: the last kept visit is the NVP target, not input.
+    # Pre-training and next-visit prediction always hold it out (ClaimsModel.dataset(hold_out=True)).
+    hold_out_last_visit: bool = True
     date_vocab: int = 366  # day indices 1..date_vocab-1; 0 pads
 
     @classmethod
@@ -72,7 +75,7 @@ class TokenizerConfig:
 
     @classmethod
     def modern(cls) -> TokenizerConfig:
-        """For prediction at a time: keep the most recent visits and let the model see all of them."""
+        """For prediction at a time: the most recent visits, all of them input when fine-tuning."""
         return cls(max_visits=64, max_codes=32, keep="last", hold_out_last_visit=False)
 
     def to_dict(self) -> dict:
@@ -110,6 +113,19 @@ def _contains_any(markers: tuple[str, ...]) -> pl.Expr:
     return pl.any_horizontal([pl.col("code").str.contains(m, literal=True) for m in markers])
 
 
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated ranges [start, start + length): (which range, flat position) for every element."""
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    first = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=first[1:])
+    position = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - first[owner] if len(owner) else 0)
+    return owner, position.astype(np.int64)
+
+
+_PER_SAMPLE = ("age", "sex", "subject_id", "prediction_time")
+_PER_VISIT = ("visit_type", "visit_date", "visit_days_before", "visit_age")
+
+
 @dataclass
 class PackedVisits:
     """Samples as flat arrays with offsets (CSR): sample -> visits -> codes.
@@ -142,6 +158,44 @@ class PackedVisits:
     @property
     def n_events(self) -> int:
         return len(self.codes) + len(self.target_codes)
+
+    def take(self, rows: np.ndarray) -> PackedVisits:
+        """The samples ``rows``, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.sample_visit_offsets[rows]
+        _, visits = ranges(starts, self.sample_visit_offsets[rows + 1] - starts)
+        code_starts = self.visit_code_offsets[visits]
+        code_counts = self.visit_code_offsets[visits + 1] - code_starts
+        target_starts = self.target_code_offsets[rows]
+        target_counts = self.target_code_offsets[rows + 1] - target_starts
+        return PackedVisits(
+            sample_visit_offsets=_offsets(self.sample_visit_offsets[rows + 1] - starts),
+            visit_code_offsets=_offsets(code_counts),
+            codes=self.codes[ranges(code_starts, code_counts)[1]],
+            target_code_offsets=_offsets(target_counts),
+            target_codes=self.target_codes[ranges(target_starts, target_counts)[1]],
+            **{name: getattr(self, name)[visits] for name in _PER_VISIT},
+            **{name: getattr(self, name)[rows] for name in _PER_SAMPLE},
+        )
+
+    @classmethod
+    def concat(cls, parts: list[PackedVisits]) -> PackedVisits:
+        """Samples of several packs, one after the other."""
+
+        def offsets(name: str) -> np.ndarray:
+            return _offsets(np.concatenate([np.diff(getattr(p, name)) for p in parts]))
+
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        return cls(
+            sample_visit_offsets=offsets("sample_visit_offsets"),
+            visit_code_offsets=offsets("visit_code_offsets"),
+            target_code_offsets=offsets("target_code_offsets"),
+            codes=joined("codes"),
+            target_codes=joined("target_codes"),
+            **{name: joined(name) for name in _PER_VISIT + _PER_SAMPLE},
+        )
 
 
 def _samples(events: pl.LazyFrame, labels: pl.DataFrame | None) -> pl.LazyFrame:
@@ -220,7 +274,7 @@ def _truncate(visits: pl.LazyFrame, config: TokenizerConfig) -> pl.LazyFrame:
 
 
 def tokenize(
-    events: pl.LazyFrame | pl.DataFrame,
+    events: pl.LazyFrame | pl.DataFrame | Sequence[pl.LazyFrame],
     vocab: Vocabulary,
     config: TokenizerConfig,
     labels: pl.DataFrame | None = None,
@@ -231,7 +285,42 @@ def tokenize(
     events at or before its prediction_time only (a label with no visible visit keeps an empty
     sample). Without labels, one sample per subject (pre-training); subjects with too few visits for
     an input and a held-out target are left out.
+
+    ``events`` may be a list of shards (``clinfm.events.meds.scan_shards``): MEDS keeps each subject
+    in one shard, so shards are packed one at a time and memory follows the largest shard, not the
+    data set.
     """
+    if isinstance(events, list | tuple):
+        return _tokenize_shards(events, vocab, config, labels)
+    return _tokenize_frame(events, vocab, config, labels)
+
+
+def _tokenize_shards(shards, vocab, config, labels) -> PackedVisits:
+    if labels is None:
+        parts = [_tokenize_frame(shard, vocab, config) for shard in shards]
+        return PackedVisits.concat(parts) if parts else _tokenize_frame(_empty(), vocab, config)
+    numbered = labels.with_row_index("label_row")
+    parts, label_rows = [], []
+    for shard in shards:
+        subjects = shard.select("subject_id").unique().collect()
+        mine = numbered.join(subjects, on="subject_id", how="semi")
+        if mine.height:
+            parts.append(_tokenize_frame(shard, vocab, config, mine.drop("label_row")))
+            label_rows.append(mine["label_row"].to_numpy())
+    absent = numbered.filter(~pl.col("label_row").is_in(np.concatenate(label_rows or [[]]).tolist()))
+    if absent.height:  # subjects without any event: empty samples, like a label with no visible visit
+        parts.append(_tokenize_frame(_empty(), vocab, config, absent.drop("label_row")))
+        label_rows.append(absent["label_row"].to_numpy())
+    return PackedVisits.concat(parts).take(np.argsort(np.concatenate(label_rows), kind="stable"))
+
+
+def _empty() -> pl.LazyFrame:
+    return pl.LazyFrame(schema={"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String})
+
+
+def _tokenize_frame(
+    events: pl.LazyFrame | pl.DataFrame, vocab: Vocabulary, config: TokenizerConfig, labels=None
+) -> PackedVisits:
     events = events.lazy()
     columns = events.collect_schema().names()
     samples = _samples(events, labels)

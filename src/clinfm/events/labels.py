@@ -62,6 +62,7 @@ def check_labels(
         .join(births, on="subject_id", how="left")
         .collect()
     )
+    checked = checked.sort("row")  # the first offending row is named
     missing = checked.filter(pl.col("present").is_null())
     if missing.height:
         first = missing.row(0, named=True)

@@ -100,6 +100,12 @@ def scan_events(root: str | os.PathLike, *, columns: list[str] | None = None) ->
     return events
 
 
+def scan_shards(root: str | os.PathLike) -> list[pl.LazyFrame]:
+    """Each event shard as its own lazy frame, core columns typed: for work done shard by shard
+    (MEDS keeps a subject's events in one shard), so memory follows a shard, not the data set."""
+    return [normalize_events(pl.scan_parquet(path)) for path in data_files(root)]
+
+
 def read_dataset_metadata(root: str | os.PathLike) -> dict:
     """``metadata/dataset.json`` as a dict; empty when absent (MEDS makes every field optional)."""
     path = Path(root) / meds.dataset_metadata_filepath

@@ -293,6 +293,7 @@ def fit(
     val_loader = (
         make_loader(val_data, config, train=False) if val_data is not None and len(val_data) else None
     )
+    model.train()  # a model that was used for prediction comes back in eval mode
     trainer.fit(
         Learner(model, objective, config),
         make_loader(train_data, config, train=True),
