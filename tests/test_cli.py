@@ -60,12 +60,18 @@ def test_synth_validate_describe(tmp_path):
     }
 
 
-def test_demo_writes_two_valid_sites(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--patients", "150"])
+def test_demo_writes_two_valid_sites_and_claims_reports(tmp_path):
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--patients", "1500", "--quick"])
     assert result.exit_code == 0, result.output
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    demo = tmp_path / "demo"
+    summary = json.loads((demo / "summary.json").read_text())
     assert summary["site_a"]["coding"] == "icd9" and summary["site_b"]["coding"] == "icd10"
-    assert summary["site_a"]["subjects"] == summary["site_b"]["subjects"] == 150
+    assert summary["site_a"]["subjects"] == summary["site_b"]["subjects"] == 1500
+    assert (demo / "claims" / "pretrained" / "model.safetensors").exists()
+    run = demo / "claims" / "asthma_exacerbation_180d"
+    methods = json.loads((run / "metrics.json").read_text())["methods"]
+    assert {"pretrained", "cold_start", "gru", "logistic_regression", "gradient_boosting"} == set(methods)
+    assert "<svg" in (run / "report.html").read_text()
 
 
 @pytest.mark.parametrize(
