@@ -131,6 +131,11 @@ class VisitBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def label_values(self) -> np.ndarray | None:
+        """The labels of these samples (None without labels): the engine picks its monitor by them."""
+        return None if self.labels is None else self.labels[self.rows]
+
     def __getitem__(self, index: int) -> int:
         return index
 

@@ -266,6 +266,13 @@ class ClaimPT(nn.Module):
                 loss = loss + 0.0 * sum(p.sum() for p in self.code_head.parameters())
         return loss, parts
 
+    def reset_classifier(self) -> None:
+        """Fresh random weights for the classification head (it is never trained in pre-training:
+        each fine-tuning seed should start from its own draw, not the checkpoint's one)."""
+        for layer in self.cls_head:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor], objective: str) -> torch.Tensor:
         """Probabilities: the label's for ``classify``, the next visit's categories for ``nextvisit``."""

@@ -284,7 +284,11 @@ def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> np.
     train_data = cohort.datasets["train"].subset(rows["train"])
     val_data = cohort.datasets["tuning"].subset(rows["tuning"])
     if method == "pretrained":
+        import torch
+
+        torch.manual_seed(seed)
         model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
+        model.reset_classifier()
     elif method == "cold_start":
         import torch
 

@@ -5,8 +5,9 @@ and loggers with no change to the model. What clinfm adds:
 
 - fine-tuning strategies over the model's ``layer_groups()`` (input to output): ``full``, ``probe``
   (everything frozen but the last group, the heads), ``llrd`` (layer-wise learning-rate decay);
-- the best weights by validation loss are restored at the end (``restore_best_weights``, as the
-  paper's Keras code does), kept in memory and in the resume checkpoint;
+- the weights of the best validation epoch are restored at the end (``restore_best_weights``, as
+  the paper's Keras code does), kept in memory and in the resume checkpoint; classifiers are ranked
+  by validation AUROC (when the tuning set has both classes), everything else by validation loss;
 - a resumable run: the state after every epoch is written to ``<work_dir>/resume/<name>/last.ckpt``;
   a rerun continues from it. Batches are drawn from (seed, epoch) and dropout from (seed, step), so a
   resumed run reaches the same weights as one never interrupted. That file is loaded with
@@ -131,18 +132,39 @@ class Learner(L.LightningModule):
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         return self._step(batch, "train")
 
+    def on_validation_epoch_start(self) -> None:
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+
     def validation_step(self, batch: dict, batch_index: int) -> None:
         self._step(batch, "val")
+        if self.objective == "classify":
+            self._val_scores.append(self.model.predict(batch, "classify").float())
+            self._val_labels.append(batch["label"].float())
+
+    def on_validation_epoch_end(self) -> None:
+        """``val_auroc`` for classification: what model selection should rank by when the signal is
+        weak, since the tuning loss mostly rewards predicting the base rate."""
+        if self.objective != "classify" or not self._val_scores:
+            return
+        from clinfm.evaluate.metrics import auroc
+
+        scores = self.all_gather(torch.cat(self._val_scores)).reshape(-1).cpu().numpy()
+        labels = self.all_gather(torch.cat(self._val_labels)).reshape(-1).cpu().numpy()
+        value = auroc(labels.astype(int), scores)
+        if value == value:  # undefined (one class) is not logged; fit() then monitors the loss
+            self.log("val_auroc", float(value), on_epoch=True, sync_dist=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return make_optimizer(parameter_groups(self.model, self.config), self.config)
 
 
 class BestWeights(Callback):
-    """Keep the weights of the epoch with the lowest validation loss; put them back when training ends."""
+    """Keep the weights of the best validation epoch; put them back when training ends."""
 
-    def __init__(self, monitor: str = "val_loss"):
+    def __init__(self, monitor: str = "val_loss", mode: str = "min"):
         self.monitor = monitor
+        self.sign = 1.0 if mode == "min" else -1.0
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -151,7 +173,7 @@ class BestWeights(Callback):
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         score = float(trainer.callback_metrics[self.monitor])
-        if self.best_score is None or score < self.best_score:
+        if self.best_score is None or self.sign * score < self.sign * self.best_score:
             self.best_score, self.best_epoch = score, trainer.current_epoch
             self.best_state = {k: v.detach().cpu().clone() for k, v in learner.model.state_dict().items()}
 
@@ -229,6 +251,14 @@ def _resume_epoch(path: Path) -> int | None:
     return int(state.get("epoch", -1)) + 1
 
 
+def _monitor(objective: str, val_data) -> tuple[str, str]:
+    """Validation AUROC for a classifier whose tuning set has both classes; the loss otherwise."""
+    labels = getattr(val_data, "label_values", None)
+    if objective == "classify" and labels is not None and len(set(labels.tolist())) == 2:
+        return "val_auroc", "max"
+    return "val_loss", "min"
+
+
 def _quiet_lightning() -> None:
     """Lightning's banners and tips are noise in a clinfm command; its warnings about our choices too."""
     import warnings
@@ -252,7 +282,7 @@ def fit(
     resume: bool = True,
     callbacks: tuple[Callback, ...] = (),
 ) -> FitResult:
-    """Train ``model`` on ``objective``; validation loss drives early stopping and the weights kept.
+    """Train ``model`` on ``objective``; validation drives early stopping and the weights kept.
 
     ``train_data`` / ``val_data`` are datasets with ``lengths`` and ``collate`` (``val_data`` may be
     None: then every epoch runs and the last weights are kept). State for resuming goes under
@@ -263,10 +293,11 @@ def fit(
     L.seed_everything(config.seed, workers=True, verbose=False)
     if len(train_data) == 0:
         raise InputError(f"no training samples for {name}: the cohort is empty after filtering")
-    best = BestWeights()
+    monitor, mode = _monitor(objective, val_data)
+    best = BestWeights(monitor, mode)
     monitors: list[Callback] = [best]
     if val_data is not None and len(val_data) and config.patience is not None:
-        monitors.append(EarlyStopping(monitor="val_loss", patience=config.patience, mode="min"))
+        monitors.append(EarlyStopping(monitor=monitor, patience=config.patience, mode=mode))
     resume_dir = work_dir / "resume" / name
     checkpoint = ModelCheckpoint(dirpath=resume_dir, filename="last", save_top_k=0, save_last=True)
     trainer = L.Trainer(
