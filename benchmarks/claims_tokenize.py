@@ -3,7 +3,10 @@
 (Not named tokenize.py: a script there would shadow the standard library's ``tokenize`` module, which
 linecache and inspect import, for every script in this folder.)
 
-python benchmarks/claims_tokenize.py 10000 [--preset paper|modern] [--repeat 3]
+python benchmarks/claims_tokenize.py 10000 [--preset paper|modern] [--repeat 3] [--whole]
+
+By default the tokenizer reads the dataset shard by shard (``scan_shards``), as the recipes do;
+``--whole`` hands it all events as one lazy frame instead.
 
 The cohort (site_a, ICD-9, seed 0) is synthesized once into ``--cache`` and reused, with its
 vocabulary (claim codes seen in at least 10 patients). Each run tokenizes in a fresh Python process,
@@ -55,18 +58,18 @@ def paths(patients: int, cache: Path) -> tuple[Path, Path, Path]:
     return stem, stem.with_name(stem.name + ".vocab.json"), stem.with_name(stem.name + ".events.json")
 
 
-def child(data: str, vocab_file: str, preset: str, result: str) -> None:
+def child(data: str, vocab_file: str, preset: str, result: str, whole: bool) -> None:
     """Tokenize in this process and write counts and timings to ``result`` (JSON)."""
     os.environ.setdefault("_RJEM_MALLOC_CONF", ALLOCATOR)
     from clinfm.claims.tokenizer import TokenizerConfig, tokenize
-    from clinfm.events.meds import scan_events
+    from clinfm.events.meds import scan_events, scan_shards
     from clinfm.vocab.vocabulary import Vocabulary
 
     vocab = Vocabulary.load(vocab_file)
     config = TokenizerConfig.paper() if preset == "paper" else TokenizerConfig.modern()
     before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    packed = tokenize(scan_events(data), vocab, config)
+    packed = tokenize(scan_events(data) if whole else scan_shards(data), vocab, config)
     seconds = time.perf_counter() - start
     target_visits = int((packed.target_code_offsets[1:] > packed.target_code_offsets[:-1]).sum())
     summary = {
@@ -84,12 +87,13 @@ def main() -> None:
     parser.add_argument("patients", type=int)
     parser.add_argument("--preset", choices=("paper", "modern"), default="paper")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--whole", action="store_true", help="one lazy frame, not shard by shard")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=3, metavar=("DATA", "VOCAB", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child[0], args.child[1], args.preset, args.child[2])
+        return child(args.child[0], args.child[1], args.preset, args.child[2], args.whole)
     if args.prepare:
         return prepare(args.patients, args.cache)
 
@@ -103,7 +107,11 @@ def main() -> None:
     )
     data, vocab_file, info = paths(args.patients, args.cache)
     events = json.loads(info.read_text())["events"]
-    print(f"machine: {machine()}; date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; preset: {args.preset}")
+    mode = "one frame" if args.whole else "shard by shard"
+    print(
+        f"machine: {machine()}; date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; "
+        f"preset: {args.preset}; {mode}"
+    )
     print(
         "| patients | events read | samples | visits | codes | tokenize (s) | process wall (s) "
         "| events/s | peak RSS (MB) | before (MB) |"
@@ -112,6 +120,7 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.NamedTemporaryFile(suffix=".json") as result:
             command = [sys.executable, __file__, str(args.patients), "--preset", args.preset, "--child"]
+            command += ["--whole"] if args.whole else []
             command += [str(data), str(vocab_file), result.name]
             wall, peak = run_measured(command)
             s = json.loads(Path(result.name).read_text())

@@ -306,3 +306,30 @@ def test_not_a_checkpoint(site_icd9, tmp_path):
         _cli("embed", "--from", tmp_path, "--data", site_icd9, "--out", tmp_path / "e.parquet")
     )
     assert "config.json" in line
+
+
+@pytest.mark.shared_data
+def test_mimic_iv_demo_pretrain_and_finetune(tmp_path):
+    """Real MEDS (MIMIC-IV demo, MEDS 0.3.3, hadm_id encounters) through pre-training and fine-tuning."""
+    from _shared import shared_path
+    from clinfm.events.splits import SplitPolicy
+
+    data = shared_path("ehr", "mimic-iv-demo-meds")
+    one_epoch = TINY.replace(max_epochs=1)
+    checkpoint = recipes.pretrain(
+        data, tmp_path / "ckpt", train=one_epoch, splits=SplitPolicy(seed=0, held_out=0.4)
+    )
+    bundle = ClaimsModel.load(checkpoint)
+    assert not [c for c in bundle.vocab.codes if c.startswith(("HOSPITAL_ADMISSION", "MEDS_", "GENDER"))]
+    labels = data / "tasks" / "icu_mortality_first_24h.parquet"
+    run = recipes.finetune(
+        data,
+        labels,
+        checkpoint,
+        tmp_path / "run",
+        baselines=False,
+        settings=recipes.MethodSettings(one_epoch, one_epoch),
+    )
+    record = json.loads((run / "run.json").read_text())["data"]
+    assert record["n_train"] + record["n_tuning"] + record["n_test"] == pl.read_parquet(labels).height
+    assert pl.read_parquet(run / "predictions.parquet").height == record["n_test"]

@@ -85,6 +85,7 @@ def demo(
             sites.append(DemoSite(name, coding, out / name, describe(tmp / name), report))
         if claims:
             runs = _claims(tmp, ClaimsDemo.quick() if quick else ClaimsDemo())
+            _relocate(tmp, out)
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
             for site in sites
@@ -97,6 +98,15 @@ def demo(
         checkpoint=out / "claims" / "pretrained" if claims else None,
         runs={task: out / path.relative_to(tmp) for task, path in runs.items()},
     )
+
+
+def _relocate(tmp: Path, out: Path) -> None:
+    """Runs record the paths they read; name the final folder, not the temporary one being built."""
+    from clinfm.report import write_report
+
+    for record in tmp.glob("claims/*/run.json"):
+        record.write_text(record.read_text().replace(str(tmp), str(out.resolve())))
+        write_report(record.parent)
 
 
 def _claims(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
