@@ -119,9 +119,9 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for _ in range(args.repeat):
         with tempfile.NamedTemporaryFile(suffix=".json") as result:
-            command = [sys.executable, __file__, str(args.patients), "--preset", args.preset, "--child"]
+            command = [sys.executable, __file__, str(args.patients), "--preset", args.preset]
             command += ["--whole"] if args.whole else []
-            command += [str(data), str(vocab_file), result.name]
+            command += ["--child", str(data), str(vocab_file), result.name]
             wall, peak = run_measured(command)
             s = json.loads(Path(result.name).read_text())
         print(

@@ -12,6 +12,9 @@ ALLOCATOR = "dirty_decay_ms:100,muzzy_decay_ms:0"
 
 def main() -> None:
     os.environ.setdefault("_RJEM_MALLOC_CONF", ALLOCATOR)
+    # PyTorch's OpenMP threads spin while they wait by default: on a machine whose cores other jobs
+    # share, a training step then takes 100 times longer (docs/benchmarks.md). A user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from clinfm.cli import app
 
     app()

@@ -257,13 +257,15 @@ def _visits(events: pl.LazyFrame, vocab: Vocabulary, config: TokenizerConfig, co
         .otherwise(OP)
     )
     return visits.join(types, on=keys, how="left", nulls_equal=True).select(
-        "sample_id", "time", "codes", visit_type.cast(pl.Int8).alias("visit_type")
+        "sample_id", "time", "codes", visit_type.cast(pl.Int8).alias("visit_type"), "visit_encounter"
     )
 
 
 def _truncate(visits: pl.LazyFrame, config: TokenizerConfig) -> pl.LazyFrame:
     """Keep max_visits per sample (first or last, in time order) and number them."""
-    visits = visits.sort(["sample_id", "time", "visit_type"])
+    # Two encounters can start at the same minute: their ids break the tie, so the same visits
+    # survive truncation on every run.
+    visits = visits.sort(["sample_id", "time", "visit_type", "visit_encounter"], nulls_last=True)
     n = pl.len().over("sample_id").cast(pl.Int64)  # unsigned n - max_visits would wrap around
     position = pl.int_range(pl.len()).over("sample_id")
     kept = position < config.max_visits if config.keep == "first" else position >= n - config.max_visits
