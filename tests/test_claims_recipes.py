@@ -333,3 +333,28 @@ def test_mimic_iv_demo_pretrain_and_finetune(tmp_path):
     record = json.loads((run / "run.json").read_text())["data"]
     assert record["n_train"] + record["n_tuning"] + record["n_test"] == pl.read_parquet(labels).height
     assert pl.read_parquet(run / "predictions.parquet").height == record["n_test"]
+
+
+def test_a_killed_pretraining_resumes_with_the_same_command(site_icd9, tmp_path, monkeypatch):
+    """The recipe keeps its state in .<out>.partial/ and the same call picks it up."""
+    from safetensors.torch import load_file
+
+    settings = TINY.replace(max_epochs=3)
+    straight = recipes.pretrain(site_icd9, tmp_path / "straight", train=settings, min_subjects=5)
+    real_fit = recipes.fit
+
+    def crashing_fit(*args, **kwargs):
+        return real_fit(*args, **kwargs, callbacks=(_CrashAfterEpoch(0),))
+
+    monkeypatch.setattr(recipes, "fit", crashing_fit)
+    with pytest.raises(_Crash):
+        recipes.pretrain(site_icd9, tmp_path / "killed", train=settings, min_subjects=5)
+    assert not (tmp_path / "killed").exists() and (tmp_path / ".killed.partial" / "resume").is_dir()
+    monkeypatch.setattr(recipes, "fit", real_fit)
+    resumed = recipes.pretrain(site_icd9, tmp_path / "killed", train=settings, min_subjects=5)
+    assert "resumed from the end of epoch 1" in " ".join(
+        json.loads((resumed / "run.json").read_text())["notes"]
+    )
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.allclose(a[name], b[name], atol=1e-6) for name in a)
+    assert not (tmp_path / ".killed.partial").exists()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import torch
 
 from clinfm import progress
 from clinfm.claims.batches import CategoryMap, VisitBatches
@@ -133,6 +134,7 @@ def pretrain(
         )
     categories = CategoryMap.build(vocab)
     config = ClaimPTConfig.preset_named(preset, len(vocab), len(categories), **(model_overrides or {}))
+    torch.manual_seed(train.seed)  # the initial weights, so a run is repeatable (and resumable)
     bundle = ClaimsModel(ClaimPT(config), vocab, categories, tokenizer)
     with progress.status("tokenizing"):
         train_data = bundle.dataset(_split_shards(data, splits, ("train",)), hold_out=True)
@@ -284,19 +286,13 @@ def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> np.
     train_data = cohort.datasets["train"].subset(rows["train"])
     val_data = cohort.datasets["tuning"].subset(rows["tuning"])
     if method == "pretrained":
-        import torch
-
         torch.manual_seed(seed)
         model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
         model.reset_classifier()
     elif method == "cold_start":
-        import torch
-
         torch.manual_seed(seed)
         model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
     else:
-        import torch
-
         torch.manual_seed(seed)
         gru = VisitGRUConfig(len(bundle.vocab), bundle.tokenizer.date_vocab, bundle.model.config.d_model)
         model, config = VisitGRU(gru), settings.from_scratch.replace(seed=seed, strategy="full")
@@ -687,8 +683,6 @@ def next_visit(
     train = train.subset(np.sort(rng.permutation(len(train))[:max_train]))
     work = _partial_dir(out)
     scores = {"pretrained": predict(bundle.model, test, "nextvisit").numpy()}
-    import torch
-
     for method in progress.track(NEXT_VISIT_METHODS[1:], "next-visit models"):
         torch.manual_seed(seed)
         if method == "fine_tuned":

@@ -223,9 +223,19 @@ def _strategy(config: TrainConfig, objective: str) -> str:
     return config.distributed
 
 
+#: The package each optional logger needs, and the extra that installs it.
+_LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+
+
 def _logger(config: TrainConfig, work_dir: Path, name: str):
     if config.logger == "none":
         return False
+    if config.logger in _LOGGER_PACKAGES:
+        import importlib.util
+
+        package, extra = _LOGGER_PACKAGES[config.logger]
+        if importlib.util.find_spec(package) is None:
+            raise InputError(f"--logger {config.logger} needs {package}: pip install 'clinfm[{extra}]'")
     if config.logger == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
