@@ -283,10 +283,5 @@ def test_layer_groups_cover_every_parameter_once_heads_last(preset):
     if preset == "modern":
         heads.append(model.code_head)
     assert {id(p) for p in groups[-1]} == {id(p) for head in heads for p in head.parameters()}
-    embeddings = [
-        model.code_embedding,
-        model.date_embedding,
-        model.type_embedding,
-        model.demographic_embedding,
-    ]
+    embeddings = [model.visit_embedding, model.demographic_embedding]
     assert {id(p) for p in groups[0]} >= {id(p) for layer in embeddings for p in layer.parameters()}

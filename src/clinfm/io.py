@@ -74,3 +74,18 @@ def write_json_atomic(path: str | os.PathLike, payload: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+def read_json_document(path: str | os.PathLike, *, format: str, version: int, what: str) -> dict:
+    """A JSON file clinfm wrote (a vocabulary, a checkpoint config): InputError naming the file
+    unless it is readable, of this ``format`` and of this ``version``."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read {what}: {error}", path=path) from None
+    if not isinstance(payload, dict) or payload.get("format") != format:
+        raise InputError(f"not {what} (expected format {format!r})", path=path)
+    if payload.get("version") != version:
+        raise InputError(f"unsupported {what} version {payload.get('version')!r}", path=path)
+    return payload

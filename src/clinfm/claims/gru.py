@@ -1,7 +1,7 @@
 """A GRU over visits: the recurrent baseline trained from scratch on each task.
 
-It reads the same batches as Claim-PT (a visit is the sum of its code embeddings plus its type and
-date embeddings) and ends in the same classification head, so the comparison isolates what
+It reads the same batches as Claim-PT (the same visit embedding: its codes' embeddings summed, plus
+its type and date) and ends in the same classification head, so the comparison isolates what
 attention and pre-training add.
 """
 
@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clinfm.claims.tokenizer import DEMOGRAPHIC_VOCAB, MAX_AGE, VISIT_TYPES
+from clinfm.claims.model import VisitEmbedding
+from clinfm.claims.tokenizer import DEMOGRAPHIC_VOCAB, MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,14 @@ class VisitGRU(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.code_embedding = nn.Embedding(config.vocab_size, d, padding_idx=0)
-        self.date_embedding = nn.Embedding(config.date_vocab, d, padding_idx=0)
-        self.type_embedding = nn.Embedding(len(VISIT_TYPES), d, padding_idx=0)
+        self.visit_embedding = VisitEmbedding(config.vocab_size, config.date_vocab, d)
         self.demographic_embedding = nn.Embedding(DEMOGRAPHIC_VOCAB, config.hidden)
         self.gru = nn.GRU(d, config.hidden, batch_first=True)
         self.dropout = nn.Dropout(config.dropout)
         self.cls_head = nn.Linear(config.hidden, 1)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        visits = self.code_embedding(batch["codes"]).sum(dim=2)
-        visits = visits + self.date_embedding(batch["visit_date"]) + self.type_embedding(batch["visit_type"])
+        visits = self.visit_embedding(batch["codes"], batch["visit_date"], batch["visit_type"])
         lengths = batch["visit_mask"].sum(dim=1)
         # Demographics start the recurrence, so a patient without visits still gets a prediction.
         start = self.demographic_embedding(batch["age"]) + self.demographic_embedding(

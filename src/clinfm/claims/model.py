@@ -157,14 +157,26 @@ def sinusoid(values: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+class VisitEmbedding(nn.Module):
+    """A visit as one vector: the sum of its codes' embeddings (a set: order and padding do not
+    count) plus the embeddings of its date index and its type."""
+
+    def __init__(self, vocab_size: int, date_vocab: int, width: int):
+        super().__init__()
+        self.code = nn.Embedding(vocab_size, width, padding_idx=0)  # padding id 0 embeds to zeros
+        self.date = nn.Embedding(date_vocab, width, padding_idx=0)
+        self.visit_type = nn.Embedding(len(VISIT_TYPES), width, padding_idx=0)  # not .type: Module has one
+
+    def forward(self, codes: torch.Tensor, date: torch.Tensor, visit_type: torch.Tensor) -> torch.Tensor:
+        return self.code(codes).sum(dim=2) + self.date(date) + self.visit_type(visit_type)
+
+
 class ClaimPT(nn.Module):
     def __init__(self, config: ClaimPTConfig):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.code_embedding = nn.Embedding(config.vocab_size, d, padding_idx=0)
-        self.date_embedding = nn.Embedding(config.date_vocab, d, padding_idx=0)
-        self.type_embedding = nn.Embedding(len(VISIT_TYPES), d, padding_idx=0)
+        self.visit_embedding = VisitEmbedding(config.vocab_size, config.date_vocab, d)
         self.demographic_embedding = nn.Embedding(DEMOGRAPHIC_VOCAB, d)  # ages then sexes, one table
         if config.time_embedding:
             self.time_projection = nn.Linear(d, d)
@@ -181,8 +193,7 @@ class ClaimPT(nn.Module):
             self.code_head = nn.Linear(d, config.vocab_size)
 
     def _visits(self, batch: dict[str, torch.Tensor], codes: torch.Tensor) -> torch.Tensor:
-        visits = self.code_embedding(codes).sum(dim=2)  # padding id 0 embeds to zeros
-        visits = visits + self.date_embedding(batch["visit_date"]) + self.type_embedding(batch["visit_type"])
+        visits = self.visit_embedding(codes, batch["visit_date"], batch["visit_type"])
         if self.config.time_embedding:
             d = self.config.d_model
             visits = visits + self.time_projection(sinusoid(torch.log1p(batch["visit_days_before"]), d))
@@ -292,8 +303,7 @@ class ClaimPT(nn.Module):
         gives each group below the top a smaller learning rate.
         """
         heads = ("nvp_head", "cp_head", "cls_head", "code_head")
-        inputs = ("code_embedding", "date_embedding", "type_embedding", "demographic_embedding")
-        inputs += ("time_projection", "age_projection")
+        inputs = ("visit_embedding", "demographic_embedding", "time_projection", "age_projection")
         by_module = [(name.split(".")[0], p) for name, p in self.named_parameters()]
         groups = [[p for module, p in by_module if module in inputs]]
         groups += [list(block.parameters()) for block in self.blocks]

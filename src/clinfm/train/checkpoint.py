@@ -8,7 +8,6 @@ checkpoint of another preset or vocabulary is refused in one line instead of hal
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from clinfm.errors import InputError
-from clinfm.io import write_json_atomic
+from clinfm.io import read_json_document, write_json_atomic
 
 FORMAT = "clinfm-checkpoint"
 VERSION = 1
@@ -55,14 +54,7 @@ def read_config(folder: str | os.PathLike) -> dict:
         raise InputError(
             "no checkpoint folder here (expected config.json and model.safetensors)", path=folder
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"cannot read the checkpoint config: {error}", path=path) from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise InputError(f"not a clinfm checkpoint (expected format {FORMAT!r})", path=path)
-    if config.get("version") != VERSION:
-        raise InputError(f"unsupported checkpoint version {config.get('version')!r}", path=path)
+    config = read_json_document(path, format=FORMAT, version=VERSION, what="a clinfm checkpoint config")
     return config
 
 

@@ -10,7 +10,6 @@ subject ids, and the codes are in code order, so not even their frequency rankin
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from clinfm.errors import InputError
-from clinfm.io import write_json_atomic
+from clinfm.io import read_json_document, write_json_atomic
 from clinfm.vocab.systems import check_vocabulary, vocabulary_of
 
 #: A code must be seen in at least this many distinct subjects to enter a vocabulary.
@@ -207,14 +206,7 @@ class Vocabulary:
     def load(cls, path: str | os.PathLike) -> Vocabulary:
         """Read a vocabulary saved by ``save``; InputError for anything else, or a threshold below 1."""
         path = Path(path)
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise InputError(f"cannot read a vocabulary: {error}", path=path) from None
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise InputError(f"not a clinfm vocabulary (expected format {FORMAT!r})", path=path)
-        if payload.get("version") != VERSION:
-            raise InputError(f"unsupported vocabulary version {payload.get('version')!r}", path=path)
+        payload = read_json_document(path, format=FORMAT, version=VERSION, what="a clinfm vocabulary")
         min_subjects = _check_min_subjects(payload.get("min_subjects"), where=path)
         special_tokens, codes = payload.get("special_tokens"), payload.get("codes")
         for name, value in (("special_tokens", special_tokens), ("codes", codes)):
