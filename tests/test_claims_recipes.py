@@ -358,3 +358,20 @@ def test_a_killed_pretraining_resumes_with_the_same_command(site_icd9, tmp_path,
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert all(torch.allclose(a[name], b[name], atol=1e-6) for name in a)
     assert not (tmp_path / ".killed.partial").exists()
+    epochs = pl.read_csv(resumed / "logs" / "pretrain" / "metrics.csv")["epoch"].unique().sort().to_list()
+    assert epochs == [0, 1, 2]  # the log covers the epochs before the interruption too
+
+
+def test_ddp_fine_tuning_scores_every_held_out_sample(site_icd9, checkpoint, tmp_path):
+    """Under DDP validation and prediction see every sample on every process (AUROC needs them all)."""
+    out = tmp_path / "ddp-run"
+    labels = site_icd9 / "tasks" / f"{TASK}.parquet"
+    command = [sys.executable, "-m", "clinfm", "finetune", "--data", site_icd9, "--labels", labels]
+    command += ["--from", checkpoint, "--out", out, "--epochs", "2", "--no-baselines", "--batch-size", "8"]
+    command += ["--accelerator", "cpu", "--devices", "2", "--distributed", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert pl.read_parquet(out / "predictions.parquet").height == metrics["test"]["n"]
+    assert (out / "model" / "model.safetensors").exists()

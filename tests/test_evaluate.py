@@ -301,3 +301,15 @@ def test_baselines_refuse_single_class_and_unknown_names():
         fit_baseline("logistic_regression", X, np.zeros(5), seed=0)
     with pytest.raises(InputError, match="unknown baseline"):
         fit_baseline("svm", X, np.array([0, 1, 0, 1, 0]), seed=0)
+
+
+def test_bootstrap_by_groups_draws_whole_patients():
+    from clinfm.evaluate.metrics import auroc, bootstrap
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(rng.integers(0, 2, 40), 5)  # 40 patients, 5 identical label rows each
+    p = np.clip(y * 0.2 + np.repeat(rng.random(40), 5) * 0.8, 0, 1)
+    rows = bootstrap(auroc, y, p, seed=1)
+    patients = bootstrap(auroc, y, p, seed=1, groups=np.repeat(np.arange(40), 5))
+    assert patients.value == rows.value
+    assert (patients.high - patients.low) > 1.5 * (rows.high - rows.low)  # five copies are not five patients

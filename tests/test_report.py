@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -340,14 +339,3 @@ def test_method_colours_are_stable_and_loss_columns_prefer_epoch() -> None:
     assert len({s.color for s in method_styles(list(METHODS)).values()}) == len(METHODS)
     columns = ["epoch", "step", "train_loss_step", "train_loss_epoch", "val_loss", "lr"]
     assert loss_columns(columns) == ["train_loss_epoch", "val_loss"]
-
-
-def test_metric_info_without_the_shared_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "clinfm.evaluate.metrics", None)  # import now raises ImportError
-    assert metric_info("brier")["higher_is_better"] is False
-    assert "top 30" in metric_info("recall@30")["description"]
-    assert metric_info("something_new") == {
-        "label": "something_new",
-        "higher_is_better": None,
-        "description": "",
-    }

@@ -257,12 +257,9 @@ LABELS_OPTION = typer.Option(
 )
 FROM_OPTION = typer.Option(..., "--from", help="A Claim-PT checkpoint folder (from clinfm pretrain).")
 OVERWRITE_OPTION = typer.Option(False, help="Replace OUT if it exists (only once the new one is complete).")
-
-
-def is_global_zero() -> bool:
-    from clinfm.train.engine import is_global_zero
-
-    return is_global_zero()
+RESUME_OPTION = typer.Option(
+    True, help="Continue an interrupted run of the same command (--no-resume: start over)."
+)
 
 
 def _training(
@@ -296,12 +293,22 @@ def _training_options(command):
     import inspect
 
     options = {
-        "epochs": (int | None, typer.Option(None, min=1, help="Maximum epochs (default: the recipe's).")),
+        "epochs": (
+            int | None,
+            typer.Option(None, min=1, help="Maximum epochs of every model trained (default: each recipe's)."),
+        ),
         "batch_size": (
             int | None,
             typer.Option(None, min=1, help="Samples per batch (default: the recipe's)."),
         ),
-        "lr": (float | None, typer.Option(None, min=0.0, help="Learning rate (default: the recipe's).")),
+        "lr": (
+            float | None,
+            typer.Option(
+                None,
+                min=0.0,
+                help="Learning rate of the model trained or fine-tuned (not the from-scratch baselines).",
+            ),
+        ),
         "seed": (int, typer.Option(0, help="Random seed.")),
         "accelerator": (str, typer.Option("auto", help="cpu, gpu, mps or auto.")),
         "devices": (str, typer.Option("auto", help="Devices per node: a number or auto.")),
@@ -339,7 +346,7 @@ def pretrain(
         None, help="Split patients by a stable hash with this seed instead of the dataset's splits."
     ),
     held_out: float = typer.Option(0.1, help="With --split-seed: share of patients held out for testing."),
-    resume: bool = typer.Option(True, help="Continue an interrupted run of the same command."),
+    resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
 ):
@@ -362,6 +369,8 @@ def pretrain(
         overwrite=overwrite,
         resume=resume,
     )
+    from clinfm.train.engine import is_global_zero
+
     if is_global_zero():  # under DDP every device runs this command; one reports
         console.print(f"wrote {path} (report: {path / 'report.html'})")
 
@@ -388,6 +397,7 @@ def finetune(
         Strategy.full, help="full: every layer; probe: frozen encoder; llrd: layer-wise learning-rate decay."
     ),
     baselines: bool = typer.Option(True, help="Also train the cold start, GRU and code-count baselines."),
+    resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
 ):
@@ -405,6 +415,7 @@ def finetune(
         baselines=baselines,
         settings=settings,
         overwrite=overwrite,
+        resume=resume,
     )
     _print_metrics(path)
 
@@ -414,6 +425,13 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise InputError(f"--{name} takes comma-separated numbers, e.g. 0.1,0.5,1") from None
+
+
+def _integers(text: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--{name} takes comma-separated whole numbers, e.g. 0,1,2") from None
 
 
 @app.command()
@@ -429,6 +447,7 @@ def efficiency(
     methods: str = typer.Option(
         "pretrained,cold_start,gru,logistic_regression,gradient_boosting", help="Methods to compare."
     ),
+    resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
 ):
@@ -441,10 +460,11 @@ def efficiency(
         from_checkpoint,
         out,
         fractions=_floats(fractions, "fractions"),
-        seeds=tuple(int(s) for s in _floats(seeds, "seeds")),
+        seeds=_integers(seeds, "seeds"),
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         settings=_method_settings(**training),
         overwrite=overwrite,
+        resume=resume,
     )
     _print_metrics(path)
 
@@ -457,6 +477,7 @@ def nextvisit(
     from_checkpoint: Path = FROM_OPTION,
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
     max_train: int = typer.Option(10_000, min=1, help="Train patients used for tuning (the paper used 10k)."),
+    resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
 ):
@@ -471,6 +492,7 @@ def nextvisit(
         seed=training["seed"],
         settings=_method_settings(**training),
         overwrite=overwrite,
+        resume=resume,
     )
     _print_metrics(path)
 
@@ -524,6 +546,8 @@ def report(
 
 def _print_metrics(run_dir: Path) -> None:
     """The test-set table with 95% CIs, so the terminal shows what the report shows first."""
+    from clinfm.train.engine import is_global_zero
+
     if not is_global_zero():
         return
     metrics = json.loads((run_dir / "metrics.json").read_text())

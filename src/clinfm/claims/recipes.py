@@ -12,7 +12,7 @@ started again with the same command.
 
 from __future__ import annotations
 
-import logging
+import json
 import math
 import os
 import shutil
@@ -37,8 +37,6 @@ from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
-
-log = logging.getLogger(__name__)
 
 PRESETS = ("paper", "modern")
 NEURAL_METHODS = ("pretrained", "cold_start", "gru")
@@ -118,7 +116,7 @@ def pretrain(
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     out = check_output(out, overwrite)
-    data = Path(data)
+    data = Path(data).resolve()
     train = train or PRETRAIN[preset]
     tokenizer = tokenizer or (TokenizerConfig.paper() if preset == "paper" else TokenizerConfig.modern())
     events = scan_events(data)
@@ -143,7 +141,9 @@ def pretrain(
         raise InputError(
             "no training patient has two visits with known codes: the cohort is empty", path=data
         )
-    work = _partial_dir(out)
+    recorded = {"data": data, "preset": preset, "model": config.to_dict(), "tokenizer": tokenizer.to_dict()}
+    recorded |= {"training": train.to_dict(), "min_subjects": min_subjects, "splits": policy.to_dict()}
+    work = _work_dir(out, recorded, resume)
     result = fit(bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume)
     if not result.is_global_zero:
         return out
@@ -171,7 +171,7 @@ def pretrain(
                     "min_subjects": min_subjects,
                     "splits": policy.to_dict(),
                 },
-                "results": {"epochs": result.epochs, "best_val_loss": result.best_val_loss},
+                "results": {"epochs": result.epochs, f"best_{result.monitor}": result.best_score},
                 "notes": _resume_note(result),
             },
         )
@@ -252,11 +252,13 @@ def _count_features(cohort: Cohort) -> None:
 
     if cohort.counts:
         return
+    # The same inputs as the neural models: claims codes (no labs, notes or demographics).
+    claims = cohort.events.filter(claim_code_filter(cohort.events.collect_schema().names()))
     with progress.status(f"counting codes for {cohort.name}"):
-        X, codes = code_count_features(cohort.events, cohort.parts["train"], max_features=COUNT_FEATURES)
+        X, codes = code_count_features(claims, cohort.parts["train"], max_features=COUNT_FEATURES)
         cohort.counts["train"] = X
         for name in ("tuning", "held_out"):
-            cohort.counts[name] = code_count_features(cohort.events, cohort.parts[name], codes=codes)[0]
+            cohort.counts[name] = code_count_features(claims, cohort.parts[name], codes=codes)[0]
 
 
 def subsample(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -265,7 +267,7 @@ def subsample(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     For one seed the subsets are nested: the 10% sample is inside the 25% one, so curves across
     fractions differ by the added labels, not by a new draw.
     """
-    if fraction >= 1:
+    if fraction >= 1 or len(y) == 0:
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
     chosen = []
@@ -282,7 +284,7 @@ class MethodSettings:
     from_scratch: TrainConfig = FROM_SCRATCH
 
 
-def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> np.ndarray:
+def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> tuple[np.ndarray, object]:
     train_data = cohort.datasets["train"].subset(rows["train"])
     val_data = cohort.datasets["tuning"].subset(rows["tuning"])
     if method == "pretrained":
@@ -308,11 +310,17 @@ def _fit_counts(method, cohort, rows, seed) -> np.ndarray:
     return estimator.predict_proba(cohort.counts["held_out"])[:, 1]
 
 
-def run_point(method, bundle, cohort, fraction, seed, settings, work: Path) -> tuple[np.ndarray, object]:
-    """One method at one label fraction and seed: its test-set probabilities (cached in ``work``)."""
+def run_point(
+    method, bundle, cohort, fraction, seed, settings, work: Path, *, keep_model: bool = False
+) -> tuple[np.ndarray, object]:
+    """One method at one label fraction and seed: its test-set probabilities, and the model.
+
+    Finished points are cached in ``work`` so an interrupted run skips them; a point whose model is
+    to be kept (``keep_model``) is always trained, since only its predictions are cached.
+    """
     name = f"{cohort.name}-{method}-f{fraction:g}-s{seed}"
     cached = work / "points" / f"{name}.npy"
-    if cached.exists():  # finished before an interruption
+    if cached.exists() and not keep_model:  # finished before an interruption
         return np.load(cached, allow_pickle=False), None
     rows = {split: subsample(cohort.y(split), fraction, seed) for split in ("train", "tuning")}
     model = None
@@ -322,17 +330,48 @@ def run_point(method, bundle, cohort, fraction, seed, settings, work: Path) -> t
     else:
         _count_features(cohort)
         probabilities = _fit_counts(method, cohort, rows, seed)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cached, probabilities.astype(np.float64), allow_pickle=False)
-    shutil.rmtree(work / "resume" / name, ignore_errors=True)
+    if len(probabilities) != cohort.parts["held_out"].height:
+        raise RuntimeError(
+            f"{name}: {len(probabilities)} predictions for {cohort.parts['held_out'].height} samples"
+        )
+    if is_global_zero():
+        _save_array(cached, probabilities.astype(np.float64))
+        shutil.rmtree(work / "resume" / name, ignore_errors=True)
     return probabilities, model
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npy")
+    np.save(tmp, values, allow_pickle=False)
+    tmp.replace(path)
+
+
+def _work_dir(out: Path, settings: dict, resume: bool) -> Path:
+    """The folder an interrupted run resumes from, beside ``out``; refused if it holds a run with
+    other settings (its epochs and cached predictions would be mixed with the new ones)."""
+    work = _partial_dir(out)
+    if work.exists() and not resume:
+        shutil.rmtree(work)
+    record = work / "settings.json"
+    wanted = json.loads(json.dumps(settings, default=str))
+    if record.exists() and json.loads(record.read_text()) != wanted:
+        raise InputError(
+            "holds an interrupted run with other settings; rerun the same command to resume it, "
+            "or pass --no-resume to start over",
+            path=work,
+        )
+    if is_global_zero():
+        work.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(record, wanted)
+    return work
 
 
 def _check_methods(methods) -> tuple[str, ...]:
     unknown = [m for m in methods if m not in METHODS]
-    if unknown:
+    if unknown or not methods:
         raise InputError(f"unknown methods {unknown}; expected some of {', '.join(METHODS)}")
-    return tuple(methods)
+    return tuple(dict.fromkeys(methods))  # once each, in the order given
 
 
 def efficiency(
@@ -347,6 +386,7 @@ def efficiency(
     settings: MethodSettings | None = None,
     n_bootstrap: int = 1000,
     overwrite: bool = False,
+    resume: bool = True,
     save_model: bool = False,
     cohort: Cohort | None = None,
     bundle: ClaimsModel | None = None,
@@ -362,27 +402,32 @@ def efficiency(
         raise InputError("fractions must lie in (0, 1] and at least one seed is needed")
     fractions = tuple(sorted(set(fractions)))
     out = check_output(out, overwrite)
-    bundle = bundle or ClaimsModel.load(from_checkpoint)
+    data, labels, from_checkpoint = (Path(p).resolve() for p in (data, labels, from_checkpoint))
+    bundle = bundle or load_model(from_checkpoint)
     cohort = cohort or load_cohort(data, labels, bundle.splits)
     settings = settings or MethodSettings()
-    work = _partial_dir(out)
+    recorded = {"data": data, "labels": labels, "checkpoint": from_checkpoint, "methods": methods}
+    recorded |= {"fractions": fractions, "seeds": seeds, "finetune": settings.finetune.to_dict()}
+    work = _work_dir(out, recorded | {"from_scratch": settings.from_scratch.to_dict()}, resume)
     results: dict[tuple[str, float, int], np.ndarray] = {}
-    final_models = {}
+    kept = ("pretrained", fractions[-1], seeds[0]) if save_model and "pretrained" in methods else None
+    final_model = None
     grid = [(m, f, s) for f in fractions for s in seeds for m in methods]
-    for method, fraction, seed in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
-        probabilities, model = run_point(method, bundle, cohort, fraction, seed, settings, work)
-        results[method, fraction, seed] = probabilities
-        if method == "pretrained" and fraction == fractions[-1] and seed == seeds[0]:
-            final_models[method] = model
+    for point in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
+        probabilities, model = run_point(
+            *point[:1], bundle, cohort, *point[1:], settings, work, keep_model=point == kept
+        )
+        results[point] = probabilities
+        final_model = model if point == kept else final_model
     if not is_global_zero():  # under DDP every device runs the recipe; one writes
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
         _write_efficiency_run(
             tmp, results, cohort, bundle, from_checkpoint, fractions, seeds, methods, settings, n_bootstrap
         )
-        if save_model and final_models.get("pretrained") is not None:
+        if final_model is not None:
             fine_tuned = ClaimsModel(
-                final_models["pretrained"],
+                final_model,
                 bundle.vocab,
                 bundle.categories,
                 bundle.tokenizer,
@@ -408,12 +453,13 @@ def _write_efficiency_run(
     from clinfm.evaluate.predictions import write_predictions
 
     y = cohort.y("held_out")
+    patients = cohort.parts["held_out"]["subject_id"].to_numpy()  # the bootstrap draws patients
     point_metrics = {"auroc": auroc, "auprc": auprc}
     points = []
     for method in methods:
         for fraction in fractions:
             runs = [results[method, fraction, s] for s in seeds]
-            estimates = binary_metrics_runs(y, runs, n_bootstrap=n_bootstrap)
+            estimates = binary_metrics_runs(y, runs, n_bootstrap=n_bootstrap, groups=patients)
             rows = subsample(cohort.y("train"), fraction, seeds[0])
             points.append(
                 {
@@ -432,7 +478,7 @@ def _write_efficiency_run(
         m: {
             k: e.to_dict()
             for k, e in binary_metrics_runs(
-                y, [results[m, top, s] for s in seeds], n_bootstrap=n_bootstrap
+                y, [results[m, top, s] for s in seeds], n_bootstrap=n_bootstrap, groups=patients
             ).items()
         }
         for m in methods
@@ -471,7 +517,8 @@ def _write_efficiency_run(
     primary = "pretrained" if "pretrained" in methods else methods[0]
     shutil.copyfile(tmp / "predictions" / f"{primary}.parquet", tmp / "predictions.parquet")
     write_json_atomic(
-        tmp / "run.json", _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary)
+        tmp / "run.json",
+        _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary, n_bootstrap),
     )
 
 
@@ -479,14 +526,19 @@ def _finite(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary) -> dict:
+def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary, n_bootstrap) -> dict:
     single = len(fractions) == 1 and len(seeds) == 1
     y_train = cohort.y("train")
     notes = [
-        "Every method is judged on the same held-out patients (the dataset's held_out split).",
+        "Every method is judged on the same held-out patients, whom pre-training never saw.",
         f"Metrics are for the largest label fraction ({fractions[-1]:g}), averaged over seeds {list(seeds)}; "
-        "the 95% intervals come from resampling held-out patients (1,000 bootstrap draws).",
+        f"the 95% intervals come from resampling held-out patients ({n_bootstrap:,} bootstrap draws).",
     ]
+    if len(fractions) > 1 or fractions[0] < 1:
+        notes.append(
+            "A label fraction applies to the tuning labels too (early stopping and model selection "
+            "see only that share), as a study with that few labels would."
+        )
     if not single:
         notes.append("ROC and calibration curves show the first seed's models at the largest fraction.")
     return {
@@ -528,6 +580,7 @@ def finetune(
     baselines: bool = True,
     settings: MethodSettings | None = None,
     overwrite: bool = False,
+    resume: bool = True,
 ) -> Path:
     """Fine-tune on all train labels; compare with the baselines; save the fine-tuned model in ``model/``."""
     settings = settings or MethodSettings()
@@ -543,6 +596,7 @@ def finetune(
         methods=methods,
         settings=settings,
         overwrite=overwrite,
+        resume=resume,
         save_model=True,
     )
 
@@ -578,7 +632,8 @@ def predict_labels(
 ) -> Path:
     """Probabilities of a fine-tuned model for every label row, in the meds-evaluation columns.
 
-    ``boolean_value`` is copied from the labels when they have it (so the file can be scored).
+    ``boolean_value`` is copied from the labels when they have it (so the file can be scored), and
+    left empty when they do not.
     """
     from clinfm.evaluate.predictions import write_predictions
 
@@ -597,9 +652,7 @@ def predict_labels(
     has_value = "boolean_value" in frame.columns and frame["boolean_value"].null_count() == 0
     check_labels(events, frame, path=labels, value="boolean_value" if has_value else None)
     probabilities = predict(bundle.model, bundle.dataset(scan_shards(data), frame), "classify").numpy()
-    y = frame["boolean_value"].to_numpy() if has_value else np.zeros(len(frame), dtype=bool)
-    if not has_value:
-        log.info("%s has no boolean_value: the predictions file carries false in its place", labels)
+    y = frame["boolean_value"].to_numpy() if has_value else None  # unknown outcomes stay empty
     return write_predictions(
         out,
         subject_id=frame["subject_id"].to_numpy(),
@@ -619,7 +672,8 @@ def embed(
 ) -> Path:
     """Patient embeddings (the model's patient vector) to Parquet: one row per subject, or per label row.
 
-    Without labels every subject with enough visits gets a vector from its whole history.
+    Every visit up to the label's prediction time (without labels, the whole history) is input, the
+    last one included, whatever the preset holds out for fine-tuning.
     """
     bundle = load_model(from_model)
     events = scan_events(data)
@@ -627,7 +681,7 @@ def embed(
     if labels is not None:
         frame = read_labels(labels)
         check_labels(events, frame, path=labels, value=None)
-    dataset = bundle.dataset(scan_shards(data), frame)
+    dataset = bundle.dataset(scan_shards(data), frame, hold_out=False)  # every visit, the last included
     vectors = predict(bundle.model, dataset, "embed").numpy().astype(np.float32)
     packed = dataset.packed
     table = pl.DataFrame(
@@ -638,6 +692,13 @@ def embed(
         }
     )
     return _write_parquet_atomic(table, Path(out), overwrite)
+
+
+def _diagnosis_categories(categories: CategoryMap) -> np.ndarray:
+    """The columns of diagnosis groupers (CCS, CCSR) that Recall@k is scored on, as in autoDiag;
+    every category when the vocabulary has no ICD diagnoses (then say so in the run)."""
+    grouped = [i for i, name in enumerate(categories.names) if name.startswith(("CCS/", "CCSR/"))]
+    return np.asarray(grouped or range(len(categories)), dtype=np.int64)
 
 
 NEXT_VISIT_METHODS = ("pretrained", "fine_tuned", "cold_start")
@@ -658,6 +719,7 @@ def next_visit(
     settings: MethodSettings | None = None,
     n_bootstrap: int = 1000,
     overwrite: bool = False,
+    resume: bool = True,
 ) -> Path:
     """Next-visit category prediction, the paper's autoDiag: Recall@5/10/30 on held-out patients.
 
@@ -668,7 +730,7 @@ def next_visit(
 
     out = check_output(out, overwrite)
     bundle = load_model(from_checkpoint)
-    data = Path(data)
+    data, from_checkpoint = Path(data).resolve(), Path(from_checkpoint).resolve()
     events = scan_events(data)
     splits = bundle.splits.assign(data, events)
     settings = settings or MethodSettings()
@@ -681,7 +743,9 @@ def next_visit(
         raise InputError("no held-out patient has two visits with known codes: nothing to test on", path=data)
     rng = np.random.default_rng(seed)
     train = train.subset(np.sort(rng.permutation(len(train))[:max_train]))
-    work = _partial_dir(out)
+    recorded = {"data": data, "checkpoint": from_checkpoint, "max_train": max_train, "seed": seed}
+    recorded |= {"finetune": settings.finetune.to_dict(), "from_scratch": settings.from_scratch.to_dict()}
+    work = _work_dir(out, recorded, resume)
     scores = {"pretrained": predict(bundle.model, test, "nextvisit").numpy()}
     for method in progress.track(NEXT_VISIT_METHODS[1:], "next-visit models"):
         torch.manual_seed(seed)
@@ -693,9 +757,13 @@ def next_visit(
         scores[method] = predict(model, test, "nextvisit").numpy()
     if not is_global_zero():
         return out
-    targets = test.nvp_targets()
+    scored = _diagnosis_categories(bundle.categories)
+    targets = test.nvp_targets()[:, scored]
     table = {
-        m: {k: e.to_dict() for k, e in multilabel_metrics(targets, s, n_bootstrap=n_bootstrap).items()}
+        m: {
+            k: e.to_dict()
+            for k, e in multilabel_metrics(targets, s[:, scored], n_bootstrap=n_bootstrap).items()
+        }
         for m, s in scores.items()
     }
     with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -704,7 +772,7 @@ def next_visit(
             {
                 "confidence_level": 0.95,
                 "n_bootstrap": n_bootstrap,
-                "test": {"n": len(test), "categories": len(bundle.categories)},
+                "test": {"n": len(test), "categories": len(scored)},
                 "methods": table,
             },
         )
@@ -718,8 +786,8 @@ def next_visit(
                 "task": {
                     "name": "next_visit",
                     "type": "multilabel",
-                    "description": "the categories of each held-out patient's last visit, "
-                    "from the visits before it",
+                    "description": f"the {len(scored)} diagnosis categories (CCS / CCSR) of each "
+                    "held-out patient's last visit, from the visits before it",
                 },
                 "data": {
                     "dataset": str(data),

@@ -269,19 +269,36 @@ def _evaluate(metric: Metric, y: np.ndarray, p: np.ndarray, rows: np.ndarray, co
     return np.array([metric(y[r], p[r]) for r in rows], dtype=np.float64)
 
 
+def _resample_counts(
+    rng: np.random.Generator, size: int, n: int, groups: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` resamples as (row lists, count weights per row): rows drawn with replacement, or
+    with ``groups`` whole groups drawn (every row of a drawn patient comes along)."""
+    units, unit_of_row = (n, np.arange(n)) if groups is None else (int(groups.max()) + 1, groups)
+    drawn = rng.integers(0, units, size=(size, units))
+    offsets = (drawn + units * np.arange(size)[:, None]).ravel()
+    unit_counts = np.bincount(offsets, minlength=size * units).reshape(size, units)
+    counts = unit_counts[:, unit_of_row].astype(np.float64)
+    rows = drawn if groups is None else [np.repeat(np.arange(n), c.astype(np.int64)) for c in counts]
+    return rows, counts
+
+
 def _resample_values(
-    metrics: dict[str, Metric], y: np.ndarray, runs: Sequence[np.ndarray], n_bootstrap: int, seed: int
+    metrics: dict[str, Metric],
+    y: np.ndarray,
+    runs: Sequence[np.ndarray],
+    n_bootstrap: int,
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Each metric, averaged over runs, on the same ``n_bootstrap`` row resamples of the test set."""
+    """Each metric, averaged over runs, on the same ``n_bootstrap`` resamples of the test set."""
     n = len(y)
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_CELLS // max(n, 1))
     values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
     for start in range(0, n_bootstrap, chunk):
         size = min(chunk, n_bootstrap - start)
-        rows = rng.integers(0, n, size=(size, n))
-        offsets = (rows + n * np.arange(size)[:, None]).ravel()
-        counts = np.bincount(offsets, minlength=size * n).reshape(size, n).astype(np.float64)
+        rows, counts = _resample_counts(rng, size, n, groups)
         for name, metric in metrics.items():
             per_run = [_evaluate(metric, y, p, rows, counts) for p in runs]
             values[name].append(np.mean(per_run, axis=0))
@@ -319,28 +336,44 @@ def _bootstrap_many(
     n_bootstrap: int,
     confidence: float,
     seed: int,
+    groups: object | None = None,
 ) -> dict[str, Estimate]:
     if not 0 < confidence < 1:
         raise InputError(f"confidence must be between 0 and 1; got {confidence}")
     y, runs = _check_runs(y, runs)
+    if groups is not None:  # e.g. subject ids: resample patients, not their label rows
+        groups = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+        if len(groups) != len(y):
+            raise InputError(f"groups has {len(groups)} values for {len(y)} samples")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # means of all-NaN runs are NaN, as intended
         points = {name: float(np.mean([metric(y, p) for p in runs])) for name, metric in metrics.items()}
-        samples = _resample_values(metrics, y, runs, n_bootstrap, seed)
+        samples = _resample_values(metrics, y, runs, n_bootstrap, seed, groups)
     return {name: _interval(points[name], samples[name], confidence) for name in metrics}
 
 
 def bootstrap(
-    metric: Metric, y: object, p: object, *, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0
+    metric: Metric,
+    y: object,
+    p: object,
+    *,
+    n_bootstrap: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    groups: object | None = None,
 ) -> Estimate:
     """``metric`` on the full data with a percentile bootstrap interval over resampled rows.
 
     Works for binary ``(y, p)`` vectors and multi-label ``(Y, S)`` matrices alike (rows are the
-    samples). Resamples where the metric is undefined are dropped; with fewer than half defined the
-    bounds are NaN. Any ``metric(y, p)`` works; one that accepts ``weights`` (all built-ins, and
-    ``functools.partial`` of them) is evaluated on all resamples at once.
+    samples). ``groups`` (e.g. subject ids) resamples whole groups instead of rows, so a patient
+    with several label rows is drawn, or left out, with all of them. Resamples where the metric is
+    undefined are dropped; with fewer than half defined the bounds are NaN. Any ``metric(y, p)``
+    works; one that accepts ``weights`` (all built-ins, and ``functools.partial`` of them) is
+    evaluated on all resamples at once.
     """
-    return bootstrap_runs(metric, y, [p], n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    return bootstrap_runs(
+        metric, y, [p], n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
+    )
 
 
 def bootstrap_runs(
@@ -351,6 +384,7 @@ def bootstrap_runs(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: object | None = None,
 ) -> Estimate:
     """The metric averaged over several runs (e.g. seeds) scored on the SAME test set, with its CI.
 
@@ -359,7 +393,7 @@ def bootstrap_runs(
     curve plots. The point value is the mean over runs on the full data.
     """
     estimates = _bootstrap_many(
-        {"metric": metric}, y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+        {"metric": metric}, y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
     )
     return estimates["metric"]
 
@@ -385,10 +419,11 @@ def binary_metrics(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: object | None = None,
 ) -> dict[str, Estimate]:
     """AUROC, AUPRC, Brier, ECE and F1 with bootstrap CIs, all computed on the same resamples."""
     return binary_metrics_runs(
-        y, [p], threshold=threshold, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+        y, [p], threshold=threshold, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
     )
 
 
@@ -400,10 +435,17 @@ def binary_metrics_runs(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: object | None = None,
 ) -> dict[str, Estimate]:
     """:func:`binary_metrics` of the run-averaged model, as :func:`bootstrap_runs` defines it."""
     return _bootstrap_many(
-        _binary_set(threshold), y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+        _binary_set(threshold),
+        y,
+        runs,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
+        groups=groups,
     )
 
 
@@ -430,10 +472,18 @@ def multilabel_metrics(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: object | None = None,
 ) -> dict[str, Estimate]:
     """Recall@k (for each k no larger than the label count), micro/macro F1 and macro AUROC, with CIs."""
     return multilabel_metrics_runs(
-        Y, [S], ks=ks, threshold=threshold, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+        Y,
+        [S],
+        ks=ks,
+        threshold=threshold,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
+        groups=groups,
     )
 
 
@@ -446,11 +496,14 @@ def multilabel_metrics_runs(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: object | None = None,
 ) -> dict[str, Estimate]:
     """:func:`multilabel_metrics` of the run-averaged model, as :func:`bootstrap_runs` defines it."""
     n_labels = np.shape(Y)[1] if np.ndim(Y) == 2 else 0
     metrics = _multilabel_set(n_labels, ks, threshold)
-    return _bootstrap_many(metrics, Y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
+    return _bootstrap_many(
+        metrics, Y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
+    )
 
 
 # ---------------------------------------------------------------------------------------- descriptions
@@ -513,8 +566,8 @@ def metric_info(key: str) -> dict:
         return {
             "label": f"Recall@{k}",
             "higher_is_better": True,
-            "description": f"The share of a patient's actual diagnoses found among the model's top {k} "
-            "guesses, averaged over patients.",
+            "description": f"The share of the next visit's diagnosis categories found among the "
+            f"model's top {k} guesses, averaged over patients.",
         }
     return {"label": key, "higher_is_better": True, "description": ""}
 

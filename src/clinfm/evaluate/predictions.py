@@ -77,18 +77,20 @@ def write_predictions(
     *,
     subject_id: object,
     prediction_time: object,
-    y: object,
+    y: object | None,
     p: object,
     threshold: float = 0.5,
 ) -> Path:
     """Write one binary task's predictions as a meds-evaluation parquet file, atomically.
 
-    ``predicted_boolean_value`` is ``p >= threshold``. The file appears complete or not at all: it
-    is written beside ``path`` under a temporary name and renamed into place.
+    ``predicted_boolean_value`` is ``p >= threshold``. ``y=None`` (samples whose outcome is not
+    known yet) leaves ``boolean_value`` empty rather than inventing one. The file appears complete
+    or not at all: it is written beside ``path`` under a temporary name and renamed into place.
     """
     path = Path(path)
-    y = np.asarray(y)
     p = np.asarray(p, dtype=np.float64)
+    known = y is not None
+    y = np.asarray(y) if known else np.zeros(len(p), dtype=bool)
     lengths = {
         "subject_id": len(subject_id),
         "prediction_time": len(prediction_time),
@@ -103,7 +105,7 @@ def write_predictions(
         [
             _arrow(subject_id, pa.int64(), "subject_id", path),
             _arrow(prediction_time, pa.timestamp("us"), "prediction_time", path),
-            pa.array(y.astype(bool)),
+            pa.array(y.astype(bool)) if known else pa.nulls(len(p), pa.bool_()),
             pa.array(p >= threshold),
             pa.array(p),
         ],

@@ -25,7 +25,7 @@ def events_as_of(events: pl.LazyFrame | pl.DataFrame, labels: pl.LazyFrame | pl.
     samples = labels.with_row_index("sample_id").select("sample_id", "subject_id", "prediction_time")
     return (
         events.lazy()
-        .join(samples, on="subject_id", how="inner")
+        .join(samples, on="subject_id", how="inner", maintain_order="left")  # ties keep the file's order
         .filter(pl.col("time").is_null() | (pl.col("time") <= pl.col("prediction_time")))
         .sort(["sample_id", "time"], nulls_last=False, maintain_order=True)
     )
@@ -41,11 +41,11 @@ def check_labels(
     """
     if labels.height == 0:
         raise InputError("the label file has no rows: the cohort is empty", path=path)
+    if value and (value not in labels.columns or labels[value].null_count() == labels.height):
+        raise InputError(f"no {value} in the labels: a binary task needs one per row", path=path)
     rows = labels.with_row_index("row").select(
         "row", "subject_id", "prediction_time", *([value] if value else [])
     )
-    if value and (value not in labels.columns or labels[value].null_count() == labels.height):
-        raise InputError(f"no {value} in the labels: a binary task needs one per row", path=path)
     if value and labels[value].null_count():
         row = rows.filter(pl.col(value).is_null())["row"][0]
         raise InputError(f"row {row}: {value} is empty", path=path)

@@ -21,58 +21,10 @@ import numpy as np
 import polars as pl
 
 from clinfm.errors import InputError
+from clinfm.evaluate.metrics import metric_info
 from clinfm.report import plots
 
-# Used when clinfm.evaluate.metrics.METRIC_INFO is not importable, and for keys it lacks.
-FALLBACK_METRIC_INFO: dict[str, dict] = {
-    "auroc": {
-        "label": "AUROC",
-        "higher_is_better": True,
-        "description": "Area under the ROC curve: the chance that a randomly chosen patient with the "
-        "outcome is ranked above one without it (0.5 is a coin flip, 1 is perfect).",
-    },
-    "auprc": {
-        "label": "AUPRC",
-        "higher_is_better": True,
-        "description": "Area under the precision-recall curve: how precise the flagged patients are "
-        "across sensitivities; a model that guesses scores the prevalence.",
-    },
-    "brier": {
-        "label": "Brier score",
-        "higher_is_better": False,
-        "description": "Mean squared gap between predicted risk and what happened (0 is perfect); "
-        "rewards both ranking and calibration.",
-    },
-    "ece": {
-        "label": "ECE",
-        "higher_is_better": False,
-        "description": "Expected calibration error: the average gap between predicted risk and the "
-        "observed rate across risk bins (0 is perfectly calibrated).",
-    },
-    "f1": {
-        "label": "F1",
-        "higher_is_better": True,
-        "description": "Harmonic mean of precision and sensitivity at the model's decision threshold.",
-    },
-    "f1_micro": {
-        "label": "Micro F1",
-        "higher_is_better": True,
-        "description": "F1 pooled over all codes and patients, so frequent codes weigh most.",
-    },
-    "f1_macro": {
-        "label": "Macro F1",
-        "higher_is_better": True,
-        "description": "F1 averaged over codes with equal weight, so rare codes count as much as "
-        "common ones.",
-    },
-    "macro_auroc": {
-        "label": "Macro AUROC",
-        "higher_is_better": True,
-        "description": "AUROC computed for each code separately, then averaged with equal weight.",
-    },
-}
 EN_DASH = "\u2013"  # intervals read "0.74 to 0.87" with an en dash, as in print
-_RECALL_AT = re.compile(r"recall@(\d+)")
 
 METHOD_LABELS = {
     "pretrained": "Pre-trained transformer",
@@ -281,29 +233,6 @@ def _dict(payload: Mapping | None, key: str) -> dict:
 def _points(efficiency: Mapping | None) -> list[dict]:
     points = (efficiency or {}).get("points")
     return [p for p in points if isinstance(p, dict)] if isinstance(points, list) else []
-
-
-def metric_info(key: str) -> dict:
-    """Label, direction and one-sentence meaning of a metric; METRIC_INFO wins when importable."""
-    info: dict = {"label": key, "higher_is_better": None, "description": ""}
-    match = _RECALL_AT.fullmatch(key)
-    if match:
-        k = match.group(1)
-        info.update(
-            label=f"Recall@{k}",
-            higher_is_better=True,
-            description=f"Share of the codes actually recorded at the next visit that are among the "
-            f"model's top {k} predicted codes.",
-        )
-    info.update(FALLBACK_METRIC_INFO.get(key, {}))
-    try:
-        from clinfm.evaluate.metrics import METRIC_INFO
-    except ImportError:
-        return info
-    shared = METRIC_INFO.get(key) if isinstance(METRIC_INFO, Mapping) else None
-    if isinstance(shared, Mapping):
-        info.update({k: v for k, v in shared.items() if k in info and v is not None})
-    return info
 
 
 def method_label(method: str) -> str:

@@ -50,6 +50,10 @@ def read_config(folder: str | os.PathLike) -> dict:
     """The checkpoint's ``config.json``; InputError if the folder is not a clinfm checkpoint."""
     folder = Path(folder)
     path = folder / CONFIG_FILE
+    if (folder / "metadata" / "dataset.json").exists():
+        raise InputError(
+            "is a MEDS dataset, not a checkpoint (pass a folder from clinfm pretrain)", path=folder
+        )
     if not folder.is_dir():
         raise InputError(
             "no checkpoint folder here (expected config.json and model.safetensors)", path=folder

@@ -45,7 +45,7 @@ class TrainConfig:
     optimizer: str = "rmsprop"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    patience: int | None = 5  # epochs without a better validation loss before stopping; None = never
+    patience: int | None = 5  # epochs without a better validation score before stopping; None = never
     strategy: str = "full"  # full | probe | llrd
     llrd_decay: float = 0.8  # learning-rate factor per layer group below the top (llrd)
     seed: int = 0
@@ -78,7 +78,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class FitResult:
     epochs: int
-    best_val_loss: float | None
+    best_score: float | None  # the monitored validation value: AUROC for classifiers, else the loss
+    monitor: str
     resumed_from_epoch: int | None
     is_global_zero: bool
 
@@ -149,8 +150,8 @@ class Learner(L.LightningModule):
             return
         from clinfm.evaluate.metrics import auroc
 
-        scores = self.all_gather(torch.cat(self._val_scores)).reshape(-1).cpu().numpy()
-        labels = self.all_gather(torch.cat(self._val_labels)).reshape(-1).cpu().numpy()
+        scores = torch.cat(self._val_scores).cpu().numpy()  # the whole tuning set (not sharded)
+        labels = torch.cat(self._val_labels).cpu().numpy()
         value = auroc(labels.astype(int), scores)
         if value == value:  # undefined (one class) is not logged; fit() then monitors the loss
             self.log("val_auroc", float(value), on_epoch=True, sync_dist=False)
@@ -190,14 +191,25 @@ class BestWeights(Callback):
 
 
 def is_global_zero() -> bool:
-    """Whether this process is the one that writes outputs (DDP launches one process per device)."""
+    """Whether this process is the one that writes outputs (DDP runs one process per device).
+
+    The process group knows once training started; before, the launchers' variables (torchrun's
+    RANK, SLURM's SLURM_PROCID, Lightning's LOCAL_RANK and NODE_RANK) tell.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank() == 0
+    for variable in ("RANK", "SLURM_PROCID"):
+        if variable in os.environ:
+            return os.environ[variable] == "0"
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def make_loader(dataset, config: TrainConfig, *, train: bool) -> torch.utils.data.DataLoader:
     """Batches of similar length (training: shuffled per epoch), assembled by the dataset's ``collate``."""
+    # Validation is not sharded: every process scores the whole tuning set, so metrics that need
+    # all of it (AUROC) come out the same everywhere without gathering uneven pieces.
     sampler = BucketBatchSampler(
-        dataset.lengths, config.batch_size, shuffle=train, seed=config.seed, bucket=config.bucket
+        dataset.lengths, config.batch_size, shuffle=train, seed=config.seed, bucket=config.bucket, shard=train
     )
     return torch.utils.data.DataLoader(
         dataset,
@@ -251,6 +263,23 @@ def _logger(config: TrainConfig, work_dir: Path, name: str):
     return CSVLogger(work_dir / "logs", name=name, version="")
 
 
+def _read_csv_log(work_dir: Path, name: str):
+    import polars as pl
+
+    path = work_dir / "logs" / name / "metrics.csv"
+    return pl.read_csv(path) if path.exists() else None
+
+
+def _prepend_csv_log(work_dir: Path, name: str, earlier, resumed: int) -> None:
+    """Lightning's CSV logger starts its file afresh on resume: put the epochs before it back."""
+    import polars as pl
+
+    path = work_dir / "logs" / name / "metrics.csv"
+    later = pl.read_csv(path) if path.exists() else earlier.clear()
+    merged = pl.concat([earlier.filter(pl.col("epoch") < resumed), later], how="diagonal_relaxed")
+    merged.select(earlier.columns + [c for c in later.columns if c not in earlier.columns]).write_csv(path)
+
+
 def _resume_epoch(path: Path) -> int | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -269,6 +298,17 @@ def _monitor(objective: str, val_data) -> tuple[str, str]:
     return "val_loss", "min"
 
 
+def _trainer(**settings) -> L.Trainer:
+    """Lightning's Trainer; settings it cannot use (an unknown accelerator, a GPU that is not there,
+    a precision the device lacks) become one line, not a traceback."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**settings)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as error:
+        raise InputError(f"cannot train with these settings: {str(error).splitlines()[0]}") from None
+
+
 def _quiet_lightning() -> None:
     """Lightning's banners and tips are noise in a clinfm command; its warnings about our choices too."""
     import warnings
@@ -278,6 +318,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming: see _prepend_csv_log
 
 
 def fit(
@@ -310,7 +351,7 @@ def fit(
         monitors.append(EarlyStopping(monitor=monitor, patience=config.patience, mode=mode))
     resume_dir = work_dir / "resume" / name
     checkpoint = ModelCheckpoint(dirpath=resume_dir, filename="last", save_top_k=0, save_last=True)
-    trainer = L.Trainer(
+    trainer = _trainer(
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
@@ -334,6 +375,7 @@ def fit(
     val_loader = (
         make_loader(val_data, config, train=False) if val_data is not None and len(val_data) else None
     )
+    earlier_log = _read_csv_log(work_dir, name) if resumed is not None and config.logger == "csv" else None
     model.train()  # a model that was used for prediction comes back in eval mode
     trainer.fit(
         Learner(model, objective, config),
@@ -342,9 +384,12 @@ def fit(
         ckpt_path=last if resumed is not None else None,
         weights_only=True,
     )
+    if earlier_log is not None and trainer.is_global_zero:
+        _prepend_csv_log(work_dir, name, earlier_log, resumed)
     return FitResult(
         epochs=trainer.current_epoch,
-        best_val_loss=best.best_score,
+        best_score=best.best_score,
+        monitor=monitor,
         resumed_from_epoch=resumed,
         is_global_zero=trainer.is_global_zero,
     )
@@ -357,7 +402,7 @@ def predict(model: torch.nn.Module, dataset, objective: str, *, batch_size: int 
     device = next(model.parameters()).device
     config = TrainConfig(batch_size=batch_size, bucket=False)
     outputs = []
-    for batch in make_loader(dataset, config, train=False):
+    for batch in make_loader(dataset, config, train=False):  # every sample, in order, on every process
         batch = {k: v.to(device) for k, v in batch.items()}
         outputs.append(model.predict(batch, objective).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)

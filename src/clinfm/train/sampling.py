@@ -11,7 +11,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     Deterministic from (seed, epoch): a run resumed at an epoch sees the batches it would have seen.
     Under DDP each process takes every ``world_size``-th batch (the batch count is cut to a multiple
-    of the world size, so every process runs the same number of steps).
+    of the world size, so every process runs the same number of steps); with ``shard=False`` every
+    process sees them all, as validation and prediction need.
     """
 
     def __init__(
@@ -23,6 +24,7 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         seed: int = 0,
         pool: int = 50,
         bucket: bool = True,
+        shard: bool = True,
     ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
@@ -30,14 +32,14 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.seed = seed
         self.pool = pool
         self.bucket = bucket
+        self.shard = shard  # False: every process sees every batch (validation, prediction)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+    def _world(self) -> tuple[int, int]:
+        if self.shard and torch.distributed.is_available() and torch.distributed.is_initialized():
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
