@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from clinfm import progress
+from clinfm import __version__, progress
 from clinfm.claims.batches import CategoryMap, VisitBatches
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.gru import VisitGRU, VisitGRUConfig
@@ -78,12 +78,6 @@ def _partial_dir(out: Path) -> Path:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _version() -> str:
-    from clinfm.events.meds import _clinfm_version
-
-    return _clinfm_version()
 
 
 def _split_events(events: pl.LazyFrame, splits: pl.DataFrame, names: tuple[str, ...]) -> pl.LazyFrame:
@@ -156,7 +150,7 @@ def pretrain(
                 "kind": "pretrain",
                 "title": f"Claim-PT pre-training ({preset} preset)",
                 "created": _now(),
-                "clinfm_version": _version(),
+                "clinfm_version": __version__,
                 "data": {
                     "dataset": str(data),
                     "n_train": len(train_data),
@@ -545,7 +539,7 @@ def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, prima
         "kind": "finetune" if single else "efficiency",
         "title": f"{cohort.name.replace('_', ' ')}: pre-trained Claim-PT against baselines",
         "created": _now(),
-        "clinfm_version": _version(),
+        "clinfm_version": __version__,
         "task": {"name": cohort.name, "type": "binary", "labels": str(cohort.labels_path)},
         "data": {
             "n_train": cohort.parts["train"].height,
@@ -782,7 +776,7 @@ def next_visit(
                 "kind": "nextvisit",
                 "title": "Next-visit diagnosis categories (Claim-PT's autoDiag)",
                 "created": _now(),
-                "clinfm_version": _version(),
+                "clinfm_version": __version__,
                 "task": {
                     "name": "next_visit",
                     "type": "multilabel",

@@ -25,6 +25,7 @@ import meds
 import polars as pl
 import pyarrow.parquet as pq
 
+from clinfm import __version__
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory
 from clinfm.progress import track
@@ -311,7 +312,7 @@ def finish_dataset(
     metadata = {
         "dataset_name": dataset_name,
         "etl_name": etl_name,
-        "etl_version": _clinfm_version(),
+        "etl_version": __version__,
         "meds_version": MEDS_VERSION,
         "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(),
         **_extension_columns(written.collect_schema().names()),
@@ -357,9 +358,3 @@ def write_labels(path: str | os.PathLike, labels: pl.DataFrame) -> Path:
         raise InputError(f"label columns {bad} hold nulls; MEDS 0.4 labels may not", path=path)
     write_table(labels.sort(["subject_id", "prediction_time"]), meds.LabelSchema, path)
     return path
-
-
-def _clinfm_version() -> str:
-    from clinfm import __version__
-
-    return __version__

@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from clinfm import __version__
 from clinfm.errors import InputError
 from clinfm.io import read_json_document, write_json_atomic
 
@@ -31,8 +32,6 @@ def save_checkpoint(
 
     ``folder`` is normally a temporary directory that the caller renames into place (``clinfm.io``).
     """
-    from clinfm.events.meds import _clinfm_version
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
@@ -41,7 +40,7 @@ def save_checkpoint(
         write_json_atomic(folder / name, payload)
     write_json_atomic(
         folder / CONFIG_FILE,
-        {"format": FORMAT, "version": VERSION, "clinfm_version": _clinfm_version(), **config},
+        {"format": FORMAT, "version": VERSION, "clinfm_version": __version__, **config},
     )
     return folder
 
