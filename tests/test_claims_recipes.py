@@ -375,3 +375,25 @@ def test_ddp_fine_tuning_scores_every_held_out_sample(site_icd9, checkpoint, tmp
     metrics = json.loads((out / "metrics.json").read_text())
     assert pl.read_parquet(out / "predictions.parquet").height == metrics["test"]["n"]
     assert (out / "model" / "model.safetensors").exists()
+
+
+def test_bad_training_settings_leave_nothing_behind(site_icd9, checkpoint, tmp_path):
+    labels = site_icd9 / "tasks" / f"{TASK}.parquet"
+    out = tmp_path / "bad"
+    line = _one_error_line(
+        _cli(
+            "finetune",
+            "--data",
+            site_icd9,
+            "--labels",
+            labels,
+            "--from",
+            checkpoint,
+            "--out",
+            out,
+            "--precision",
+            "foo",
+        )
+    )
+    assert "cannot train with these settings" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output, no .bad.partial

@@ -16,6 +16,8 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,8 +139,10 @@ def pretrain(
         )
     recorded = {"data": data, "preset": preset, "model": config.to_dict(), "tokenizer": tokenizer.to_dict()}
     recorded |= {"training": train.to_dict(), "min_subjects": min_subjects, "splits": policy.to_dict()}
-    work = _work_dir(out, recorded, resume)
-    result = fit(bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume)
+    with _work_dir(out, recorded, resume) as work:
+        result = fit(
+            bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume
+        )
     if not result.is_global_zero:
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -341,9 +345,11 @@ def _save_array(path: Path, values: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def _work_dir(out: Path, settings: dict, resume: bool) -> Path:
+@contextmanager
+def _work_dir(out: Path, settings: dict, resume: bool) -> Iterator[Path]:
     """The folder an interrupted run resumes from, beside ``out``; refused if it holds a run with
-    other settings (its epochs and cached predictions would be mixed with the new ones)."""
+    other settings (its epochs and cached predictions would be mixed with the new ones). A run that
+    fails before it has anything to resume from (bad settings, bad input) leaves nothing behind."""
     work = _partial_dir(out)
     if work.exists() and not resume:
         shutil.rmtree(work)
@@ -358,7 +364,13 @@ def _work_dir(out: Path, settings: dict, resume: bool) -> Path:
     if is_global_zero():
         work.mkdir(parents=True, exist_ok=True)
         write_json_atomic(record, wanted)
-    return work
+    try:
+        yield work
+    except BaseException:
+        resumable = any(work.glob("resume/*/last.ckpt")) or any(work.glob("points/*.npy"))
+        if is_global_zero() and not resumable:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def _check_methods(methods) -> tuple[str, ...]:
@@ -402,17 +414,17 @@ def efficiency(
     settings = settings or MethodSettings()
     recorded = {"data": data, "labels": labels, "checkpoint": from_checkpoint, "methods": methods}
     recorded |= {"fractions": fractions, "seeds": seeds, "finetune": settings.finetune.to_dict()}
-    work = _work_dir(out, recorded | {"from_scratch": settings.from_scratch.to_dict()}, resume)
     results: dict[tuple[str, float, int], np.ndarray] = {}
     kept = ("pretrained", fractions[-1], seeds[0]) if save_model and "pretrained" in methods else None
     final_model = None
     grid = [(m, f, s) for f in fractions for s in seeds for m in methods]
-    for point in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
-        probabilities, model = run_point(
-            *point[:1], bundle, cohort, *point[1:], settings, work, keep_model=point == kept
-        )
-        results[point] = probabilities
-        final_model = model if point == kept else final_model
+    with _work_dir(out, recorded | {"from_scratch": settings.from_scratch.to_dict()}, resume) as work:
+        for point in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
+            probabilities, model = run_point(
+                *point[:1], bundle, cohort, *point[1:], settings, work, keep_model=point == kept
+            )
+            results[point] = probabilities
+            final_model = model if point == kept else final_model
     if not is_global_zero():  # under DDP every device runs the recipe; one writes
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -739,16 +751,16 @@ def next_visit(
     train = train.subset(np.sort(rng.permutation(len(train))[:max_train]))
     recorded = {"data": data, "checkpoint": from_checkpoint, "max_train": max_train, "seed": seed}
     recorded |= {"finetune": settings.finetune.to_dict(), "from_scratch": settings.from_scratch.to_dict()}
-    work = _work_dir(out, recorded, resume)
     scores = {"pretrained": predict(bundle.model, test, "nextvisit").numpy()}
-    for method in progress.track(NEXT_VISIT_METHODS[1:], "next-visit models"):
-        torch.manual_seed(seed)
-        if method == "fine_tuned":
-            model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
-        else:
-            model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
-        fit(model, "nextvisit", train, val, config, work, name=f"nextvisit-{method}")
-        scores[method] = predict(model, test, "nextvisit").numpy()
+    with _work_dir(out, recorded, resume) as work:
+        for method in progress.track(NEXT_VISIT_METHODS[1:], "next-visit models"):
+            torch.manual_seed(seed)
+            if method == "fine_tuned":
+                model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
+            else:
+                model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
+            fit(model, "nextvisit", train, val, config, work, name=f"nextvisit-{method}")
+            scores[method] = predict(model, test, "nextvisit").numpy()
     if not is_global_zero():
         return out
     scored = _diagnosis_categories(bundle.categories)
