@@ -153,7 +153,7 @@ class Learner(L.LightningModule):
         scores = torch.cat(self._val_scores).cpu().numpy()  # the whole tuning set (not sharded)
         labels = torch.cat(self._val_labels).cpu().numpy()
         value = auroc(labels.astype(int), scores)
-        if value == value:  # undefined (one class) is not logged; fit() then monitors the loss
+        if value == value:  # defined whenever fit() chose this monitor (the tuning set has both classes)
             self.log("val_auroc", float(value), on_epoch=True, sync_dist=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
