@@ -97,6 +97,16 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- binary
 
 
+def _binary_inputs(
+    y: object, p: object, weights: object | None, *, probabilities: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Checked labels, scores (probabilities if asked), the weight matrix and whether it is one."""
+    y = _labels(y)
+    p = _scores(p, y.shape)
+    w, single = _weight_matrix(weights, y.size)
+    return y, _probabilities(p) if probabilities else p, w, single
+
+
 def _ranked_counts(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted true and false positives at each distinct score threshold, highest score first.
 
@@ -114,9 +124,7 @@ def _ranked_counts(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> tuple[np.ndar
 
 def auroc(y: object, p: object, *, weights: object | None = None) -> float | np.ndarray:
     """Area under the ROC curve (trapezoidal, ties count one half); NaN unless both classes occur."""
-    y = _labels(y)
-    p = _scores(p, y.shape)
-    w, single = _weight_matrix(weights, y.size)
+    y, p, w, single = _binary_inputs(y, p, weights)
     if y.size == 0:
         return _finish(np.full(len(w), np.nan), single)
     tps, fps = _ranked_counts(y, p, w)
@@ -128,9 +136,7 @@ def auroc(y: object, p: object, *, weights: object | None = None) -> float | np.
 
 def auprc(y: object, p: object, *, weights: object | None = None) -> float | np.ndarray:
     """Average precision (step-wise area under precision-recall, as scikit-learn); NaN with no positives."""
-    y = _labels(y)
-    p = _scores(p, y.shape)
-    w, single = _weight_matrix(weights, y.size)
+    y, p, w, single = _binary_inputs(y, p, weights)
     if y.size == 0:
         return _finish(np.full(len(w), np.nan), single)
     tps, fps = _ranked_counts(y, p, w)
@@ -141,9 +147,7 @@ def auprc(y: object, p: object, *, weights: object | None = None) -> float | np.
 
 def brier(y: object, p: object, *, weights: object | None = None) -> float | np.ndarray:
     """Mean squared difference between predicted probability and outcome (0 is perfect)."""
-    y = _labels(y)
-    p = _probabilities(_scores(p, y.shape))
-    w, single = _weight_matrix(weights, y.size)
+    y, p, w, single = _binary_inputs(y, p, weights, probabilities=True)
     return _finish(_ratio(w @ (p - y) ** 2, w.sum(axis=1)), single)
 
 
@@ -153,9 +157,7 @@ def ece(y: object, p: object, n_bins: int = 10, *, weights: object | None = None
     Sum over bins of (bin size / n) * |observed rate - mean predicted probability|, which equals
     sum over bins of |sum(y) - sum(p)| / n. A probability of exactly 1 falls in the last bin.
     """
-    y = _labels(y)
-    p = _probabilities(_scores(p, y.shape))
-    w, single = _weight_matrix(weights, y.size)
+    y, p, w, single = _binary_inputs(y, p, weights, probabilities=True)
     bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
     one_hot = np.zeros((y.size, n_bins))
     one_hot[np.arange(y.size), bins] = 1.0
@@ -172,9 +174,8 @@ def f1(y: object, p: object, threshold: float = 0.5, *, weights: object | None =
 
     NaN when there are neither positives nor predicted positives (scikit-learn reports 0 there).
     """
-    y = _labels(y)
-    predicted = (_scores(p, y.shape) >= threshold).astype(np.float64)
-    w, single = _weight_matrix(weights, y.size)
+    y, p, w, single = _binary_inputs(y, p, weights)
+    predicted = (p >= threshold).astype(np.float64)
     true_pos = w @ (y * predicted)
     return _finish(_f1_from_counts(true_pos, w @ predicted - true_pos, w @ y - true_pos), single)
 
