@@ -257,6 +257,11 @@ LABELS_OPTION = typer.Option(
 )
 FROM_OPTION = typer.Option(..., "--from", help="A Claim-PT checkpoint folder (from clinfm pretrain).")
 OVERWRITE_OPTION = typer.Option(False, help="Replace OUT if it exists (only once the new one is complete).")
+STRATEGY_OPTION = typer.Option(
+    Strategy.full,
+    help="How the pre-trained model is fine-tuned: full (every layer, the paper), probe (encoder "
+    "frozen, the classification head trained), llrd (layer-wise learning-rate decay).",
+)
 RESUME_OPTION = typer.Option(
     True, help="Continue an interrupted run of the same command (--no-resume: start over)."
 )
@@ -393,9 +398,7 @@ def finetune(
     labels: Path = LABELS_OPTION,
     from_checkpoint: Path = FROM_OPTION,
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
-    strategy: Strategy = typer.Option(
-        Strategy.full, help="full: every layer; probe: frozen encoder; llrd: layer-wise learning-rate decay."
-    ),
+    strategy: Strategy = STRATEGY_OPTION,
     baselines: bool = typer.Option(True, help="Also train the cold start, GRU and code-count baselines."),
     resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
@@ -447,6 +450,7 @@ def efficiency(
     methods: str = typer.Option(
         "pretrained,cold_start,gru,logistic_regression,gradient_boosting", help="Methods to compare."
     ),
+    strategy: Strategy = STRATEGY_OPTION,
     resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
@@ -462,7 +466,7 @@ def efficiency(
         fractions=_floats(fractions, "fractions"),
         seeds=_integers(seeds, "seeds"),
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        settings=_method_settings(**training),
+        settings=_method_settings(strategy=strategy, **training),
         overwrite=overwrite,
         resume=resume,
     )
