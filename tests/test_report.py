@@ -339,3 +339,14 @@ def test_method_colours_are_stable_and_loss_columns_prefer_epoch() -> None:
     assert len({s.color for s in method_styles(list(METHODS)).values()}) == len(METHODS)
     columns = ["epoch", "step", "train_loss_step", "train_loss_epoch", "val_loss", "lr"]
     assert loss_columns(columns) == ["train_loss_epoch", "val_loss"]
+
+
+def test_efficiency_logs_shown_are_the_primary_methods_at_the_largest_fraction(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _write_json(run / "run.json", _run_json())
+    names = [f"t-{m}-f{f}-s{s}" for m in ("cold_start", "pretrained") for f in ("0.1", "1") for s in (0, 1)]
+    for name in names:
+        _write_log(run / "logs" / name / "metrics.csv")
+    page = write_report(run).read_text()
+    assert "t-pretrained-f1-s0" in page and "t-pretrained-f1-s1" in page and "t-pretrained-f0.1-s0" in page
+    assert "t-cold_start-f0.1-s0" not in page

@@ -201,8 +201,21 @@ def _read_logs(folder: RunFolder) -> tuple[list[tuple[str, pl.DataFrame]], int]:
         if plots.loss_columns(frame.columns):
             logs.append((_log_title(path), frame))
     main = [log for log in logs if not _SEED_OR_FRACTION.search(log[0])]
-    others = [log for log in logs if _SEED_OR_FRACTION.search(log[0])]
+    others = sorted((log for log in logs if _SEED_OR_FRACTION.search(log[0])), key=_log_priority(folder))
     return main + others[:MAX_EXTRA_LOGS], max(len(others) - MAX_EXTRA_LOGS, 0)
+
+
+def _log_priority(folder: RunFolder):
+    """Sort key for per-point logs: the primary method's first, then the largest label fraction
+    (the models the metrics table reports), then by name."""
+    primary = folder.primary
+
+    def key(log: tuple[str, pl.DataFrame]) -> tuple:
+        name = log[0]
+        fraction = re.search(r"-f([0-9.]+)-s", name)
+        return (f"-{primary}-" not in name, -float(fraction.group(1)) if fraction else 0.0, name)
+
+    return key
 
 
 def _log_title(path: Path) -> str:
