@@ -397,3 +397,21 @@ def test_bad_training_settings_leave_nothing_behind(site_icd9, checkpoint, tmp_p
     )
     assert "cannot train with these settings" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output, no .bad.partial
+
+
+def test_the_modern_preset_pretrains_next_visit_and_fine_tunes_on_every_visit(site_icd9, tmp_path):
+    one_epoch = TINY.replace(max_epochs=1)
+    checkpoint = recipes.pretrain(
+        site_icd9, tmp_path / "modern", preset="modern", train=one_epoch, min_subjects=5
+    )
+    bundle = ClaimsModel.load(checkpoint)
+    assert bundle.model.config.norm_first and not bundle.tokenizer.hold_out_last_visit
+    events = pl.scan_parquet(site_icd9 / "data" / "*.parquet")
+    assert bundle.dataset(events, hold_out=True).nvp_targets().sum() > 0  # pre-training has targets
+    assert bundle.dataset(events).packed.target_codes.size == 0  # fine-tuning keeps every visit
+    labels = site_icd9 / "tasks" / f"{TASK}.parquet"
+    settings = recipes.MethodSettings(one_epoch, one_epoch)
+    run = recipes.finetune(
+        site_icd9, labels, checkpoint, tmp_path / "run", settings=settings, baselines=False
+    )
+    assert (run / "model" / "model.safetensors").exists()

@@ -19,6 +19,7 @@ from rich.table import Table
 
 import clinfm
 from clinfm import progress
+from clinfm.concepts.cli import concepts_app
 from clinfm.errors import InputError
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHARD
 from clinfm.vocab import DEFAULT_MIN_SUBJECTS
@@ -33,6 +34,7 @@ convert_app = typer.Typer(
     help="Convert source data (MIMIC-III, OMOP CDM, your own CSV) to MEDS.", no_args_is_help=True
 )
 app.add_typer(convert_app, name="convert")
+app.add_typer(concepts_app, name="concepts")
 
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
@@ -238,6 +240,13 @@ class Preset(StrEnum):
     modern = "modern"
 
 
+class CodeEmbedding(StrEnum):
+    id = "id"
+    frozen = "frozen"
+    projected = "projected"
+    finetuned = "finetuned"
+
+
 class Strategy(StrEnum):
     full = "full"
     probe = "probe"
@@ -261,6 +270,11 @@ STRATEGY_OPTION = typer.Option(
     Strategy.full,
     help="How the pre-trained model is fine-tuned: full (every layer, the paper), probe (encoder "
     "frozen, the classification head trained), llrd (layer-wise learning-rate decay).",
+)
+ADAPT_OPTION = typer.Option(
+    False,
+    help="The data come from another site than the checkpoint's: rebuild the code table for its codes "
+    "(from their descriptions with a concept-embedding checkpoint; at random with code ids).",
 )
 RESUME_OPTION = typer.Option(
     True, help="Continue an interrupted run of the same command (--no-resume: start over)."
@@ -351,6 +365,14 @@ def pretrain(
         None, help="Split patients by a stable hash with this seed instead of the dataset's splits."
     ),
     held_out: float = typer.Option(0.1, help="With --split-seed: share of patients held out for testing."),
+    code_embedding: CodeEmbedding = typer.Option(
+        CodeEmbedding.id,
+        help="id: a learned vector per code (the paper); frozen / projected / finetuned: vectors from the "
+        "codes' descriptions through a text encoder, so another site's codes can be read.",
+    ),
+    encoder: str | None = typer.Option(
+        None, help="Text encoder for the concept modes (default: the embedded all-MiniLM-L6-v2)."
+    ),
     resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
@@ -371,6 +393,8 @@ def pretrain(
         train=settings,
         min_subjects=min_subjects,
         splits=policy,
+        code_embedding=code_embedding.value,
+        encoder=encoder,
         overwrite=overwrite,
         resume=resume,
     )
@@ -400,6 +424,7 @@ def finetune(
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
     strategy: Strategy = STRATEGY_OPTION,
     baselines: bool = typer.Option(True, help="Also train the cold start, GRU and code-count baselines."),
+    adapt: bool = ADAPT_OPTION,
     resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
@@ -418,6 +443,7 @@ def finetune(
         baselines=baselines,
         settings=settings,
         overwrite=overwrite,
+        adapt=adapt,
         resume=resume,
     )
     _print_metrics(path)
@@ -451,6 +477,7 @@ def efficiency(
         "pretrained,cold_start,gru,logistic_regression,gradient_boosting", help="Methods to compare."
     ),
     strategy: Strategy = STRATEGY_OPTION,
+    adapt: bool = ADAPT_OPTION,
     resume: bool = RESUME_OPTION,
     overwrite: bool = OVERWRITE_OPTION,
     **training,
@@ -468,6 +495,7 @@ def efficiency(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         settings=_method_settings(strategy=strategy, **training),
         overwrite=overwrite,
+        adapt=adapt,
         resume=resume,
     )
     _print_metrics(path)

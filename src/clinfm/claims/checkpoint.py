@@ -34,6 +34,8 @@ class ClaimsModel:
     tokenizer: TokenizerConfig
     trained_for: str = "pretrain"  # the objective the weights were last trained on
     splits: SplitPolicy = field(default_factory=lambda: SplitPolicy())  # who pre-trained; who is held out
+    encoder: str | None = None  # the text encoder spec that made the concept vectors (concept modes)
+    encoder_name: str | None = None  # its resolved name, to check a new site is embedded the same way
 
     def dataset(
         self,
@@ -54,7 +56,8 @@ class ClaimsModel:
         if packed.n_events == 0:
             raise InputError(
                 "none of the data's codes is in this checkpoint's vocabulary: it was trained on data "
-                f"coded differently (its codes look like {', '.join(self.vocab.codes[:3])})"
+                f"coded differently (its codes look like {', '.join(self.vocab.codes[:3])}); "
+                "--adapt rebuilds the code table for this site"
             )
         return VisitBatches(packed, self.categories, y)
 
@@ -64,6 +67,8 @@ class ClaimsModel:
             "trained_for": self.trained_for,
             "model_config": self.model.config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
+            "encoder": {"spec": self.encoder, "name": self.encoder_name},
+            "splits": self.splits.to_dict(),
             **extra,
         }
         folder = save_checkpoint(folder, self.model, config, {CATEGORIES_FILE: self.categories.to_json()})
@@ -91,4 +96,8 @@ class ClaimsModel:
         model = load_weights(folder, ClaimPT(model_config))
         tokenizer = TokenizerConfig.from_dict(config.get("tokenizer") or {})
         splits = SplitPolicy.from_dict(config.get("splits"))
-        return cls(model, vocab, categories, tokenizer, config.get("trained_for", "pretrain"), splits)
+        encoder = config.get("encoder") or {}
+        trained_for = config.get("trained_for", "pretrain")
+        return cls(
+            model, vocab, categories, tokenizer, trained_for, splits, encoder.get("spec"), encoder.get("name")
+        )

@@ -29,6 +29,7 @@ from clinfm.claims.tokenizer import DEMOGRAPHIC_VOCAB, MAX_AGE, VISIT_TYPES
 from clinfm.errors import InputError
 
 OBJECTIVES = ("pretrain", "classify", "nextvisit")
+CODE_EMBEDDINGS = ("id", "frozen", "projected", "finetuned")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class ClaimPTConfig:
     cp_weight: float = 1.0
     nvp_weight: float = 1.0
     cls_weight: float = 0.0  # 0 in pre-training, as in the paper
+    # How a code becomes a vector (CODE_EMBEDDINGS): learned per code id (the paper), or from a text
+    # embedding of its description (``concept_dim`` wide), which lets a model read codes it never saw.
+    code_embedding: str = "id"
+    concept_dim: int = 0
 
     @classmethod
     def paper(cls, vocab_size: int, n_categories: int, **overrides) -> ClaimPTConfig:
@@ -98,6 +103,11 @@ class ClaimPTConfig:
             raise InputError(f"incomplete Claim-PT config: {error}", path=where) from None
 
     def __post_init__(self) -> None:
+        if self.code_embedding not in CODE_EMBEDDINGS:
+            known = ", ".join(CODE_EMBEDDINGS)
+            raise InputError(f"unknown code embedding {self.code_embedding!r}; expected one of {known}")
+        if self.code_embedding != "id" and self.concept_dim < 1:
+            raise InputError(f"code embedding {self.code_embedding!r} needs concept vectors (concept_dim)")
         if self.d_model % self.n_heads:
             raise InputError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
@@ -157,13 +167,53 @@ def sinusoid(values: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+class CodeEmbedding(nn.Module):
+    """A code's vector: learned per code id (``id``, the paper's), or made from the text embedding
+    of the code's description (``concepts``, one row per vocabulary id, special tokens zero) by a
+    fixed random projection (``frozen``), a trained one (``projected``), or a trained one plus a
+    learned per-code correction that starts at zero (``finetuned``).
+
+    With concept vectors a code never seen in training still lands where its description puts it:
+    a model pre-trained on ICD-9-CM reads ICD-10-CM once ``set_concepts`` is given the new codes.
+    """
+
+    def __init__(self, vocab_size: int, width: int, mode: str = "id", concept_dim: int = 0):
+        super().__init__()
+        self.mode = mode
+        if mode == "id":
+            self.table = nn.Embedding(vocab_size, width, padding_idx=0)  # padding id 0 embeds to zeros
+            return
+        self.register_buffer("concepts", torch.zeros(vocab_size, concept_dim))
+        self.projection = nn.Linear(concept_dim, width, bias=False)  # no bias: padding stays zero
+        if mode == "frozen":
+            nn.init.orthogonal_(self.projection.weight)  # keeps the text space's angles
+            self.projection.weight.requires_grad_(False)
+        if mode == "finetuned":
+            self.correction = nn.Embedding(vocab_size, width, padding_idx=0)
+            nn.init.zeros_(self.correction.weight)
+
+    def set_concepts(self, vectors: torch.Tensor) -> None:
+        """The text embeddings of the vocabulary's codes, row per id (special tokens: zeros)."""
+        if self.mode == "id" or vectors.shape != self.concepts.shape:
+            raise ValueError(f"concept vectors of shape {tuple(vectors.shape)} do not fit this embedding")
+        self.concepts.copy_(vectors)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.mode == "id":
+            return self.table(codes)
+        vectors = self.projection(F.embedding(codes, self.concepts))
+        return vectors + self.correction(codes) if self.mode == "finetuned" else vectors
+
+
 class VisitEmbedding(nn.Module):
     """A visit as one vector: the sum of its codes' embeddings (a set: order and padding do not
     count) plus the embeddings of its date index and its type."""
 
-    def __init__(self, vocab_size: int, date_vocab: int, width: int):
+    def __init__(
+        self, vocab_size: int, date_vocab: int, width: int, code_mode: str = "id", concept_dim: int = 0
+    ):
         super().__init__()
-        self.code = nn.Embedding(vocab_size, width, padding_idx=0)  # padding id 0 embeds to zeros
+        self.code = CodeEmbedding(vocab_size, width, code_mode, concept_dim)
         self.date = nn.Embedding(date_vocab, width, padding_idx=0)
         self.visit_type = nn.Embedding(len(VISIT_TYPES), width, padding_idx=0)  # not .type: Module has one
 
@@ -176,7 +226,9 @@ class ClaimPT(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.visit_embedding = VisitEmbedding(config.vocab_size, config.date_vocab, d)
+        self.visit_embedding = VisitEmbedding(
+            config.vocab_size, config.date_vocab, d, config.code_embedding, config.concept_dim
+        )
         self.demographic_embedding = nn.Embedding(DEMOGRAPHIC_VOCAB, d)  # ages then sexes, one table
         if config.time_embedding:
             self.time_projection = nn.Linear(d, d)

@@ -18,7 +18,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.gru import VisitGRU, VisitGRUConfig
 from clinfm.claims.model import ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
+from clinfm.claims.transfer import concept_vectors, move_to_site
 from clinfm.errors import InputError
 from clinfm.events.labels import check_labels
 from clinfm.events.meds import read_labels, scan_events, scan_shards
@@ -105,10 +106,16 @@ def pretrain(
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
     model_overrides: dict | None = None,
     splits: SplitPolicy | None = None,
+    code_embedding: str = "id",
+    encoder: str | None = None,
     overwrite: bool = False,
     resume: bool = True,
 ) -> Path:
-    """Pre-train Claim-PT on the train split's patients (no labels); save a checkpoint folder at ``out``."""
+    """Pre-train Claim-PT on the train split's patients (no labels); save a checkpoint folder at ``out``.
+
+    ``code_embedding`` other than ``id`` makes code vectors from their descriptions' text embeddings
+    (``encoder``: a spec for clinfm.concepts.load_encoder; the embedded MiniLM by default).
+    """
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     out = check_output(out, overwrite)
@@ -127,9 +134,23 @@ def pretrain(
             f"no code is seen in at least {min_subjects} training patients: nothing to learn", path=data
         )
     categories = CategoryMap.build(vocab)
-    config = ClaimPTConfig.preset_named(preset, len(vocab), len(categories), **(model_overrides or {}))
+    concepts, encoder_name = None, None
+    if code_embedding != "id":
+        with progress.status("embedding code descriptions"):
+            concepts, encoder_name = concept_vectors(vocab, encoder, data)
+    overrides = {
+        "code_embedding": code_embedding,
+        "concept_dim": 0 if concepts is None else concepts.shape[1],
+    }
+    config = ClaimPTConfig.preset_named(
+        preset, len(vocab), len(categories), **overrides, **(model_overrides or {})
+    )
     torch.manual_seed(train.seed)  # the initial weights, so a run is repeatable (and resumable)
-    bundle = ClaimsModel(ClaimPT(config), vocab, categories, tokenizer)
+    model = ClaimPT(config)
+    if concepts is not None:
+        model.visit_embedding.code.set_concepts(torch.from_numpy(concepts))
+    bundle = ClaimsModel(model, vocab, categories, tokenizer, encoder=encoder, encoder_name=encoder_name)
+    bundle.splits = policy
     with progress.status("tokenizing"):
         train_data = bundle.dataset(_split_shards(data, splits, ("train",)), hold_out=True)
         val_data = bundle.dataset(_split_shards(data, splits, ("tuning",)), hold_out=True)
@@ -139,6 +160,7 @@ def pretrain(
         )
     recorded = {"data": data, "preset": preset, "model": config.to_dict(), "tokenizer": tokenizer.to_dict()}
     recorded |= {"training": train.to_dict(), "min_subjects": min_subjects, "splits": policy.to_dict()}
+    recorded |= {"code_embedding": code_embedding, "encoder": encoder_name}
     with _work_dir(out, recorded, resume) as work:
         result = fit(
             bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume
@@ -146,7 +168,7 @@ def pretrain(
     if not result.is_global_zero:
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        bundle.save(tmp, training=train.to_dict(), splits=policy.to_dict())
+        bundle.save(tmp, training=train.to_dict())
         _copy_logs(work, tmp)
         write_json_atomic(
             tmp / "run.json",
@@ -394,6 +416,8 @@ def efficiency(
     overwrite: bool = False,
     resume: bool = True,
     save_model: bool = False,
+    adapt: bool = False,
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
     cohort: Cohort | None = None,
     bundle: ClaimsModel | None = None,
 ) -> Path:
@@ -410,9 +434,18 @@ def efficiency(
     out = check_output(out, overwrite)
     data, labels, from_checkpoint = (Path(p).resolve() for p in (data, labels, from_checkpoint))
     bundle = bundle or load_model(from_checkpoint)
+    if adapt:  # another site's codes: the code table is rebuilt for them (claims.transfer)
+        with progress.status("moving the model to this site's codes"):
+            bundle = move_to_site(bundle, data, min_subjects=min_subjects)
     cohort = cohort or load_cohort(data, labels, bundle.splits)
     settings = settings or MethodSettings()
-    recorded = {"data": data, "labels": labels, "checkpoint": from_checkpoint, "methods": methods}
+    recorded = {
+        "data": data,
+        "labels": labels,
+        "checkpoint": from_checkpoint,
+        "methods": methods,
+        "adapt": adapt,
+    }
     recorded |= {"fractions": fractions, "seeds": seeds, "finetune": settings.finetune.to_dict()}
     results: dict[tuple[str, float, int], np.ndarray] = {}
     kept = ("pretrained", fractions[-1], seeds[0]) if save_model and "pretrained" in methods else None
@@ -432,20 +465,8 @@ def efficiency(
             tmp, results, cohort, bundle, from_checkpoint, fractions, seeds, methods, settings, n_bootstrap
         )
         if final_model is not None:
-            fine_tuned = ClaimsModel(
-                final_model,
-                bundle.vocab,
-                bundle.categories,
-                bundle.tokenizer,
-                "classify",
-                bundle.splits,
-            )
-            fine_tuned.save(
-                tmp / "model",
-                task=cohort.name,
-                training=settings.finetune.to_dict(),
-                splits=bundle.splits.to_dict(),
-            )
+            fine_tuned = replace(bundle, model=final_model, trained_for="classify")
+            fine_tuned.save(tmp / "model", task=cohort.name, training=settings.finetune.to_dict())
         _copy_logs(work, tmp)
         _report(tmp)
     shutil.rmtree(work, ignore_errors=True)
@@ -587,8 +608,12 @@ def finetune(
     settings: MethodSettings | None = None,
     overwrite: bool = False,
     resume: bool = True,
+    adapt: bool = False,
 ) -> Path:
-    """Fine-tune on all train labels; compare with the baselines; save the fine-tuned model in ``model/``."""
+    """Fine-tune on all train labels; compare with the baselines; save the fine-tuned model in ``model/``.
+
+    ``adapt``: the data come from another site; the model is first moved to its codes (claims.transfer).
+    """
     settings = settings or MethodSettings()
     settings = MethodSettings(settings.finetune.replace(strategy=strategy), settings.from_scratch)
     methods = METHODS if baselines else ("pretrained",)
@@ -603,6 +628,7 @@ def finetune(
         settings=settings,
         overwrite=overwrite,
         resume=resume,
+        adapt=adapt,
         save_model=True,
     )
 

@@ -1,0 +1,132 @@
+"""``clinfm concepts``: embed a vocabulary's code descriptions and look up nearest codes.
+
+Registered in clinfm/cli.py with ``app.add_typer(concepts_app, name="concepts")``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clinfm.errors import InputError
+
+concepts_app = typer.Typer(
+    help="Concept embeddings: place codes from any site or coding system in one space by their text.",
+    no_args_is_help=True,
+)
+console = Console(soft_wrap=True)
+ENCODER_META = b"clinfm.encoder"
+
+
+def _user_facing(command):
+    """clinfm.cli's error handling, looked up when the command runs: clinfm.cli imports this module."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from clinfm.cli import _user_facing as user_facing
+
+        return user_facing(command)(*args, **kwargs)
+
+    return run
+
+
+def read_code_list(path: Path) -> tuple[list[str], Path | None]:
+    """Codes from a text file (one per line) or a MEDS folder (its codes.parquet and every event code)."""
+    if path.is_dir():
+        from clinfm.events.meds import read_codes, scan_events
+
+        events = scan_events(path, columns=["code"]).select(pl.col("code").cast(pl.String)).unique()
+        codes = pl.concat([read_codes(path).select(pl.col("code").cast(pl.String)), events.collect()])
+        return codes["code"].drop_nulls().unique(maintain_order=True).sort().to_list(), path
+    if not path.is_file():
+        raise InputError("no such file or MEDS folder", path=path)
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    codes = list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
+    if not codes:
+        raise InputError("holds no codes; expected one code per line", path=path)
+    return codes, None
+
+
+def _write_parquet_atomic(frame: pl.DataFrame, out: Path, encoder_name: str) -> None:
+    """Parquet through a temporary file and a rename, with the encoder's name in the file metadata."""
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), ENCODER_META: encoder_name})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out)
+
+
+@concepts_app.command()
+@_user_facing
+def embed(
+    codes: Path = typer.Option(..., "--codes", help="A text file with one code per line, or a MEDS folder."),
+    out: Path = typer.Option(..., "--out", help="Parquet file to write (code, text, source, embedding)."),
+    encoder: str = typer.Option(
+        "default", help="default | st:<id-or-path> | hf:<id-or-path>[#cls|#mean] | openai:<model>@<url>"
+    ),
+    descriptions: Path | None = typer.Option(
+        None, help="CSV with columns code,description; preferred over every other source."
+    ),
+    cache: Path | None = typer.Option(
+        None, help="Embedding cache folder (default $CLINFM_CACHE or ~/.cache)."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the embedding cache."),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
+):
+    """Embed each code's description (dataset metadata, clinfm's ICD titles, or your CSV)."""
+    from clinfm.concepts.cache import embed_texts
+    from clinfm.concepts.encoders import load_encoder
+    from clinfm.concepts.texts import code_texts
+
+    if out.exists() and (not overwrite or out.is_dir()):
+        raise InputError("output already exists; choose another path or pass --overwrite", path=out)
+    model = load_encoder(encoder)  # a bad spec fails before any data is read
+    code_list, dataset = read_code_list(codes)
+    texts = code_texts(code_list, dataset=dataset, csv=descriptions)
+    store = False if no_cache else (cache if cache is not None else True)
+    vectors = embed_texts(model, texts["text"].to_list(), cache=store, description="embedding")
+    frame = texts.with_columns(pl.Series("embedding", vectors).cast(pl.Array(pl.Float32, vectors.shape[1])))
+    _write_parquet_atomic(frame, out, model.name)
+    counts = dict(frame.group_by("source").len().iter_rows())
+    console.print(f"wrote {out}: {frame.height} codes x {vectors.shape[1]} ({model.name}); sources {counts}")
+
+
+def read_embeddings(path: Path) -> tuple[pl.DataFrame, np.ndarray]:
+    """A file written by ``concepts embed``: the table and its vectors [n, dim]."""
+    if not path.is_file():
+        raise InputError("no such embeddings file", path=path)
+    frame = pl.read_parquet(path)
+    missing = {"code", "embedding"} - set(frame.columns)
+    if missing:
+        raise InputError(f"not a concepts embeddings file; missing columns {sorted(missing)}", path=path)
+    vectors = np.asarray(frame["embedding"].to_numpy(), dtype=np.float32).reshape(frame.height, -1)
+    return frame, vectors
+
+
+@concepts_app.command()
+@_user_facing
+def neighbors(
+    code: str = typer.Argument(..., help="The code to look up, as written in the embeddings file."),
+    embeddings: Path = typer.Option(..., "--embeddings", help="Parquet file from `clinfm concepts embed`."),
+    k: int = typer.Option(10, "-k", min=1, help="How many neighbours."),
+):
+    """The codes nearest to CODE by cosine similarity of their description embeddings."""
+    from clinfm.concepts.texts import neighbors as nearest
+
+    frame, vectors = read_embeddings(embeddings)
+    found = nearest(code, frame["code"], vectors, k)
+    text = frame.select("code", pl.col("text") if "text" in frame.columns else pl.lit("").alias("text"))
+    found = found.join(text.unique("code"), on="code", how="left", maintain_order="left")
+    encoder = (pq.read_schema(embeddings).metadata or {}).get(ENCODER_META, b"?").decode()
+    table = Table("code", "description", "cosine", title=f"nearest to {code} ({encoder})")
+    for row, description, cosine in found.select("code", "text", "cosine").iter_rows():
+        table.add_row(row, description or "", f"{cosine:.3f}")
+    console.print(table)
