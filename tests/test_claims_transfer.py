@@ -110,3 +110,11 @@ def test_the_default_encoder_gives_claim_pt_its_code_vectors(site_icd9, tmp_path
     assert not vectors[:3].any()  # special tokens embed to zeros
     asthma9, asthma10, hypertension = vectors[3:]
     assert asthma9 @ asthma10 > asthma9 @ hypertension
+
+
+def test_data_coded_otherwise_is_flagged(site_icd9, site_icd10, tmp_path):
+    checkpoint = recipes.pretrain(site_icd9, tmp_path / "ckpt", train=TINY, min_subjects=5)
+    bundle = ClaimsModel.load(checkpoint)
+    same_site = recipes.unknown_code_share(bundle, pl.scan_parquet(site_icd9 / "data" / "*.parquet"))
+    other_site = recipes.unknown_code_share(bundle, pl.scan_parquet(site_icd10 / "data" / "*.parquet"))
+    assert same_site < recipes.UNKNOWN_SHARE_WARNING < other_site

@@ -13,6 +13,7 @@ started again with the same command.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -230,6 +231,7 @@ class Cohort:
     events: pl.LazyFrame
     parts: dict[str, pl.DataFrame]  # train / tuning / held_out label rows
     datasets: dict[str, VisitBatches] = field(default_factory=dict)
+    unknown_share: float = 0.0  # of the claims events, those whose code the model does not know
     counts: dict[str, object] = field(default_factory=dict)  # code-count features per split
 
     def y(self, split: str) -> np.ndarray:
@@ -257,6 +259,24 @@ def load_cohort(data: str | os.PathLike, labels: str | os.PathLike, splits: Spli
     if parts["train"]["boolean_value"].n_unique() < 2:
         raise InputError("the train patients' labels have only one class: nothing to learn", path=labels_path)
     return Cohort(labels_path.stem, data, labels_path, events, parts)
+
+
+UNKNOWN_SHARE_WARNING = 0.2
+
+
+def unknown_code_share(bundle: ClaimsModel, events: pl.LazyFrame) -> float:
+    """The share of claims events whose code is not in the model's vocabulary (they are dropped),
+    logged when large: the sign of a checkpoint used on data coded differently."""
+    claims = events.filter(claim_code_filter(events.collect_schema().names()))
+    known = pl.col("code").is_in(pl.Series(bundle.vocab.codes, dtype=pl.String).implode())
+    share = claims.select((~known).mean()).collect().item() or 0.0
+    if share > UNKNOWN_SHARE_WARNING:
+        logging.getLogger(__name__).warning(
+            "%.0f%% of the claims events have codes outside the model's vocabulary and are dropped "
+            "(--adapt rebuilds the code table for this site)",
+            100 * share,
+        )
+    return float(share)
 
 
 def _tokenized(cohort: Cohort, bundle: ClaimsModel) -> None:
@@ -438,6 +458,7 @@ def efficiency(
         with progress.status("moving the model to this site's codes"):
             bundle = move_to_site(bundle, data, min_subjects=min_subjects)
     cohort = cohort or load_cohort(data, labels, bundle.splits)
+    cohort.unknown_share = unknown_code_share(bundle, cohort.events)
     settings = settings or MethodSettings()
     recorded = {
         "data": data,
@@ -561,6 +582,12 @@ def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, prima
         f"Metrics are for the largest label fraction ({fractions[-1]:g}), averaged over seeds {list(seeds)}; "
         f"the 95% intervals come from resampling held-out patients ({n_bootstrap:,} bootstrap draws).",
     ]
+    if cohort.unknown_share > UNKNOWN_SHARE_WARNING:
+        notes.append(
+            f"{cohort.unknown_share:.0%} of the data's claims events have codes the model's vocabulary "
+            "does not hold; the models read without them (were the data coded differently? --adapt "
+            "rebuilds the code table for this site)."
+        )
     if len(fractions) > 1 or fractions[0] < 1:
         notes.append(
             "A label fraction applies to the tuning labels too (early stopping and model selection "
