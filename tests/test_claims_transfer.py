@@ -118,3 +118,14 @@ def test_data_coded_otherwise_is_flagged(site_icd9, site_icd10, tmp_path):
     same_site = recipes.unknown_code_share(bundle, pl.scan_parquet(site_icd9 / "data" / "*.parquet"))
     other_site = recipes.unknown_code_share(bundle, pl.scan_parquet(site_icd10 / "data" / "*.parquet"))
     assert same_site < recipes.UNKNOWN_SHARE_WARNING < other_site
+
+
+def test_a_cold_start_keeps_the_code_vectors_of_its_descriptions():
+    config = ClaimPTConfig.paper(10, 4, code_embedding="projected", concept_dim=DIM)
+    model = ClaimPT(config)
+    model.visit_embedding.code.set_concepts(torch.randn(10, DIM))
+    fresh = model.fresh_copy()
+    assert torch.equal(fresh.visit_embedding.code.concepts, model.visit_embedding.code.concepts)
+    assert not torch.equal(
+        fresh.visit_embedding.code.projection.weight, model.visit_embedding.code.projection.weight
+    )

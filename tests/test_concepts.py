@@ -133,7 +133,7 @@ def _openai(server, **options) -> OpenAIEncoder:
     )
 
 
-def test_endpoint_batches_orders_retries_and_sends_the_key(endpoint, monkeypatch):
+def test_endpoint_batches_orders_retries_and_keeps_the_key_off_plain_http(endpoint, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", "sk-test")
     endpoint.state["fail"] = [429, 500]
     encoder = _openai(endpoint)
@@ -142,7 +142,7 @@ def test_endpoint_batches_orders_retries_and_sends_the_key(endpoint, monkeypatch
     requests = endpoint.state["requests"]
     assert len(requests) == 2 + 3  # two retried failures, then ceil(5 / 2) batches
     assert [len(r["input"]) for r in requests[2:]] == [2, 2, 1]
-    assert all(r["auth"] == "Bearer sk-test" and r["model"] == "emb-small" for r in requests)
+    assert all(r["auth"] is None and r["model"] == "emb-small" for r in requests)  # http: no key sent
     expected = np.array([_fake_vector(t) for t in texts], np.float32)
     assert np.allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True))
     assert encoder.dim == 3 and encoder.name.startswith("openai:http://127.0.0.1")
@@ -297,3 +297,32 @@ def test_cli_embed_reads_every_code_of_a_meds_folder(tmp_path):
     frame = pl.read_parquet(out).sort("code")
     assert frame["code"].to_list() == [ASTHMA10, "LOCAL/flu", "LOCAL/x"]
     assert frame["source"].to_list() == ["vocab", "dataset", "code"]
+
+
+def test_the_key_goes_only_to_https_endpoints(monkeypatch):
+    from clinfm.concepts.encoders import OpenAIEncoder
+
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    sent = {}
+
+    class Answer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            return b'{"data": [{"index": 0, "embedding": [1.0, 0.0]}]}'
+
+    def fake_urlopen(request, timeout):
+        sent[request.full_url] = request.get_header("Authorization")
+        return Answer()
+
+    monkeypatch.setattr("urllib.request.urlopen", fake_urlopen)
+    for url in ("https://example.invalid/v1", "http://example.invalid/v1"):
+        OpenAIEncoder("m", url, api_key_env="FAKE_KEY", max_rps=0).encode(["x"])
+    assert sent == {
+        "https://example.invalid/v1/embeddings": "Bearer sk-test",
+        "http://example.invalid/v1/embeddings": None,
+    }

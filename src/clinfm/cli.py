@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import clinfm
@@ -57,7 +58,7 @@ def _user_facing(command):
             if os.environ.get("CLINFM_DEBUG"):
                 raise
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return run

@@ -186,7 +186,7 @@ class CodeEmbedding(nn.Module):
         self.register_buffer("concepts", torch.zeros(vocab_size, concept_dim))
         self.projection = nn.Linear(concept_dim, width, bias=False)  # no bias: padding stays zero
         if mode == "frozen":
-            nn.init.orthogonal_(self.projection.weight)  # keeps the text space's angles
+            nn.init.orthogonal_(self.projection.weight)  # a random projection with orthonormal rows
             self.projection.weight.requires_grad_(False)
         if mode == "finetuned":
             self.correction = nn.Embedding(vocab_size, width, padding_idx=0)
@@ -328,6 +328,14 @@ class ClaimPT(nn.Module):
             else:
                 loss = loss + 0.0 * sum(p.sum() for p in self.code_head.parameters())
         return loss, parts
+
+    def fresh_copy(self) -> ClaimPT:
+        """The same architecture with new random weights, keeping the code vectors' text embeddings
+        (they are data, not learned): the cold start of a concept-embedding model reads codes too."""
+        fresh = ClaimPT(self.config)
+        if self.config.code_embedding != "id":
+            fresh.visit_embedding.code.set_concepts(self.visit_embedding.code.concepts)
+        return fresh
 
     def reset_classifier(self) -> None:
         """Fresh random weights for the classification head (it is never trained in pre-training:

@@ -333,7 +333,7 @@ def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> tup
         model.reset_classifier()
     elif method == "cold_start":
         torch.manual_seed(seed)
-        model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
+        model, config = bundle.model.fresh_copy(), settings.from_scratch.replace(seed=seed)
     else:
         torch.manual_seed(seed)
         gru = VisitGRUConfig(len(bundle.vocab), bundle.tokenizer.date_vocab, bundle.model.config.d_model)
@@ -811,7 +811,7 @@ def next_visit(
             if method == "fine_tuned":
                 model, config = clone(bundle.model), settings.finetune.replace(seed=seed)
             else:
-                model, config = ClaimPT(bundle.model.config), settings.from_scratch.replace(seed=seed)
+                model, config = bundle.model.fresh_copy(), settings.from_scratch.replace(seed=seed)
             fit(model, "nextvisit", train, val, config, work, name=f"nextvisit-{method}")
             scores[method] = predict(model, test, "nextvisit").numpy()
     if not is_global_zero():

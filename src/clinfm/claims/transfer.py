@@ -46,6 +46,8 @@ def concept_vectors(
 
     text_encoder = load_encoder(encoder)
     texts = code_texts(list(vocab.codes), dataset=data)
+    if texts["code"].to_list() != list(vocab.codes):  # a row per id, or every code gets another's vector
+        raise RuntimeError("code texts are not in vocabulary order")
     vectors = np.asarray(embed_texts(text_encoder, texts["text"].to_list()), dtype=np.float32)
     rows = np.zeros((len(vocab), vectors.shape[1]), dtype=np.float32)
     rows[len(vocab.special_tokens) :] = vectors

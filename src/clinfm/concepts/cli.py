@@ -107,7 +107,12 @@ def read_embeddings(path: Path) -> tuple[pl.DataFrame, np.ndarray]:
     missing = {"code", "embedding"} - set(frame.columns)
     if missing:
         raise InputError(f"not a concepts embeddings file; missing columns {sorted(missing)}", path=path)
-    vectors = np.asarray(frame["embedding"].to_numpy(), dtype=np.float32).reshape(frame.height, -1)
+    column = frame["embedding"]
+    if not isinstance(column.dtype, pl.Array | pl.List) or not column.dtype.inner.is_numeric():
+        raise InputError(f"the embedding column holds {column.dtype}, not vectors of numbers", path=path)
+    if column.list.len().n_unique() > 1 if isinstance(column.dtype, pl.List) else False:
+        raise InputError("the embedding vectors differ in length", path=path)
+    vectors = np.asarray(column.to_list(), dtype=np.float32).reshape(frame.height, -1)
     return frame, vectors
 
 

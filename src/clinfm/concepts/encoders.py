@@ -227,16 +227,23 @@ class OpenAIEncoder:
         raise InputError(f"embeddings endpoint {self.url} kept failing after {self.max_tries} tries: {last}")
 
     def _post(self, body: bytes) -> dict:
-        wait = self._last_request + 1.0 / self.max_rps - time.monotonic()
-        if self.max_rps > 0 and wait > 0:
-            time.sleep(wait)
+        if self.max_rps > 0:
+            wait = self._last_request + 1.0 / self.max_rps - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
         self._last_request = time.monotonic()
         headers = {"Content-Type": "application/json"}
-        if key := os.environ.get(self.api_key_env):
+        # A key travels only over https: a plain-http URL (a local server) gets none, so a mistyped
+        # endpoint cannot receive it in clear text.
+        if self.url.startswith("https://") and (key := os.environ.get(self.api_key_env)):
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(f"{self.url}/embeddings", data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            return json.loads(response.read())
+            raw = response.read()
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise InputError(f"embeddings endpoint {self.url} did not answer JSON: {raw[:120]!r}") from None
 
     def _parse(self, payload: dict, n: int) -> np.ndarray:
         """Vectors in input order; a count or dimension that differs from before is an InputError."""

@@ -70,7 +70,10 @@ def code_texts(
     for name in reversed(SOURCES):  # built inside out, so the first source wins
         if tables[name] is None:
             continue
-        frame = frame.join(_usable(tables[name]).rename({"description": name}), on="code", how="left")
+        described = _usable(tables[name]).rename({"description": name})
+        frame = frame.join(
+            described, on="code", how="left", maintain_order="left"
+        )  # rows stay the codes' order
         text = pl.when(pl.col(name).is_not_null()).then(pl.col(name)).otherwise(text)
         source = pl.when(pl.col(name).is_not_null()).then(pl.lit(name)).otherwise(source)
     frame = frame.select(
