@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from clinfm.claims import recipes, transfer
+from clinfm.claims import cross_site, recipes, transfer
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.model import CODE_EMBEDDINGS, ClaimPT, ClaimPTConfig
 from clinfm.errors import InputError
@@ -34,6 +34,7 @@ def fake_concept_vectors(vocab, encoder, data):
 def _fake_encoder(monkeypatch):
     monkeypatch.setattr(transfer, "concept_vectors", fake_concept_vectors)
     monkeypatch.setattr(recipes, "concept_vectors", fake_concept_vectors)
+    monkeypatch.setattr(cross_site, "concept_vectors", fake_concept_vectors)
 
 
 @pytest.mark.parametrize("mode", CODE_EMBEDDINGS)
@@ -129,3 +130,35 @@ def test_a_cold_start_keeps_the_code_vectors_of_its_descriptions():
     assert not torch.equal(
         fresh.visit_embedding.code.projection.weight, model.visit_embedding.code.projection.weight
     )
+
+
+def test_the_transfer_protocols_on_a_tiny_pair(site_icd9, site_icd10, tmp_path):
+    from clinfm.claims.cross_site import PROTOCOLS, transfer
+
+    out = transfer(
+        site_icd9,
+        site_icd10,
+        "asthma_exacerbation_180d",
+        tmp_path / "xfer",
+        fractions=(0.5, 1.0),
+        seeds=(0,),
+        settings=TINY,
+        min_subjects=5,
+        held_out=0.4,
+        n_bootstrap=50,
+    )
+    points = json.loads((out / "efficiency.json").read_text())["points"]
+    methods = {p["method"] for p in points}
+    assert methods == {f"{e}/{p}" for e in ("ids", "text") for p in PROTOCOLS}
+    shared = [p["metrics"]["auroc"]["per_seed"] for p in points if p["method"] == "text/shared"]
+    assert shared[0] == shared[1]  # no target label is used: the same model at every share
+    record = json.loads((out / "run.json").read_text())
+    assert record["data"]["n_test"] == json.loads((out / "metrics.json").read_text())["test"]["n"]
+    assert (out / "report.html").exists()
+
+
+def test_unknown_protocols_are_refused(site_icd9, site_icd10, tmp_path):
+    from clinfm.claims.cross_site import transfer
+
+    with pytest.raises(InputError, match="unknown protocols"):
+        transfer(site_icd9, site_icd10, "asthma_exacerbation_180d", tmp_path / "x", protocols=("magic",))

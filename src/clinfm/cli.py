@@ -530,6 +530,48 @@ def nextvisit(
     _print_metrics(path)
 
 
+@app.command("transfer")
+@_user_facing
+@_training_options
+def transfer_command(
+    source: Path = typer.Option(..., "--source", help="Site A: the MEDS dataset a model is trained at."),
+    target: Path = typer.Option(..., "--target", help="Site B: the MEDS dataset it should help."),
+    labels: str = typer.Option(
+        ..., "--labels", help="Task both sites have (tasks/<name>.parquet) or a path in each."
+    ),
+    out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    encoder: str | None = typer.Option(
+        None, help="Text encoder for the concept embeddings (default MiniLM)."
+    ),
+    fractions: str = typer.Option("0.1,0.25,0.5,1", help="Shares of the target's training labels."),
+    seeds: str = typer.Option("0,1,2", help="Seeds per share."),
+    protocols: str = typer.Option("local,shared,transfer,transfer_head,pooled", help="Protocols to run."),
+    held_out: float | None = typer.Option(
+        None, help="Hold out this share of each site's patients instead of its splits."
+    ),
+    overwrite: bool = OVERWRITE_OPTION,
+    **training,
+):
+    """Cross-site transfer: local / shared / transfer / pooled, code ids vs concept embeddings."""
+    from clinfm.claims import recipes
+    from clinfm.claims.cross_site import transfer
+
+    path = transfer(
+        source,
+        target,
+        labels,
+        out,
+        encoder=encoder,
+        fractions=_floats(fractions, "fractions"),
+        seeds=_integers(seeds, "seeds"),
+        protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
+        settings=_training(recipes.FROM_SCRATCH, **training),
+        held_out=held_out,
+        overwrite=overwrite,
+    )
+    _print_metrics(path)
+
+
 @app.command()
 @_user_facing
 def predict(

@@ -497,6 +497,17 @@ def efficiency(
 def _write_efficiency_run(
     tmp, results, cohort, bundle, source, fractions, seeds, methods, settings, n_bootstrap
 ):
+    primary = "pretrained" if "pretrained" in methods else methods[0]
+    write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n_bootstrap)
+    write_json_atomic(
+        tmp / "run.json",
+        _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary, n_bootstrap),
+    )
+
+
+def write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n_bootstrap) -> None:
+    """``efficiency.json``, ``metrics.json`` and the predictions of ``results``, keyed by (method,
+    fraction, seed) and holding held-out probabilities: what every label-efficiency run reports."""
     from clinfm.evaluate.metrics import auprc, auroc, binary_metrics_runs
     from clinfm.evaluate.predictions import write_predictions
 
@@ -562,12 +573,7 @@ def _write_efficiency_run(
             y=y.astype(bool),
             p=probabilities,
         )
-    primary = "pretrained" if "pretrained" in methods else methods[0]
     shutil.copyfile(tmp / "predictions" / f"{primary}.parquet", tmp / "predictions.parquet")
-    write_json_atomic(
-        tmp / "run.json",
-        _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary, n_bootstrap),
-    )
 
 
 def _finite(value: float) -> float | None:
