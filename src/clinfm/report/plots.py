@@ -50,8 +50,11 @@ def method_styles(methods: Sequence[str]) -> dict[str, Style]:
     styles = {}
     for method in ordered:
         slot = KNOWN_ORDER.index(method) if method in KNOWN_ORDER else len(KNOWN_ORDER) + others.index(method)
+        turn = slot // len(PALETTE)  # past the palette, colours repeat with another line and marker
         styles[method] = Style(
-            PALETTE[slot % len(PALETTE)], LINESTYLES[slot % len(LINESTYLES)], MARKERS[slot % len(MARKERS)]
+            PALETTE[slot % len(PALETTE)],
+            LINESTYLES[(slot + turn) % len(LINESTYLES)],
+            MARKERS[(slot + 2 * turn) % len(MARKERS)],
         )
     return styles
 
