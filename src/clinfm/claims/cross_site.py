@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,23 +63,16 @@ def _site_model(vocab: Vocabulary, mode: str, encoder: str | None, data, seed: i
     return ClaimsModel(model, vocab, categories, TokenizerConfig.paper(), encoder=encoder, encoder_name=name)
 
 
-def _labelled(bundle: ClaimsModel, cohort, split: str, rows: np.ndarray | None = None) -> VisitBatches:
-    part = cohort.parts[split]
-    y = cohort.y(split)
-    if rows is not None:
-        part, y = part[rows], y[rows]
-    return bundle.dataset(scan_shards(cohort.data), part, y)
+def _tokenized(bundle: ClaimsModel, cohort, splits: tuple[str, ...]) -> dict[str, VisitBatches]:
+    """A site's labelled splits tokenized once for a vocabulary; label shares are ``subset`` views."""
+    shards = scan_shards(cohort.data)
+    return {split: bundle.dataset(shards, cohort.parts[split], cohort.y(split)) for split in splits}
 
 
 def _joined(a: VisitBatches, b: VisitBatches) -> VisitBatches:
     """Two sites' samples in one dataset (tokenized with the same vocabulary)."""
     packed = PackedVisits.concat([a.packed.take(a.rows), b.packed.take(b.rows)])
     return VisitBatches(packed, a.categories, np.concatenate([a.label_values, b.label_values]))
-
-
-def _train(bundle: ClaimsModel, train: VisitBatches, val: VisitBatches, config: TrainConfig, work, name):
-    fit(bundle.model, "classify", train, val, config, work, name=name, resume=False)
-    return bundle
 
 
 def transfer(
@@ -164,56 +157,67 @@ class Plan:
 
 
 def _protocols(a, b, embedding: str, mode: str, plan: Plan) -> dict:
-    """Held-out probabilities at the target for each protocol, fraction and seed, for one embedding."""
-    results = {}
-    encoder, settings, work = plan.encoder, plan.settings, plan.work
+    """Held-out probabilities at the target for each protocol, fraction and seed, for one embedding.
+
+    Each vocabulary's data are tokenized and its code vectors embedded once; every point trains a
+    fresh copy (or a clone of the moved source model) on a ``subset`` of the target's labels.
+    """
+    fit_args = {"work_dir": plan.work, "resume": False}
     source_vocab = site_vocabulary(a.data, plan.policy.assign(a.data, scan_events(a.data)), plan.min_subjects)
-    source = _site_model(source_vocab, mode, encoder, a.data, seed=0)
+    source = _site_model(source_vocab, mode, plan.encoder, a.data, seed=0)
     source.splits = plan.policy
-    _train(
-        source,
-        _labelled(source, a, "train"),
-        _labelled(source, a, "tuning"),
-        settings,
-        work,
-        f"{embedding}-source",
+    at_a = _tokenized(source, a, ("train", "tuning"))
+    fit(
+        source.model,
+        "classify",
+        at_a["train"],
+        at_a["tuning"],
+        plan.settings,
+        name=f"{embedding}-source",
+        **fit_args,
     )
     moved = move_to_site(source, b.data, min_subjects=plan.min_subjects)
-    moved_test = _labelled(moved, b, "held_out")
-    target_vocab = moved.vocab
-    pooled_vocab = Vocabulary(
-        tuple(sorted(set(source_vocab.codes) | set(target_vocab.codes))), plan.min_subjects, counted=True
+    at_b = _tokenized(moved, b, ("train", "tuning", "held_out"))  # local models share the moved vocabulary
+    local = _site_model(moved.vocab, mode, plan.encoder, b.data, seed=0)
+    both = Vocabulary(
+        tuple(sorted(set(source_vocab.codes) | set(moved.vocab.codes))), plan.min_subjects, counted=True
     )
+    pooled = _site_model(both, mode, plan.encoder, None, seed=0)
+    pooled_a = _tokenized(pooled, a, ("train", "tuning"))
+    pooled_b = _tokenized(pooled, b, ("train", "tuning", "held_out"))
+    shared = predict(moved.model, at_b["held_out"], "classify").numpy()  # no target label: one model
+    results = {}
     for fraction in plan.fractions:
         for seed in plan.seeds:
             rows = {split: subsample(b.y(split), fraction, seed) for split in ("train", "tuning")}
-            config = settings.replace(seed=seed)
             for protocol in plan.protocols:
-                name = f"{embedding}/{protocol}"
                 if protocol == "shared":
-                    results[name, fraction, seed] = predict(moved.model, moved_test, "classify").numpy()
+                    results[f"{embedding}/shared", fraction, seed] = shared
                     continue
+                torch.manual_seed(seed)
+                config = plan.settings.replace(seed=seed)
+                data = pooled_b if protocol == "pooled" else at_b
+                train, val = data["train"].subset(rows["train"]), data["tuning"].subset(rows["tuning"])
                 if protocol in ("transfer", "transfer_head"):
-                    bundle = replace(moved, model=clone(moved.model))
-                    tuned = config.replace(strategy="probe" if protocol == "transfer_head" else "full")
-                    train, val = (_labelled(bundle, b, s, rows[s]) for s in ("train", "tuning"))
+                    model = clone(moved.model)
+                    config = config.replace(strategy="probe" if protocol == "transfer_head" else "full")
                 elif protocol == "local":
-                    bundle = _site_model(target_vocab, mode, encoder, b.data, seed)
-                    tuned = config
-                    train, val = (_labelled(bundle, b, s, rows[s]) for s in ("train", "tuning"))
+                    model = local.model.fresh_copy()
                 else:  # pooled: both sites' labels over both sites' codes
-                    bundle = _site_model(pooled_vocab, mode, encoder, None, seed)
-                    tuned = config
-                    train = _joined(
-                        _labelled(bundle, a, "train"), _labelled(bundle, b, "train", rows["train"])
-                    )
-                    val = _joined(
-                        _labelled(bundle, a, "tuning"), _labelled(bundle, b, "tuning", rows["tuning"])
-                    )
-                label = f"{embedding}-{protocol}-f{fraction:g}-s{seed}"
-                _train(bundle, train, val, tuned, work, label)
-                test = moved_test if protocol != "pooled" else _labelled(bundle, b, "held_out")
-                results[name, fraction, seed] = predict(bundle.model, test, "classify").numpy()
+                    model = pooled.model.fresh_copy()
+                    train, val = _joined(pooled_a["train"], train), _joined(pooled_a["tuning"], val)
+                fit(
+                    model,
+                    "classify",
+                    train,
+                    val,
+                    config,
+                    name=f"{embedding}-{protocol}-f{fraction:g}-s{seed}",
+                    **fit_args,
+                )
+                results[f"{embedding}/{protocol}", fraction, seed] = predict(
+                    model, data["held_out"], "classify"
+                ).numpy()
     return results
 
 

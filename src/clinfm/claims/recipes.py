@@ -33,14 +33,14 @@ from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.gru import VisitGRU, VisitGRUConfig
 from clinfm.claims.model import ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
-from clinfm.claims.transfer import concept_vectors, move_to_site
+from clinfm.claims.transfer import concept_vectors, move_to_site, site_vocabulary
 from clinfm.errors import InputError
 from clinfm.events.labels import check_labels
 from clinfm.events.meds import read_labels, scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
-from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
 
 PRESETS = ("paper", "modern")
 NEURAL_METHODS = ("pretrained", "cold_start", "gru")
@@ -126,14 +126,8 @@ def pretrain(
     events = scan_events(data)
     policy = splits or SplitPolicy()
     splits = policy.assign(data, events)
-    train_events = _split_events(events, splits, ("train",))
     with progress.status("building the vocabulary"):
-        claims = train_events.filter(claim_code_filter(events.collect_schema().names()))
-        vocab = Vocabulary.from_events(claims, min_subjects=min_subjects)
-    if not vocab.codes:
-        raise InputError(
-            f"no code is seen in at least {min_subjects} training patients: nothing to learn", path=data
-        )
+        vocab = site_vocabulary(data, splits, min_subjects)
     categories = CategoryMap.build(vocab)
     concepts, encoder_name = None, None
     if code_embedding != "id":
@@ -766,6 +760,12 @@ def _diagnosis_categories(categories: CategoryMap) -> np.ndarray:
     return np.asarray(grouped or range(len(categories)), dtype=np.int64)
 
 
+def _category_space(categories: CategoryMap, scored: np.ndarray) -> str:
+    if len(scored) < len(categories):
+        return "diagnosis categories (CCS / CCSR)"
+    return "categories (no ICD-9-CM / ICD-10-CM diagnoses in the vocabulary: every category is scored)"
+
+
 NEXT_VISIT_METHODS = ("pretrained", "fine_tuned", "cold_start")
 NEXT_VISIT_DESCRIPTIONS = {
     "pretrained": "the pre-trained model's next-visit head as it is, with no tuning",
@@ -851,8 +851,8 @@ def next_visit(
                 "task": {
                     "name": "next_visit",
                     "type": "multilabel",
-                    "description": f"the {len(scored)} diagnosis categories (CCS / CCSR) of each "
-                    "held-out patient's last visit, from the visits before it",
+                    "description": f"the {len(scored)} {_category_space(bundle.categories, scored)} "
+                    "of each held-out patient's last visit, from the visits before it",
                 },
                 "data": {
                     "dataset": str(data),

@@ -63,7 +63,9 @@ def site_vocabulary(data: Path, splits: pl.DataFrame, min_subjects: int) -> Voca
     )
     vocab = Vocabulary.from_events(claims, min_subjects=min_subjects)
     if not vocab.codes:
-        raise InputError(f"no code is seen in at least {min_subjects} training patients", path=data)
+        raise InputError(
+            f"no code is seen in at least {min_subjects} training patients: nothing to learn", path=data
+        )
     return vocab
 
 
