@@ -248,6 +248,16 @@ class CodeEmbedding(StrEnum):
     finetuned = "finetuned"
 
 
+class TransferPreset(StrEnum):
+    claimpt = "claimpt"
+    paper = "paper"
+
+
+class Missing(StrEnum):
+    absent = "absent"
+    zero = "zero"
+
+
 class Strategy(StrEnum):
     full = "full"
     probe = "probe"
@@ -540,8 +550,20 @@ def transfer_command(
         ..., "--labels", help="Task both sites have (tasks/<name>.parquet) or a path in each."
     ),
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
-    encoder: str | None = typer.Option(
-        None, help="Text encoder for the concept embeddings (default MiniLM)."
+    preset: TransferPreset = typer.Option(
+        TransferPreset.claimpt,
+        help="claimpt: Claim-PT on visit sequences; paper: the paper's 1-D CNN over findings tables.",
+    ),
+    encoder: list[str] | None = typer.Option(
+        None,
+        help="Text encoder for the concept embeddings (default MiniLM); repeat to compare several.",
+    ),
+    code_embedding: CodeEmbedding = typer.Option(
+        CodeEmbedding.projected, help="claimpt: how the text vectors are read (frozen, projected, finetuned)."
+    ),
+    max_findings: int = typer.Option(100, min=1, help="paper: findings per table (the most common codes)."),
+    missing: Missing = typer.Option(
+        Missing.absent, help="paper: a missing finding reads as absent (the paper's) or as zeros."
     ),
     fractions: str = typer.Option("0.1,0.25,0.5,1", help="Shares of the target's training labels."),
     seeds: str = typer.Option("0,1,2", help="Seeds per share."),
@@ -555,17 +577,24 @@ def transfer_command(
     """Cross-site transfer: local / shared / transfer / pooled, code ids vs concept embeddings."""
     from clinfm.claims import recipes
     from clinfm.claims.cross_site import transfer
+    from clinfm.concepts.cnn import PAPER_TRAINING
 
+    if code_embedding == CodeEmbedding.id:
+        raise InputError("--code-embedding id is the code-id arm every run has; choose a text mode")
     path = transfer(
         source,
         target,
         labels,
         out,
-        encoder=encoder,
+        preset=preset.value,
+        encoders=tuple(encoder or (None,)),
+        code_embedding=code_embedding.value,
+        max_findings=max_findings,
+        missing=missing.value,
         fractions=_floats(fractions, "fractions"),
         seeds=_integers(seeds, "seeds"),
         protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
-        settings=_training(recipes.FROM_SCRATCH, **training),
+        settings=_training(PAPER_TRAINING if preset == "paper" else recipes.FROM_SCRATCH, **training),
         held_out=held_out,
         overwrite=overwrite,
     )

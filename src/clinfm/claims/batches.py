@@ -128,6 +128,11 @@ class VisitBatches(torch.utils.data.Dataset):
             self.packed, self.categories, self.labels, self.rows[np.asarray(rows, dtype=np.int64)]
         )
 
+    def joined(self, other: VisitBatches) -> VisitBatches:
+        """These samples and ``other``'s in one dataset (both tokenized with the same vocabulary)."""
+        packed = PackedVisits.concat([self.packed.take(self.rows), other.packed.take(other.rows)])
+        return VisitBatches(packed, self.categories, np.concatenate([self.label_values, other.label_values]))
+
     def __len__(self) -> int:
         return len(self.rows)
 

@@ -1,7 +1,6 @@
 """``clinfm transfer``: does a model trained at site A help at site B, coded otherwise?
 
-The protocols of the concept-embedding paper (Gao et al., arXiv:2409.13893), on Claim-PT trained on
-each site's labels (no pre-training, so only the transfer is measured), judged on B's held-out
+The protocols of the concept-embedding paper (Gao et al., arXiv:2409.13893), judged on B's held-out
 patients at several shares of B's training labels:
 
 - ``local``: trained on B's labels only;
@@ -10,9 +9,17 @@ patients at several shares of B's training labels:
 - ``transfer_head``: the same, tuning the classification head only;
 - ``pooled``: trained on A's labels and B's together, over both sites' codes.
 
-Each protocol runs for code-id embeddings (the paper's Claim-PT: B's codes are unknown to A's
-model) and for concept embeddings (``projected``: codes from their descriptions' text embeddings,
-so A's model can read B's codes).
+Two model families (``preset``):
+
+- ``paper``: the paper's own model and training: a findings table per sample (present / absent /
+  missing, :mod:`clinfm.concepts.findings`) read by the 1-D CNN (:mod:`clinfm.concepts.cnn`); the
+  source model is the best of three seeds by validation AUROC; transfer tunes at 10x the rate.
+- ``claimpt``: Claim-PT on the visit sequence, trained on each site's labels (no pre-training, so
+  only the transfer is measured).
+
+Each protocol runs for code ids (one-hot findings, or Claim-PT's learned code table: B's codes are
+unknown to A's model) and for the concept embeddings of each text encoder given (codes read through
+their descriptions' text embeddings, so A's model can read B's codes).
 """
 
 from __future__ import annotations
@@ -28,18 +35,27 @@ import torch
 from clinfm import __version__, progress
 from clinfm.claims.batches import CategoryMap, VisitBatches
 from clinfm.claims.checkpoint import ClaimsModel
-from clinfm.claims.model import ClaimPT, ClaimPTConfig
+from clinfm.claims.model import CODE_EMBEDDINGS, ClaimPT, ClaimPTConfig
 from clinfm.claims.recipes import FROM_SCRATCH, _now, load_cohort, subsample, write_evaluation
-from clinfm.claims.tokenizer import PackedVisits, TokenizerConfig
+from clinfm.claims.tokenizer import TokenizerConfig
 from clinfm.claims.transfer import concept_vectors, move_to_site, site_vocabulary
+from clinfm.concepts.findings import (
+    FindingsData,
+    choose_findings,
+    findings_table,
+    onehot_vectors,
+    text_vectors,
+    token_ids,
+)
 from clinfm.errors import InputError
 from clinfm.events.meds import scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
-from clinfm.train.engine import TrainConfig, clone, fit, predict
+from clinfm.train.engine import FitResult, TrainConfig, clone, fit, predict
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
 
 PROTOCOLS = ("local", "shared", "transfer", "transfer_head", "pooled")
+PRESETS = ("claimpt", "paper")
 DESCRIPTIONS = {
     "local": "trained on the target site's labels only",
     "shared": "the source site's model applied to the target untouched (no target label used)",
@@ -47,11 +63,14 @@ DESCRIPTIONS = {
     "transfer_head": "the source site's model with only its classification head tuned on the target's labels",
     "pooled": "trained on both sites' labels together",
 }
-EMBEDDINGS = {"ids": "code ids (the paper's Claim-PT)", "text": "concept embeddings of code descriptions"}
+IDS = {
+    "claimpt": "code ids (Claim-PT's learned code table)",
+    "paper": "one-hot findings (the paper's baseline)",
+}
 
 
 def _site_model(vocab: Vocabulary, mode: str, encoder: str | None, data, seed: int) -> ClaimsModel:
-    """A fresh Claim-PT (paper preset) for ``vocab``: code ids, or projected concept vectors."""
+    """A fresh Claim-PT (paper preset) for ``vocab``: code ids, or concept vectors read by ``mode``."""
     categories = CategoryMap.build(vocab)
     concepts, name = (None, None) if mode == "id" else concept_vectors(vocab, encoder, data)
     dim = 0 if concepts is None else concepts.shape[1]
@@ -69,73 +88,74 @@ def _tokenized(bundle: ClaimsModel, cohort, splits: tuple[str, ...]) -> dict[str
     return {split: bundle.dataset(shards, cohort.parts[split], cohort.y(split)) for split in splits}
 
 
-def _joined(a: VisitBatches, b: VisitBatches) -> VisitBatches:
-    """Two sites' samples in one dataset (tokenized with the same vocabulary)."""
-    packed = PackedVisits.concat([a.packed.take(a.rows), b.packed.take(b.rows)])
-    return VisitBatches(packed, a.categories, np.concatenate([a.label_values, b.label_values]))
-
-
 def transfer(
     source: str | os.PathLike,
     target: str | os.PathLike,
     task: str,
     out: str | os.PathLike,
     *,
-    encoder: str | None = None,
+    preset: str = "claimpt",
+    encoders: tuple[str | None, ...] = (None,),
+    code_embedding: str = "projected",
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0),
     seeds: tuple[int, ...] = (0, 1, 2),
     protocols: tuple[str, ...] = PROTOCOLS,
-    settings: TrainConfig = FROM_SCRATCH,
+    settings: TrainConfig | None = None,
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
     held_out: float | None = None,
+    max_findings: int = 100,
+    missing: str = "absent",
     n_bootstrap: int = 1000,
     overwrite: bool = False,
 ) -> Path:
-    """Every protocol, for code ids and for concept embeddings, at each share of the target's labels.
+    """Every protocol, for code ids and each text encoder's concept embeddings, at each share of the
+    target's labels.
 
     ``task`` names a label file both sites have (``<site>/tasks/<task>.parquet``) or is a path
-    relative to each site. ``held_out`` replaces the sites' own splits by a stable-hash split with
-    that share of patients held out (small sites, rare outcomes). Writes a label-efficiency run
-    (``efficiency.json``, ``metrics.json``, predictions, ``report.html``) with one curve per
-    ``<embedding>/<protocol>``.
+    relative to each site. ``encoders``: text encoder specs (None: the default MiniLM).
+    ``code_embedding``: how Claim-PT reads the text vectors (projected, frozen, finetuned).
+    ``settings``: training of every model (default: the preset's); the transfer protocols tune at
+    ten times its learning rate under the paper preset. ``held_out`` replaces the sites' own splits
+    by a stable-hash split with that share of patients held out (small sites, rare outcomes).
+    ``max_findings`` and ``missing`` shape the paper preset's findings tables. Writes a
+    label-efficiency run (``efficiency.json``, ``metrics.json``, predictions, ``report.html``) with
+    one curve per ``<embedding>/<protocol>``.
     """
-    unknown = [p for p in protocols if p not in PROTOCOLS]
-    if unknown or not protocols:
-        raise InputError(f"unknown protocols {unknown}; expected some of {', '.join(PROTOCOLS)}")
-    out = check_output(out, overwrite)
-    source, target = Path(source).resolve(), Path(target).resolve()
-    fractions = tuple(sorted(set(fractions)))
-    policy = SplitPolicy() if held_out is None else SplitPolicy(seed=0, held_out=held_out)
-    a = load_cohort(source, _labels(source, task), policy)
-    b = load_cohort(target, _labels(target, task), policy)
-    plan = Plan(
+    plan = _plan(
+        preset,
+        encoders,
+        code_embedding,
         fractions,
         seeds,
         protocols,
         settings,
         min_subjects,
-        policy,
-        encoder,
-        out.parent / f".{out.name}.partial",
+        held_out,
+        max_findings,
+        missing,
+        out,
     )
-    work = plan.work
+    out = check_output(out, overwrite)
+    source, target = Path(source).resolve(), Path(target).resolve()
+    a = load_cohort(source, _labels(source, task), plan.policy)
+    b = load_cohort(target, _labels(target, task), plan.policy)
     results: dict[tuple[str, float, int], np.ndarray] = {}
-    for embedding, mode in (("ids", "id"), ("text", "projected")):
-        with progress.status(f"{embedding}: training at the source site"):
-            results |= _protocols(a, b, embedding, mode, plan)
-    methods = tuple(f"{e}/{p}" for e in EMBEDDINGS for p in protocols)
+    for label, encoder in plan.embeddings.items():
+        with progress.status(f"{label}: training at the source site"):
+            build = _paper_arm if preset == "paper" else _claimpt_arm
+            results |= _run_protocols(build(a, b, label, encoder, plan), label, plan)
+    methods = tuple(f"{e}/{p}" for e in plan.embeddings for p in protocols)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        primary = f"text/{'transfer' if 'transfer' in protocols else protocols[0]}"
-        write_evaluation(tmp, results, b, fractions, seeds, methods, primary, n_bootstrap)
-        write_json_atomic(
-            tmp / "run.json", _run_json(a, b, task, methods, primary, encoder, fractions, seeds, settings)
-        )
-        if (work / "logs").exists():
-            shutil.copytree(work / "logs", tmp / "logs")
+        text = next((e for e in plan.embeddings if e != "ids"), "ids")
+        primary = f"{text}/{'transfer' if 'transfer' in protocols else protocols[0]}"
+        write_evaluation(tmp, results, b, plan.fractions, seeds, methods, primary, n_bootstrap)
+        write_json_atomic(tmp / "run.json", _run_json(a, b, task, methods, primary, plan))
+        if (plan.work / "logs").exists():
+            shutil.copytree(plan.work / "logs", tmp / "logs")
         from clinfm.report import write_report
 
         write_report(tmp)
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(plan.work, ignore_errors=True)
     return out
 
 
@@ -146,25 +166,140 @@ def _labels(site: Path, task: str) -> Path:
 
 @dataclass(frozen=True)
 class Plan:
+    preset: str
+    embeddings: dict[str, str | None]  # run label -> text encoder spec; "ids" -> None (code ids)
+    code_embedding: str
     fractions: tuple[float, ...]
     seeds: tuple[int, ...]
     protocols: tuple[str, ...]
     settings: TrainConfig
+    tuning: TrainConfig  # the transfer protocols' training
     min_subjects: int
     policy: SplitPolicy
-    encoder: str | None
+    max_findings: int
+    missing: str
     work: Path
 
 
-def _protocols(a, b, embedding: str, mode: str, plan: Plan) -> dict:
-    """Held-out probabilities at the target for each protocol, fraction and seed, for one embedding.
+def _plan(
+    preset,
+    encoders,
+    code_embedding,
+    fractions,
+    seeds,
+    protocols,
+    settings,
+    min_subjects,
+    held_out,
+    max_findings,
+    missing,
+    out,
+) -> Plan:
+    """The run's choices, checked before any data is read."""
+    from clinfm.concepts.cnn import PAPER_TRAINING
+    from clinfm.concepts.findings import MISSING_POLICIES
 
-    Each vocabulary's data are tokenized and its code vectors embedded once; every point trains a
-    fresh copy (or a clone of the moved source model) on a ``subset`` of the target's labels.
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise InputError(f"unknown protocols {unknown}; expected some of {', '.join(PROTOCOLS)}")
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if code_embedding not in CODE_EMBEDDINGS[1:]:
+        raise InputError(
+            f"code embedding must be one of {', '.join(CODE_EMBEDDINGS[1:])}, not {code_embedding!r}"
+        )
+    if missing not in MISSING_POLICIES:
+        raise InputError(f"missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
+    if max_findings < 1:
+        raise InputError("max_findings must be at least 1")
+    if settings is None:
+        settings = PAPER_TRAINING if preset == "paper" else FROM_SCRATCH
+    tuning = settings.replace(lr=settings.lr * 10) if preset == "paper" else settings
+    encoders = tuple(dict.fromkeys(e or "default" for e in encoders or (None,)))  # None: ids, never text
+    embeddings = {"ids": None} | {_embedding_label(e, len(encoders)): e for e in encoders}
+    out = Path(out)
+    return Plan(
+        preset,
+        embeddings,
+        code_embedding,
+        tuple(sorted(set(fractions))),
+        tuple(seeds),
+        tuple(protocols),
+        settings,
+        tuning,
+        min_subjects,
+        SplitPolicy() if held_out is None else SplitPolicy(seed=0, held_out=held_out),
+        max_findings,
+        missing,
+        out.parent / f".{out.name}.partial",
+    )
+
+
+def _embedding_label(encoder: str, n_encoders: int) -> str:
+    """``text`` for a single encoder; ``text-<model>`` for each of several (file-name safe)."""
+    if n_encoders == 1:
+        return "text"
+    name = encoder.rstrip("/").split("@")[0].split("#")[0].split("/")[-1].split(":")[-1]
+    return "text-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
+
+
+@dataclass
+class Arm:
+    """One embedding's models and datasets, ready for the protocols."""
+
+    moved: torch.nn.Module  # trained at the source, reading the target's inputs
+    local: torch.nn.Module  # untrained, for the target's inputs
+    pooled: torch.nn.Module  # untrained, for both sites' inputs
+    at_b: dict  # the target's splits as ``moved`` and ``local`` read them
+    pooled_a: dict  # each site's splits as ``pooled`` reads them
+    pooled_b: dict
+
+
+def _run_protocols(arm: Arm, embedding: str, plan: Plan) -> dict:
+    """Held-out probabilities at the target for each protocol, fraction and seed.
+
+    Every point trains a fresh copy (or a clone of the moved source model) on a ``subset`` of the
+    target's labels; ``shared`` uses none, so it is predicted once.
     """
-    fit_args = {"work_dir": plan.work, "resume": False}
+    shared = predict(arm.moved, arm.at_b["held_out"], "classify").numpy()
+    labels = {split: arm.at_b[split].label_values for split in ("train", "tuning")}
+    results = {}
+    for fraction in plan.fractions:
+        for seed in plan.seeds:
+            rows = {split: subsample(labels[split], fraction, seed) for split in ("train", "tuning")}
+            for protocol in plan.protocols:
+                if protocol == "shared":
+                    results[f"{embedding}/shared", fraction, seed] = shared
+                    continue
+                torch.manual_seed(seed)
+                config = plan.settings.replace(seed=seed)
+                data = arm.pooled_b if protocol == "pooled" else arm.at_b
+                train, val = data["train"].subset(rows["train"]), data["tuning"].subset(rows["tuning"])
+                if protocol in ("transfer", "transfer_head"):
+                    model = clone(arm.moved)
+                    strategy = "probe" if protocol == "transfer_head" else "full"
+                    config = plan.tuning.replace(seed=seed, strategy=strategy)
+                elif protocol == "local":
+                    model = arm.local.fresh_copy()
+                else:  # pooled: both sites' labels over both sites' inputs
+                    model = arm.pooled.fresh_copy()
+                    train, val = arm.pooled_a["train"].joined(train), arm.pooled_a["tuning"].joined(val)
+                name = f"{embedding}-{protocol}-f{fraction:g}-s{seed}"
+                fit(model, "classify", train, val, config, work_dir=plan.work, name=name, resume=False)
+                results[f"{embedding}/{protocol}", fraction, seed] = predict(
+                    model, data["held_out"], "classify"
+                ).numpy()
+    return results
+
+
+# ----------------------------------------------------------------------------- Claim-PT
+
+
+def _claimpt_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
+    """Claim-PT trained at A (once), moved to B's codes; fresh models for B's and both sites' codes."""
+    mode = "id" if encoder is None else plan.code_embedding
     source_vocab = site_vocabulary(a.data, plan.policy.assign(a.data, scan_events(a.data)), plan.min_subjects)
-    source = _site_model(source_vocab, mode, plan.encoder, a.data, seed=0)
+    source = _site_model(source_vocab, mode, encoder, a.data, seed=0)
     source.splits = plan.policy
     at_a = _tokenized(source, a, ("train", "tuning"))
     fit(
@@ -173,55 +308,133 @@ def _protocols(a, b, embedding: str, mode: str, plan: Plan) -> dict:
         at_a["train"],
         at_a["tuning"],
         plan.settings,
-        name=f"{embedding}-source",
-        **fit_args,
+        work_dir=plan.work,
+        name=f"{label}-source",
+        resume=False,
     )
     moved = move_to_site(source, b.data, min_subjects=plan.min_subjects)
-    at_b = _tokenized(moved, b, ("train", "tuning", "held_out"))  # local models share the moved vocabulary
-    local = _site_model(moved.vocab, mode, plan.encoder, b.data, seed=0)
+    local = _site_model(moved.vocab, mode, encoder, b.data, seed=0)  # shares the moved vocabulary
     both = Vocabulary(
         tuple(sorted(set(source_vocab.codes) | set(moved.vocab.codes))), plan.min_subjects, counted=True
     )
-    pooled = _site_model(both, mode, plan.encoder, None, seed=0)
-    pooled_a = _tokenized(pooled, a, ("train", "tuning"))
-    pooled_b = _tokenized(pooled, b, ("train", "tuning", "held_out"))
-    shared = predict(moved.model, at_b["held_out"], "classify").numpy()  # no target label: one model
-    results = {}
-    for fraction in plan.fractions:
-        for seed in plan.seeds:
-            rows = {split: subsample(b.y(split), fraction, seed) for split in ("train", "tuning")}
-            for protocol in plan.protocols:
-                if protocol == "shared":
-                    results[f"{embedding}/shared", fraction, seed] = shared
-                    continue
-                torch.manual_seed(seed)
-                config = plan.settings.replace(seed=seed)
-                data = pooled_b if protocol == "pooled" else at_b
-                train, val = data["train"].subset(rows["train"]), data["tuning"].subset(rows["tuning"])
-                if protocol in ("transfer", "transfer_head"):
-                    model = clone(moved.model)
-                    config = config.replace(strategy="probe" if protocol == "transfer_head" else "full")
-                elif protocol == "local":
-                    model = local.model.fresh_copy()
-                else:  # pooled: both sites' labels over both sites' codes
-                    model = pooled.model.fresh_copy()
-                    train, val = _joined(pooled_a["train"], train), _joined(pooled_a["tuning"], val)
-                fit(
-                    model,
-                    "classify",
-                    train,
-                    val,
-                    config,
-                    name=f"{embedding}-{protocol}-f{fraction:g}-s{seed}",
-                    **fit_args,
-                )
-                results[f"{embedding}/{protocol}", fraction, seed] = predict(
-                    model, data["held_out"], "classify"
-                ).numpy()
-    return results
+    pooled = _site_model(both, mode, encoder, None, seed=0)
+    return Arm(
+        moved.model,
+        local.model,
+        pooled.model,
+        _tokenized(moved, b, ("train", "tuning", "held_out")),
+        _tokenized(pooled, a, ("train", "tuning")),
+        _tokenized(pooled, b, ("train", "tuning", "held_out")),
+    )
 
 
-def _run_json(a, b, task, methods, primary, encoder, fractions, seeds, settings) -> dict:
+# ----------------------------------------------------------------------------- the paper's CNN
+
+
+def _paper_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
+    """The CNN trained at A over A's findings (best of the paper's seeds), moved to B's findings by
+    swapping its vector table; fresh CNNs over B's and both sites' findings."""
+    from clinfm.concepts.cnn import CNNConfig, FindingsCNN
+
+    chosen = {
+        site: choose_findings(
+            cohort.events,
+            cohort.parts["train"],
+            min_subjects=plan.min_subjects,
+            max_findings=plan.max_findings,
+        )
+        for site, cohort in (("a", a), ("b", b))
+    }
+    both = list(dict.fromkeys(chosen["a"] + chosen["b"]))
+    vectors = _finding_vectors(encoder)
+    at_a = _findings_data(a, chosen["a"], ("train", "tuning"), plan.missing)
+    source_vectors = vectors(chosen["a"], chosen["a"], a.data)
+    config = CNNConfig(dim=source_vectors.shape[1])
+    source = _best_of_seeds(
+        lambda: FindingsCNN(config, torch.from_numpy(source_vectors)), at_a, plan, f"{label}-source"
+    )
+    moved = clone(source)
+    moved.set_vectors(torch.from_numpy(vectors(chosen["b"], chosen["a"], b.data)))  # one-hot: B in A's space
+    local_vectors = vectors(chosen["b"], chosen["b"], b.data)
+    pooled_vectors = vectors(both, both, b.data)
+    return Arm(
+        moved,
+        FindingsCNN(CNNConfig(dim=local_vectors.shape[1]), torch.from_numpy(local_vectors)),
+        FindingsCNN(CNNConfig(dim=pooled_vectors.shape[1]), torch.from_numpy(pooled_vectors)),
+        _findings_data(b, chosen["b"], ("train", "tuning", "held_out"), plan.missing),
+        _findings_data(a, both, ("train", "tuning"), plan.missing),
+        _findings_data(b, both, ("train", "tuning", "held_out"), plan.missing),
+    )
+
+
+def _finding_vectors(encoder: str | None):
+    """(findings, one-hot space, site data) -> vector table: one-hot for code ids, else text."""
+    from clinfm.concepts import load_encoder
+
+    if encoder is None:
+        return lambda findings, space, data: onehot_vectors(findings, space)
+    text_encoder = load_encoder(encoder)
+    return lambda findings, space, data: text_vectors(findings, text_encoder, data)
+
+
+def _findings_data(
+    cohort, findings: list[str], splits: tuple[str, ...], missing: str
+) -> dict[str, FindingsData]:
+    return {
+        split: FindingsData(
+            token_ids(findings_table(cohort.events, cohort.parts[split], findings), missing), cohort.y(split)
+        )
+        for split in splits
+    }
+
+
+def _best_of_seeds(build, data: dict, plan: Plan, name: str) -> torch.nn.Module:
+    """The paper's selection: a model per seed (``PAPER_SEEDS``), keeping the best by validation
+    AUROC (by loss when the tuning set lacks a class)."""
+    from clinfm.concepts.cnn import PAPER_SEEDS
+
+    best, best_result = None, None
+    for seed in PAPER_SEEDS:
+        torch.manual_seed(seed)
+        model = build()
+        result = fit(
+            model,
+            "classify",
+            data["train"],
+            data["tuning"],
+            plan.settings.replace(seed=seed),
+            work_dir=plan.work,
+            name=f"{name}-s{seed}",
+            resume=False,
+        )
+        if best is None or _better(result, best_result):
+            best, best_result = model, result
+    return best
+
+
+def _better(result: FitResult, than: FitResult) -> bool:
+    if result.best_score is None or than.best_score is None:
+        return than.best_score is None and result.best_score is not None
+    return (
+        result.best_score > than.best_score
+        if result.monitor == "val_auroc"
+        else result.best_score < than.best_score
+    )
+
+
+def _describe(method: str, plan: Plan) -> str:
+    embedding, protocol = method.split("/")
+    encoder = plan.embeddings[embedding]
+    kind = (
+        IDS[plan.preset]
+        if embedding == "ids"
+        else f"concept embeddings of code descriptions by {encoder} encoder"
+    )
+    return f"{kind}; {DESCRIPTIONS[protocol]}"
+
+
+def _run_json(a, b, task, methods, primary, plan: Plan) -> dict:
+    model = "the paper's 1-D CNN over findings tables" if plan.preset == "paper" else "Claim-PT"
     return {
         "kind": "efficiency",
         "title": f"{task.replace('_', ' ')}: from {a.data.name} to {b.data.name}",
@@ -238,13 +451,20 @@ def _run_json(a, b, task, methods, primary, encoder, fractions, seeds, settings)
             "test_positives": int(b.y("held_out").sum()),
             "source_train": a.parts["train"].height,
         },
-        "methods": {m: f"{EMBEDDINGS[m.split('/')[0]]}; {DESCRIPTIONS[m.split('/')[1]]}" for m in methods},
+        "methods": {m: _describe(m, plan) for m in methods},
         "primary_method": primary,
         "config": {
-            "encoder": encoder or "default",
-            "training": settings.to_dict(),
-            "fractions": list(fractions),
-            "seeds": list(seeds),
+            "preset": plan.preset,
+            "model": model,
+            "encoders": {label: encoder for label, encoder in plan.embeddings.items() if encoder},
+            "code_embedding": plan.code_embedding if plan.preset == "claimpt" else "frozen",
+            "findings": {"max": plan.max_findings, "missing": plan.missing}
+            if plan.preset == "paper"
+            else None,
+            "training": plan.settings.to_dict(),
+            "transfer_training": plan.tuning.to_dict(),
+            "fractions": list(plan.fractions),
+            "seeds": list(plan.seeds),
         },
         "notes": [
             "The x axis counts the target site's training labels; shared uses none of them (a flat line).",

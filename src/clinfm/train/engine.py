@@ -34,7 +34,7 @@ from clinfm.train.sampling import BucketBatchSampler
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("full", "probe", "llrd")
-OPTIMIZERS = ("rmsprop", "adam", "adamw")
+OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
 
 
@@ -58,6 +58,9 @@ class TrainConfig:
     num_workers: int = 0
     bucket: bool = True  # batch samples of similar length together
     gradient_clip: float | None = None
+    momentum: float = 0.9  # sgd only (Nesterov)
+    steps_per_epoch: int | None = None  # None: an epoch is one pass; else this many batches, cycling passes
+    drop_last: bool = False  # training drops a short final batch (when there is a full one)
 
     def __post_init__(self) -> None:
         checks = {"strategy": STRATEGIES, "optimizer": OPTIMIZERS, "logger": LOGGERS}
@@ -66,6 +69,8 @@ class TrainConfig:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.max_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise InputError("max_epochs and batch_size must be at least 1 and lr positive")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise InputError("steps_per_epoch must be at least 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +110,10 @@ def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
         )
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -209,7 +218,14 @@ def make_loader(dataset, config: TrainConfig, *, train: bool) -> torch.utils.dat
     # Validation is not sharded: every process scores the whole tuning set, so metrics that need
     # all of it (AUROC) come out the same everywhere without gathering uneven pieces.
     sampler = BucketBatchSampler(
-        dataset.lengths, config.batch_size, shuffle=train, seed=config.seed, bucket=config.bucket, shard=train
+        dataset.lengths,
+        config.batch_size,
+        shuffle=train,
+        seed=config.seed,
+        bucket=config.bucket,
+        shard=train,
+        steps=config.steps_per_epoch if train else None,
+        drop_last=config.drop_last and train,
     )
     return torch.utils.data.DataLoader(
         dataset,

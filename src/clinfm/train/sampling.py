@@ -13,6 +13,10 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     Under DDP each process takes every ``world_size``-th batch (the batch count is cut to a multiple
     of the world size, so every process runs the same number of steps); with ``shard=False`` every
     process sees them all, as validation and prediction need.
+
+    ``steps``: an epoch of exactly that many batches, drawn from successive shuffled passes (the
+    "endless iterator, N iterations per epoch" some papers train with). ``drop_last``: a short
+    final batch of each pass is dropped, unless the data hold no full batch at all.
     """
 
     def __init__(
@@ -25,6 +29,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         pool: int = 50,
         bucket: bool = True,
         shard: bool = True,
+        steps: int | None = None,
+        drop_last: bool = False,
     ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
@@ -33,6 +39,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.pool = pool
         self.bucket = bucket
         self.shard = shard  # False: every process sees every batch (validation, prediction)
+        self.steps = steps
+        self.drop_last = drop_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -45,12 +53,22 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def _batches(self) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch])
+        batches = self._pass(rng)
+        if self.steps is not None and batches:
+            while len(batches) < self.steps:
+                batches += self._pass(rng)
+            batches = batches[: self.steps]
+        return batches
+
+    def _pass(self, rng: np.random.Generator) -> list[np.ndarray]:
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
         if self.bucket:
             span = self.batch_size * self.pool
             pools = [order[i : i + span] for i in range(0, len(order), span)]
             order = np.concatenate([p[np.argsort(self.lengths[p], kind="stable")] for p in pools] or [order])
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
+            batches.pop()
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
@@ -67,4 +85,8 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     def __len__(self) -> int:
         _, world = self._world()
         n = -(-len(self.lengths) // self.batch_size)
+        if self.drop_last and n > 1 and len(self.lengths) % self.batch_size:
+            n -= 1
+        if self.steps is not None and n:
+            n = self.steps
         return n // world if n >= world else n
