@@ -60,7 +60,8 @@ def test_synth_validate_describe(tmp_path):
     }
 
 
-def test_demo_writes_two_valid_sites_and_claims_reports(tmp_path):
+def test_demo_writes_two_valid_sites_claims_and_transfer_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINFM_CACHE", str(tmp_path / "embedding-cache"))
     result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--patients", "1500", "--quick"])
     assert result.exit_code == 0, result.output
     demo = tmp_path / "demo"
@@ -72,6 +73,12 @@ def test_demo_writes_two_valid_sites_and_claims_reports(tmp_path):
     methods = json.loads((run / "metrics.json").read_text())["methods"]
     assert {"pretrained", "cold_start", "gru", "logistic_regression", "gradient_boosting"} == set(methods)
     assert "<svg" in (run / "report.html").read_text()
+    transfer = demo / "transfer" / "asthma_exacerbation_180d"
+    methods = json.loads((transfer / "run.json").read_text())["methods"]
+    assert {"ids/shared", "text/shared", "text/transfer", "text/pooled"} <= set(methods)
+    assert str(tmp_path) in json.loads((transfer / "run.json").read_text())["data"]["target"]
+    assert ".partial" not in (transfer / "run.json").read_text()
+    assert "Transfer site_a -> site_b" in result.output
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,8 @@ class _FakeEndpoint(BaseHTTPRequestHandler):
         state["requests"].append({"auth": self.headers.get("Authorization"), **body})
         if state["fail"]:
             self.send_response(state["fail"].pop(0))
+            if state.get("retry_after") is not None:
+                self.send_header("Retry-After", state["retry_after"])
             self.end_headers()
             return
         dim = state["dims"].pop(0) if state["dims"] else 3
@@ -146,6 +148,20 @@ def test_endpoint_batches_orders_retries_and_keeps_the_key_off_plain_http(endpoi
     expected = np.array([_fake_vector(t) for t in texts], np.float32)
     assert np.allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True))
     assert encoder.dim == 3 and encoder.name.startswith("openai:http://127.0.0.1")
+
+
+def test_endpoint_waits_as_long_as_retry_after_asks(endpoint, monkeypatch):
+    from clinfm.concepts import encoders
+
+    waits = []
+    monkeypatch.setattr(encoders.time, "sleep", waits.append)
+    endpoint.state["fail"], endpoint.state["retry_after"] = [429], "7"
+    _openai(endpoint, max_rps=0).encode(["a"])
+    assert waits == [7.0]  # not the 0.01 s backoff
+    endpoint.state["fail"], endpoint.state["retry_after"] = [503], "Wed, 21 Oct 2026 07:28:00 GMT"
+    waits.clear()
+    _openai(endpoint, max_rps=0).encode(["a"])
+    assert waits == [0.01]  # a date is not understood: our own backoff
 
 
 def test_endpoint_dimension_change_is_an_input_error(endpoint):

@@ -3,7 +3,9 @@
 Two synthetic sites that differ in coding system (ICD-9-CM vs ICD-10-CM), population and habits,
 each validated and described; then Claim-PT: pre-trained on site A's unlabeled train patients,
 fine-tuned on both population-specific tasks at several label fractions against the cold start and
-the baselines, each task with its HTML report. Later systems add their parts here.
+the baselines, each task with its HTML report; then cross-site transfer from A to B with the
+concept-embedding paper's protocol (one-hot vs text-embedded findings). Later systems add their
+parts here.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEMO_SITES = (("site_a", "icd9"), ("site_b", "icd10"))
 DEMO_TASKS = ("asthma_exacerbation_180d", "self_harm_365d")
+TRANSFER_TASK = "asthma_exacerbation_180d"
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,12 @@ class ClaimsDemo:
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     seeds: tuple[int, ...] = (0, 1, 2)
 
+    transfer_epochs: int = 10  # of the paper's 50 (100 steps each): the demo's time, not a result
+    transfer_fractions: tuple[float, ...] = (0.1, 1.0)
+
     @classmethod
     def quick(cls) -> ClaimsDemo:
-        return cls(pretrain_epochs=4, fractions=(0.25, 1.0), seeds=(0,))
+        return cls(pretrain_epochs=4, fractions=(0.25, 1.0), seeds=(0,), transfer_epochs=1)
 
 
 @dataclass
@@ -71,6 +77,7 @@ def demo(
 
     Everything goes under ``out`` (written atomically): the sites, ``claims/pretrained`` (the
     checkpoint), ``claims/<task>/`` (a label-efficiency run with ``report.html`` per task) and
+    ``transfer/<task>/`` (site A to site B, the concept-embedding paper's protocol) and
     ``summary.json``.
     """
     out = Path(out)
@@ -84,7 +91,8 @@ def demo(
             report.raise_for_errors()
             sites.append(DemoSite(name, coding, out / name, describe(tmp / name), report))
         if claims:
-            runs = _claims(tmp, ClaimsDemo.quick() if quick else ClaimsDemo())
+            plan = ClaimsDemo.quick() if quick else ClaimsDemo()
+            runs = _claims(tmp, plan) | _transfer(tmp, plan)
             _relocate(tmp, out)
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
@@ -104,7 +112,7 @@ def _relocate(tmp: Path, out: Path) -> None:
     """Runs record the paths they read; name the final folder, not the temporary one being built."""
     from clinfm.report import write_report
 
-    for record in tmp.glob("claims/*/run.json"):
+    for record in [*tmp.glob("claims/*/run.json"), *tmp.glob("transfer/*/run.json")]:
         record.write_text(record.read_text().replace(str(tmp), str(out.resolve())))
         write_report(record.parent)
 
@@ -136,3 +144,28 @@ def _claims(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
         except InputError as error:  # a small demo site can have too few labels for a rare task
             log.warning("skipped %s: %s", task, error)
     return runs
+
+
+def _transfer(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
+    """Site A (ICD-9-CM) to site B (ICD-10-CM): the paper's CNN on findings tables, one-hot vs the
+    default text encoder, every protocol, shortened to ``transfer_epochs``."""
+    from clinfm.claims.cross_site import transfer
+    from clinfm.concepts.cnn import PAPER_TRAINING
+
+    (a, _), (b, _) = DEMO_SITES
+    try:
+        run = transfer(
+            tmp / a,
+            tmp / b,
+            TRANSFER_TASK,
+            tmp / "transfer" / TRANSFER_TASK,
+            preset="paper",
+            fractions=plan.transfer_fractions,
+            seeds=plan.seeds[:1],
+            settings=PAPER_TRAINING.replace(max_epochs=plan.transfer_epochs),
+            held_out=0.25,
+        )
+    except InputError as error:
+        log.warning("skipped the transfer section: %s", error)
+        return {}
+    return {f"transfer/{TRANSFER_TASK}": run}

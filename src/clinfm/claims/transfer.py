@@ -77,14 +77,11 @@ def move_to_site(
     vocab = site_vocabulary(data, bundle.splits.assign(data, scan_events(data)), min_subjects)
     categories = CategoryMap.build(vocab)
     config = replace(bundle.model.config, vocab_size=len(vocab), n_categories=len(categories))
-    torch.manual_seed(seed)
-    model = ClaimPT(config)
-    fresh = model.state_dict()
-    carried = {
-        name: tensor
-        for name, tensor in bundle.model.state_dict().items()
-        if not name.startswith(SITE_SPECIFIC) and name in fresh and fresh[name].shape == tensor.shape
-    }
+    with torch.random.fork_rng():  # the new code table is seeded without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = ClaimPT(config)
+    carried = {k: v for k, v in bundle.model.state_dict().items() if not k.startswith(SITE_SPECIFIC)}
+    # Everything not tied to the vocabulary must carry over whole: a mismatch is a bug, not a choice.
     model.load_state_dict(carried, strict=False)
     if config.code_embedding != "id":
         vectors, name = concept_vectors(vocab, bundle.encoder, data)

@@ -67,8 +67,14 @@ class FindingsCNN(nn.Module):
         self.vectors = vectors.to(self.conv.weight.device)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        embedded = self.vectors[tokens].permute(0, 2, 1)  # (batch, dim, findings): dim is the channel
-        pooled = torch.relu(self.conv(embedded)).amax(dim=2)
+        if self.config.kernel == 1:
+            # The same numbers as convolving the looked-up vectors, computed on the table instead:
+            # its few distinct rows (two per finding) are projected once per step, not once per cell.
+            projected = nn.functional.linear(self.vectors, self.conv.weight[:, :, 0], self.conv.bias)
+            filtered = projected[tokens].permute(0, 2, 1)  # (batch, filters, findings)
+        else:
+            filtered = self.conv(self.vectors[tokens].permute(0, 2, 1))  # dim is the channel axis
+        pooled = torch.relu(filtered).amax(dim=2)
         return self.fc(self.dropout(pooled))
 
     def loss(self, batch: dict, objective: str) -> tuple[torch.Tensor, dict]:

@@ -205,16 +205,18 @@ class OpenAIEncoder:
         """One batch, retried on transient failures; rows ordered by the response's ``index``."""
         body = json.dumps({"model": self.model, "input": texts}).encode()
         last: Exception | None = None
+        wait: float | None = None  # the server's Retry-After, else exponential backoff
         for attempt in range(self.max_tries):
             if attempt:
-                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 60.0))
+                time.sleep(min(wait if wait is not None else self.backoff_s * 2 ** (attempt - 1), 60.0))
+            wait = None
             try:
                 return self._parse(self._post(body), len(texts))
             except urllib.error.HTTPError as err:
                 if err.code not in _RETRY_STATUS:
                     detail = err.read(300).decode(errors="replace").replace("\n", " ")
                     raise InputError(f"embeddings endpoint {self.url} answered {err.code}: {detail}") from err
-                last = err
+                last, wait = err, _retry_after(err)
             except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
                 last = err
             log.info(
@@ -264,6 +266,15 @@ class OpenAIEncoder:
             )
         self._dim = vectors.shape[1]
         return vectors
+
+
+def _retry_after(err: urllib.error.HTTPError) -> float | None:
+    """Seconds the server asks us to wait (a Retry-After header in seconds), if it says."""
+    value = err.headers.get("Retry-After") if err.headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:  # an HTTP date: fall back to our own backoff
+        return None
 
 
 def default_model_path() -> Path:
