@@ -550,6 +550,8 @@ def transfer_command(
         ..., "--labels", help="Task both sites have (tasks/<name>.parquet) or a path in each."
     ),
     out: Path = typer.Option(..., "--out", help="Run folder to create."),
+    source_labels: Path | None = typer.Option(None, help="The source's label file, if not under --source."),
+    target_labels: Path | None = typer.Option(None, help="The target's label file, if not under --target."),
     preset: TransferPreset = typer.Option(
         TransferPreset.claimpt,
         help="claimpt: Claim-PT on visit sequences; paper: the paper's 1-D CNN over findings tables.",
@@ -591,6 +593,8 @@ def transfer_command(
         code_embedding=code_embedding.value,
         max_findings=max_findings,
         missing=missing.value,
+        source_labels=source_labels,
+        target_labels=target_labels,
         fractions=_floats(fractions, "fractions"),
         seeds=_integers(seeds, "seeds"),
         protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),

@@ -105,6 +105,8 @@ def transfer(
     held_out: float | None = None,
     max_findings: int = 100,
     missing: str = "absent",
+    source_labels: str | os.PathLike | None = None,
+    target_labels: str | os.PathLike | None = None,
     n_bootstrap: int = 1000,
     overwrite: bool = False,
 ) -> Path:
@@ -112,7 +114,8 @@ def transfer(
     target's labels.
 
     ``task`` names a label file both sites have (``<site>/tasks/<task>.parquet``) or is a path
-    relative to each site. ``encoders``: text encoder specs (None: the default MiniLM).
+    relative to each site; ``source_labels`` / ``target_labels`` name a site's file anywhere else
+    (a read-only dataset). ``encoders``: text encoder specs (None: the default MiniLM).
     ``code_embedding``: how Claim-PT reads the text vectors (projected, frozen, finetuned).
     ``settings``: training of every model (default: the preset's); the transfer protocols tune at
     ten times its learning rate under the paper preset. ``held_out`` replaces the sites' own splits
@@ -137,8 +140,8 @@ def transfer(
     )
     out = check_output(out, overwrite)
     source, target = Path(source).resolve(), Path(target).resolve()
-    a = load_cohort(source, _labels(source, task), plan.policy)
-    b = load_cohort(target, _labels(target, task), plan.policy)
+    a = load_cohort(source, source_labels or _labels(source, task), plan.policy)
+    b = load_cohort(target, target_labels or _labels(target, task), plan.policy)
     results: dict[tuple[str, float, int], np.ndarray] = {}
     for label, encoder in plan.embeddings.items():
         with progress.status(f"{label}: training at the source site"):
