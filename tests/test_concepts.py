@@ -272,6 +272,32 @@ def test_cli_embed_then_neighbors(tmp_path):
     assert result.output.index(ASTHMA10) < result.output.index(HYPERTENSION)
 
 
+def test_cli_neighbors_across_two_sites_files(tmp_path):
+    site_a, site_b = tmp_path / "a.txt", tmp_path / "b.txt"
+    site_a.write_text(f"{ASTHMA9}\n{HYPERTENSION}\n")
+    site_b.write_text(f"{ASTHMA10}\n{HYPERTENSION}\n")  # a code both sites have is listed once
+    files = []
+    for codes in (site_a, site_b):
+        files.append(codes.with_suffix(".parquet"))
+        args = [
+            "concepts",
+            "embed",
+            "--codes",
+            str(codes),
+            "--out",
+            str(files[-1]),
+            "--cache",
+            str(tmp_path / "c"),
+        ]
+        assert CliRunner().invoke(_cli(), args).exit_code == 0
+    args = ["concepts", "neighbors", ASTHMA9, "--embeddings", str(files[0]), "--embeddings", str(files[1])]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "/" in line and "nearest" not in line]
+    assert ASTHMA10 in lines[0] and "b.parquet" in lines[0]
+    assert sum(HYPERTENSION in line for line in lines) == 1
+
+
 def test_cli_bad_encoder_is_one_error_line(tmp_path):
     codes = tmp_path / "codes.txt"
     codes.write_text("A\n")

@@ -88,6 +88,8 @@ def test_choose_findings_keeps_common_codes_only():
     train = pl.DataFrame({"subject_id": [1, 2]})
     assert fx.choose_findings(events, train, min_subjects=2, max_findings=10) == ["LOCAL/cough"]
     assert fx.choose_findings(events, train, min_subjects=1, max_findings=1) == ["LOCAL/cough"]
+    diagnoses = fx.choose_findings(events, train, min_subjects=1, max_findings=10, prefixes=["ICD9CM/"])
+    assert diagnoses == ["ICD9CM/493.90", "ICD9CM/780.60"]
     with pytest.raises(InputError, match="no finding is seen in at least 3"):
         fx.choose_findings(events, train, min_subjects=3, max_findings=10)
 

@@ -567,6 +567,9 @@ def transfer_command(
     missing: Missing = typer.Option(
         Missing.absent, help="paper: a missing finding reads as absent (the paper's) or as zeros."
     ),
+    finding_codes: str | None = typer.Option(
+        None, help="paper: only codes with these prefixes are findings, e.g. ICD9CM/,ICD10CM/."
+    ),
     fractions: str = typer.Option("0.1,0.25,0.5,1", help="Shares of the target's training labels."),
     seeds: str = typer.Option("0,1,2", help="Seeds per share."),
     protocols: str = typer.Option("local,shared,transfer,transfer_head,pooled", help="Protocols to run."),
@@ -593,6 +596,9 @@ def transfer_command(
         code_embedding=code_embedding.value,
         max_findings=max_findings,
         missing=missing.value,
+        finding_prefixes=tuple(c.strip() for c in finding_codes.split(",") if c.strip())
+        if finding_codes
+        else None,
         source_labels=source_labels,
         target_labels=target_labels,
         fractions=_floats(fractions, "fractions"),

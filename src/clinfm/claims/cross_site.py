@@ -105,6 +105,7 @@ def transfer(
     held_out: float | None = None,
     max_findings: int = 100,
     missing: str = "absent",
+    finding_prefixes: tuple[str, ...] | None = None,
     source_labels: str | os.PathLike | None = None,
     target_labels: str | os.PathLike | None = None,
     n_bootstrap: int = 1000,
@@ -120,23 +121,25 @@ def transfer(
     ``settings``: training of every model (default: the preset's); the transfer protocols tune at
     ten times its learning rate under the paper preset. ``held_out`` replaces the sites' own splits
     by a stable-hash split with that share of patients held out (small sites, rare outcomes).
-    ``max_findings`` and ``missing`` shape the paper preset's findings tables. Writes a
+    ``max_findings``, ``missing`` and ``finding_prefixes`` (which codes may be findings) shape the
+    paper preset's findings tables. Writes a
     label-efficiency run (``efficiency.json``, ``metrics.json``, predictions, ``report.html``) with
     one curve per ``<embedding>/<protocol>``.
     """
     plan = _plan(
-        preset,
-        encoders,
-        code_embedding,
-        fractions,
-        seeds,
-        protocols,
-        settings,
-        min_subjects,
-        held_out,
-        max_findings,
-        missing,
-        out,
+        preset=preset,
+        encoders=encoders,
+        code_embedding=code_embedding,
+        fractions=fractions,
+        seeds=seeds,
+        protocols=protocols,
+        settings=settings,
+        min_subjects=min_subjects,
+        held_out=held_out,
+        max_findings=max_findings,
+        missing=missing,
+        finding_prefixes=finding_prefixes,
+        out=out,
     )
     out = check_output(out, overwrite)
     source, target = Path(source).resolve(), Path(target).resolve()
@@ -181,10 +184,12 @@ class Plan:
     policy: SplitPolicy
     max_findings: int
     missing: str
+    finding_prefixes: tuple[str, ...] | None
     work: Path
 
 
 def _plan(
+    *,
     preset,
     encoders,
     code_embedding,
@@ -196,6 +201,7 @@ def _plan(
     held_out,
     max_findings,
     missing,
+    finding_prefixes,
     out,
 ) -> Plan:
     """The run's choices, checked before any data is read."""
@@ -234,6 +240,7 @@ def _plan(
         SplitPolicy() if held_out is None else SplitPolicy(seed=0, held_out=held_out),
         max_findings,
         missing,
+        tuple(finding_prefixes) if finding_prefixes else None,
         out.parent / f".{out.name}.partial",
     )
 
@@ -345,6 +352,7 @@ def _paper_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
             cohort.parts["train"],
             min_subjects=plan.min_subjects,
             max_findings=plan.max_findings,
+            prefixes=plan.finding_prefixes,
         )
         for site, cohort in (("a", a), ("b", b))
     }
@@ -461,7 +469,7 @@ def _run_json(a, b, task, methods, primary, plan: Plan) -> dict:
             "model": model,
             "encoders": {label: encoder for label, encoder in plan.embeddings.items() if encoder},
             "code_embedding": plan.code_embedding if plan.preset == "claimpt" else "frozen",
-            "findings": {"max": plan.max_findings, "missing": plan.missing}
+            "findings": {"max": plan.max_findings, "missing": plan.missing, "prefixes": plan.finding_prefixes}
             if plan.preset == "paper"
             else None,
             "training": plan.settings.to_dict(),

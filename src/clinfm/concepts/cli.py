@@ -120,18 +120,35 @@ def read_embeddings(path: Path) -> tuple[pl.DataFrame, np.ndarray]:
 @_user_facing
 def neighbors(
     code: str = typer.Argument(..., help="The code to look up, as written in the embeddings file."),
-    embeddings: Path = typer.Option(..., "--embeddings", help="Parquet file from `clinfm concepts embed`."),
+    embeddings: list[Path] = typer.Option(
+        ...,
+        "--embeddings",
+        help="Parquet file from `clinfm concepts embed`; repeat to search several sites' codes at once.",
+    ),
     k: int = typer.Option(10, "-k", min=1, help="How many neighbours."),
 ):
     """The codes nearest to CODE by cosine similarity of their description embeddings."""
     from clinfm.concepts.texts import neighbors as nearest
 
-    frame, vectors = read_embeddings(embeddings)
+    frames, blocks, encoders = [], [], {}
+    for path in embeddings:
+        frame, vectors = read_embeddings(path)
+        encoders[path] = (pq.read_schema(path).metadata or {}).get(ENCODER_META, b"?").decode()
+        text = pl.col("text") if "text" in frame.columns else pl.lit("").alias("text")
+        frames.append(frame.select("code", text, pl.lit(path.name).alias("file")))
+        blocks.append(vectors)
+    if len(set(encoders.values())) > 1:  # vectors of two encoders live in unrelated spaces
+        raise InputError(f"the embeddings files come from different encoders: {encoders}")
+    if len({b.shape[1] for b in blocks}) > 1:
+        raise InputError("the embeddings files hold vectors of different lengths")
+    frame = pl.concat(frames).with_row_index("row").unique("code", keep="first", maintain_order=True)
+    vectors = np.concatenate(blocks)[frame["row"].to_numpy()]  # a code two sites share is listed once
     found = nearest(code, frame["code"], vectors, k)
-    text = frame.select("code", pl.col("text") if "text" in frame.columns else pl.lit("").alias("text"))
-    found = found.join(text.unique("code"), on="code", how="left", maintain_order="left")
-    encoder = (pq.read_schema(embeddings).metadata or {}).get(ENCODER_META, b"?").decode()
+    found = found.join(frame.drop("row"), on="code", how="left", maintain_order="left")
+    encoder = next(iter(encoders.values()))
     table = Table("code", "description", "cosine", title=f"nearest to {code} ({encoder})")
-    for row, description, cosine in found.select("code", "text", "cosine").iter_rows():
-        table.add_row(row, description or "", f"{cosine:.3f}")
+    if len(embeddings) > 1:
+        table.add_column("file")
+    for row, description, cosine, file in found.select("code", "text", "cosine", "file").iter_rows():
+        table.add_row(row, description or "", f"{cosine:.3f}", *([file] if len(embeddings) > 1 else []))
     console.print(table)

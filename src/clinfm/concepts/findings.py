@@ -52,14 +52,25 @@ def finding_events(events: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def choose_findings(
-    events: pl.LazyFrame, train: pl.DataFrame, *, min_subjects: int, max_findings: int
+    events: pl.LazyFrame,
+    train: pl.DataFrame,
+    *,
+    min_subjects: int,
+    max_findings: int,
+    prefixes: Sequence[str] | None = None,
 ) -> list[str]:
     """The findings a site's table has: the codes most training patients have (present or absent),
-    at least ``min_subjects`` of them (rare codes are never a column), at most ``max_findings``."""
+    at least ``min_subjects`` of them (rare codes are never a column), at most ``max_findings``;
+    only codes starting with one of ``prefixes`` when given (e.g. ``["ICD9CM/", "ICD10CM/"]``)."""
     from clinfm.vocab.vocabulary import subject_counts
 
     patients = train.select("subject_id").unique().lazy()
-    counts = subject_counts(finding_events(events).join(patients, on="subject_id", how="semi"))
+    candidates = finding_events(events).join(patients, on="subject_id", how="semi")
+    if prefixes:
+        candidates = candidates.filter(
+            pl.any_horizontal([pl.col("code").str.starts_with(p) for p in prefixes])
+        )
+    counts = subject_counts(candidates)
     kept = counts.filter(pl.col("n_subjects") >= min_subjects).sort(
         ["n_subjects", "code"], descending=[True, False]
     )
