@@ -310,6 +310,7 @@ def render(folder: RunFolder) -> str:
         _task_section(folder),
         _methods_section(folder, styles),
         _metrics_section(folder, styles),
+        _protocol_section(folder),
         _efficiency_section(folder, styles),
         _predictions_section(folder, styles),
         _training_section(folder),
@@ -639,7 +640,9 @@ def _efficiency_section(folder: RunFolder, styles: Mapping[str, plots.Style]) ->
         points, names, {k: metric_info(k)["label"] for k in names}, efficiency_styles, labels
     )
     seeds = (folder.efficiency or {}).get("seeds") or []
-    seeds_text = f"{len(seeds)} training seeds" if seeds else "several training seeds"
+    seeds_text = (
+        f"{len(seeds)} training seed{'s' if len(seeds) != 1 else ''}" if seeds else "several training seeds"
+    )
     intro = (
         "<p>Each method was trained on growing shares of the labelled training patients and scored on the "
         f"same test set. A line is the average over {seeds_text}; the shaded band is its {_level(folder)} "
@@ -653,6 +656,60 @@ def _efficiency_section(folder: RunFolder, styles: Mapping[str, plots.Style]) ->
     figure = f"<figure>{svg}<figcaption>Label-efficiency curves.</figcaption></figure>"
     table = _efficiency_table(points, names, efficiency_styles)
     return _section("efficiency", "Label efficiency", intro + "\n" + figure + "\n" + notes + "\n" + table)
+
+
+def _protocol_section(folder: RunFolder, metric: str = "auroc") -> str:
+    """Cross-site runs (methods named ``<embedding>/<protocol>``): embeddings by protocols at all
+    the target's labels, and how many target labels each needs to match the best local model."""
+    points = _points(folder.efficiency)
+    methods = list(_dict(folder.run, "methods")) or folder.methods()  # as the run lists them
+    if not points or not methods or not all("/" in m for m in methods):
+        return ""
+    embeddings = list(dict.fromkeys(m.split("/")[0] for m in methods))
+    protocols = list(dict.fromkeys(m.split("/")[1] for m in methods))
+    fractions = sorted({p["fraction"] for p in points if isinstance(p.get("fraction"), int | float)})
+    if not fractions:
+        return ""
+    top = fractions[-1]
+    local = [_estimate_at(points, f"{e}/local", top, metric) for e in embeddings]
+    reference = max((e["value"] for e in local if e), default=None)
+    rows = []
+    for embedding in embeddings:
+        cells = []
+        for protocol in protocols:
+            estimate = _estimate_at(points, f"{embedding}/{protocol}", top, metric)
+            reached = _labels_to_reach(points, f"{embedding}/{protocol}", fractions, metric, reference)
+            note = f"<br><small>{_e(reached)}</small>" if reached else ""
+            cells.append(f"<td>{format_estimate(estimate, _digits(metric))}{note}</td>")
+        rows.append(f"<tr><th scope='row'>{_e(embedding)}</th>{''.join(cells)}</tr>")
+    header = "".join(f"<th>{_e(p.replace('_', ' '))}</th>" for p in protocols)
+    label = metric_info(metric)["label"]
+    caption = (
+        f"{_e(label)} at the target with all its training labels (CI); under each, the fewest target "
+        f"labels at which the method matches the best local model with all of them ({_number(reference, 3)})."
+    )
+    table = (
+        f'<table class="results">\n<caption>{caption}</caption>\n'
+        f"<thead><tr><th>Embedding</th>{header}</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>"
+    )
+    return _section("protocols", "Protocols across sites", table)
+
+
+def _labels_to_reach(points, method: str, fractions, metric: str, reference: float | None) -> str:
+    if reference is None:
+        return ""
+    for fraction in fractions:
+        estimate = _estimate_at(points, method, fraction, metric)
+        if estimate and estimate["value"] >= reference:
+            n = estimate.get("n_train")
+            return (
+                "matches local with no target label"
+                if method.endswith("/shared")
+                else f"matches local from {_count(n)} labels"
+            )
+    return "does not reach local"
 
 
 def _efficiency_metrics(efficiency: Mapping, points: Sequence[Mapping]) -> list[str]:
