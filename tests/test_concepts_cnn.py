@@ -51,6 +51,8 @@ def _events() -> pl.DataFrame:
         (1, t(2020, 3, 1), "ICD9CM/780.60", None),  # after the first sample's prediction time
         (2, t(2020, 1, 1), "LOCAL/cough", "Negative"),
         (2, t(2020, 1, 3), "LOCAL/cough", None),  # mentioned present later: present wins
+        (2, t(2020, 1, 1), "LOCAL/fever", "P"),  # an affirmed mention
+        (2, t(2020, 1, 1), "LOCAL/rash", "unknown"),  # says nothing: missing
         (2, t(2020, 1, 1), "LOINC/1-1", None),
         (2, None, "GENDER/F", None),
     ]
@@ -77,19 +79,27 @@ def _samples() -> pl.DataFrame:
 
 
 def test_findings_table_reads_present_absent_missing_as_of_prediction_time():
-    findings = ["ICD9CM/493.90", "LOCAL/cough", "ICD9CM/780.60", "LOINC/1-1"]
+    findings = ["ICD9CM/493.90", "LOCAL/cough", "ICD9CM/780.60", "LOINC/1-1", "LOCAL/fever", "LOCAL/rash"]
     table = fx.findings_table(_events().lazy(), _samples(), findings)
     P, A, M = fx.PRESENT, fx.ABSENT, fx.MISSING
-    assert table.tolist() == [[P, A, M, M], [M, P, M, M], [P, A, P, M]]  # labs are not findings
+    assert table.tolist() == [
+        [P, A, M, M, M, M],
+        [M, P, M, M, P, M],  # labs (a numeric_value) are not findings
+        [P, A, P, M, M, M],
+    ]
 
 
-def test_choose_findings_keeps_common_codes_only():
+def test_choose_findings_keeps_common_codes_seen_by_prediction_time():
     events = _events().lazy()
-    train = pl.DataFrame({"subject_id": [1, 2]})
+    train = _samples().head(2)  # both patients, on 2020-02-01
     assert fx.choose_findings(events, train, min_subjects=2, max_findings=10) == ["LOCAL/cough"]
     assert fx.choose_findings(events, train, min_subjects=1, max_findings=1) == ["LOCAL/cough"]
     diagnoses = fx.choose_findings(events, train, min_subjects=1, max_findings=10, prefixes=["ICD9CM/"])
-    assert diagnoses == ["ICD9CM/493.90", "ICD9CM/780.60"]
+    assert diagnoses == ["ICD9CM/493.90"]  # 780.60 is recorded after the prediction: never a column
+    later = fx.choose_findings(events, _samples(), min_subjects=1, max_findings=10, prefixes=["ICD9CM/"])
+    assert later == ["ICD9CM/493.90", "ICD9CM/780.60"]
+    with pytest.raises(InputError, match="among codes starting ICD10CM/"):
+        fx.choose_findings(events, train, min_subjects=1, max_findings=10, prefixes=["ICD10CM/"])
     with pytest.raises(InputError, match="no finding is seen in at least 3"):
         fx.choose_findings(events, train, min_subjects=3, max_findings=10)
 
@@ -125,6 +135,26 @@ def test_paper_model_shapes_and_frozen_vectors():
     assert all(p is not model.vectors for p in model.parameters())  # a buffer: never trained
     logits = model(torch.tensor([[1, 4, 6], [2, 3, 5]]))
     assert logits.shape == (2, 2)
+
+
+def test_the_kernel_1_shortcut_is_the_convolution():
+    torch.manual_seed(0)
+    model = FindingsCNN(CNNConfig(dim=DIM), torch.randn(7, DIM)).eval()
+    tokens = torch.tensor([[1, 4, 6], [2, 3, 0]])
+    convolved = torch.relu(model.conv(model.vectors[tokens].permute(0, 2, 1))).amax(dim=2)
+    assert torch.allclose(model(tokens), model.fc(convolved), atol=1e-5)
+
+
+def test_the_best_seed_is_chosen_by_auroc_else_by_loss():
+    from clinfm.claims.cross_site import _better
+    from clinfm.train.engine import FitResult
+
+    def result(score, monitor="val_auroc"):
+        return FitResult(1, score, monitor, None, True)
+
+    assert _better(result(0.7), result(0.6)) and not _better(result(0.6), result(0.7))
+    assert _better(result(0.2, "val_loss"), result(0.3, "val_loss"))
+    assert _better(result(0.5), result(None)) and not _better(result(None), result(0.5))
 
 
 def test_the_cnn_does_not_depend_on_the_order_of_findings():
@@ -165,11 +195,18 @@ def test_head_only_tuning_leaves_the_convolution_alone(tmp_path):
     assert torch.equal(model.conv.weight, conv) and not torch.equal(model.fc.weight, fc)
 
 
-def test_steps_per_epoch_cycle_passes_and_short_batches_drop():
+def test_steps_per_epoch_continue_an_endless_stream_of_passes():
     sampler = BucketBatchSampler(np.ones(10), 4, seed=0, bucket=False, steps=5, drop_last=True)
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == 5 and all(len(b) == 4 for b in batches)
-    assert set(np.concatenate(batches[:2])) <= set(range(10))
+    epoch0 = list(sampler)
+    assert len(epoch0) == len(sampler) == 5 and all(len(b) == 4 for b in epoch0)
+    for first in (0, 2):  # each pass: two full batches, 8 distinct samples, 2 dropped
+        assert len(set(epoch0[first] + epoch0[first + 1])) == 8
+    epoch1 = list(sampler)  # the stream goes on: pass 2's second batch opens epoch 1
+    again = BucketBatchSampler(np.ones(10), 4, seed=0, bucket=False, steps=5, drop_last=True)
+    again.set_epoch(1)  # a resumed run
+    assert list(again) == epoch1
+    stream = BucketBatchSampler(np.ones(10), 4, seed=0, bucket=False, steps=10, drop_last=True)
+    assert list(stream) == epoch0 + epoch1
     tiny = BucketBatchSampler(np.ones(3), 4, seed=0, bucket=False, drop_last=True)
     assert [len(b) for b in tiny] == [3]  # no full batch at all: the short one is kept
     with pytest.raises(InputError):

@@ -63,7 +63,7 @@ DESCRIPTIONS = {
     "transfer_head": "the source site's model with only its classification head tuned on the target's labels",
     "pooled": "trained on both sites' labels together",
 }
-IDS = {
+ID_ARMS = {
     "claimpt": "code ids (Claim-PT's learned code table)",
     "paper": "one-hot findings (the paper's baseline)",
 }
@@ -145,17 +145,22 @@ def transfer(
     source, target = Path(source).resolve(), Path(target).resolve()
     a = load_cohort(source, source_labels or _labels(source, task), plan.policy)
     b = load_cohort(target, target_labels or _labels(target, task), plan.policy)
+    tables = _findings_tables(a, b, plan) if preset == "paper" else None  # the same for every arm
     results: dict[tuple[str, float, int], np.ndarray] = {}
     for label, encoder in plan.embeddings.items():
         with progress.status(f"{label}: training at the source site"):
-            build = _paper_arm if preset == "paper" else _claimpt_arm
-            results |= _run_protocols(build(a, b, label, encoder, plan), label, plan)
+            arm = (
+                _paper_arm(a, b, tables, label, encoder, plan)
+                if tables
+                else _claimpt_arm(a, b, label, encoder, plan)
+            )
+            results |= _run_protocols(arm, label, plan)
     methods = tuple(f"{e}/{p}" for e in plan.embeddings for p in protocols)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         text = next((e for e in plan.embeddings if e != "ids"), "ids")
         primary = f"{text}/{'transfer' if 'transfer' in protocols else protocols[0]}"
         write_evaluation(tmp, results, b, plan.fractions, seeds, methods, primary, n_bootstrap)
-        write_json_atomic(tmp / "run.json", _run_json(a, b, task, methods, primary, plan))
+        write_json_atomic(tmp / "run.json", _run_json(a, b, task, methods, primary, plan, tables))
         if (plan.work / "logs").exists():
             shutil.copytree(plan.work / "logs", tmp / "logs")
         from clinfm.report import write_report
@@ -179,7 +184,7 @@ class Plan:
     seeds: tuple[int, ...]
     protocols: tuple[str, ...]
     settings: TrainConfig
-    tuning: TrainConfig  # the transfer protocols' training
+    transfer_settings: TrainConfig  # the transfer protocols' training (the paper: 10x the rate)
     min_subjects: int
     policy: SplitPolicy
     max_findings: int
@@ -205,6 +210,7 @@ def _plan(
     out,
 ) -> Plan:
     """The run's choices, checked before any data is read."""
+    from clinfm.concepts import load_encoder
     from clinfm.concepts.cnn import PAPER_TRAINING
     from clinfm.concepts.findings import MISSING_POLICIES
 
@@ -223,9 +229,17 @@ def _plan(
         raise InputError("max_findings must be at least 1")
     if settings is None:
         settings = PAPER_TRAINING if preset == "paper" else FROM_SCRATCH
-    tuning = settings.replace(lr=settings.lr * 10) if preset == "paper" else settings
+    transfer_settings = settings.replace(lr=settings.lr * 10) if preset == "paper" else settings
+    if min_subjects < 1:
+        raise InputError("min_subjects must be at least 1")
     encoders = tuple(dict.fromkeys(e or "default" for e in encoders or (None,)))  # None: ids, never text
-    embeddings = {"ids": None} | {_embedding_label(e, len(encoders)): e for e in encoders}
+    for encoder in encoders:  # a missing model fails now, not after the first arm has trained
+        load_encoder(encoder)
+    embeddings = {"ids": None}
+    for encoder in encoders:
+        label = _embedding_label(encoder, len(encoders))
+        label = label if label not in embeddings else f"{label}-{len(embeddings)}"  # hf:m#cls, hf:m#mean
+        embeddings[label] = encoder
     out = Path(out)
     return Plan(
         preset,
@@ -235,7 +249,7 @@ def _plan(
         tuple(seeds),
         tuple(protocols),
         settings,
-        tuning,
+        transfer_settings,
         min_subjects,
         SplitPolicy() if held_out is None else SplitPolicy(seed=0, held_out=held_out),
         max_findings,
@@ -288,7 +302,7 @@ def _run_protocols(arm: Arm, embedding: str, plan: Plan) -> dict:
                 if protocol in ("transfer", "transfer_head"):
                     model = clone(arm.moved)
                     strategy = "probe" if protocol == "transfer_head" else "full"
-                    config = plan.tuning.replace(seed=seed, strategy=strategy)
+                    config = plan.transfer_settings.replace(seed=seed, strategy=strategy)
                 elif protocol == "local":
                     model = arm.local.fresh_copy()
                 else:  # pooled: both sites' labels over both sites' inputs
@@ -341,40 +355,72 @@ def _claimpt_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
 # ----------------------------------------------------------------------------- the paper's CNN
 
 
-def _paper_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
-    """The CNN trained at A over A's findings (best of the paper's seeds), moved to B's findings by
-    swapping its vector table; fresh CNNs over B's and both sites' findings."""
-    from clinfm.concepts.cnn import CNNConfig, FindingsCNN
+@dataclass
+class FindingsTables:
+    """Each site's findings and its labelled splits as findings tables: built once, read by every arm."""
 
-    chosen = {
-        site: choose_findings(
+    source: list[str]  # A's findings (its training patients' most common codes)
+    target: list[str]  # B's
+    both: list[str]  # A's, then B's not among them (the pooled model's columns)
+    at_a: dict[str, FindingsData]  # A over A's findings
+    at_b: dict[str, FindingsData]  # B over B's findings
+    pooled_a: dict[str, FindingsData]  # each site over both sites' findings
+    pooled_b: dict[str, FindingsData]
+
+
+def _findings_tables(a, b, plan: Plan) -> FindingsTables:
+    chosen = [
+        choose_findings(
             cohort.events,
             cohort.parts["train"],
             min_subjects=plan.min_subjects,
             max_findings=plan.max_findings,
             prefixes=plan.finding_prefixes,
         )
-        for site, cohort in (("a", a), ("b", b))
-    }
-    both = list(dict.fromkeys(chosen["a"] + chosen["b"]))
+        for cohort in (a, b)
+    ]
+    both = list(dict.fromkeys(chosen[0] + chosen[1]))
+    with progress.status("building findings tables"):
+        return FindingsTables(
+            chosen[0],
+            chosen[1],
+            both,
+            _findings_data(a, chosen[0], ("train", "tuning"), plan.missing),
+            _findings_data(b, chosen[1], ("train", "tuning", "held_out"), plan.missing),
+            _findings_data(a, both, ("train", "tuning"), plan.missing),
+            _findings_data(b, both, ("train", "tuning", "held_out"), plan.missing),
+        )
+
+
+def _paper_arm(a, b, tables: FindingsTables, label: str, encoder: str | None, plan: Plan) -> Arm:
+    """The CNN trained at A over A's findings (best of the paper's seeds), moved to B's findings by
+    swapping its vector table; fresh CNNs over B's and both sites' findings."""
+    from clinfm.concepts.cnn import CNNConfig, FindingsCNN
+
     vectors = _finding_vectors(encoder)
-    at_a = _findings_data(a, chosen["a"], ("train", "tuning"), plan.missing)
-    source_vectors = vectors(chosen["a"], chosen["a"], a.data)
-    config = CNNConfig(dim=source_vectors.shape[1])
+    source_vectors = vectors(tables.source, tables.source, a.data)
     source = _best_of_seeds(
-        lambda: FindingsCNN(config, torch.from_numpy(source_vectors)), at_a, plan, f"{label}-source"
+        lambda: FindingsCNN(CNNConfig(dim=source_vectors.shape[1]), torch.from_numpy(source_vectors)),
+        tables.at_a,
+        plan,
+        f"{label}-source",
     )
     moved = clone(source)
-    moved.set_vectors(torch.from_numpy(vectors(chosen["b"], chosen["a"], b.data)))  # one-hot: B in A's space
-    local_vectors = vectors(chosen["b"], chosen["b"], b.data)
-    pooled_vectors = vectors(both, both, b.data)
+    # One-hot: B's findings in A's space (a code A never had reads as zeros); text: B's descriptions.
+    moved.set_vectors(torch.from_numpy(vectors(tables.target, tables.source, b.data)))
+    local_vectors = vectors(tables.target, tables.target, b.data)
+    # Pooled: the columns are A's findings then B's others, each described from its own dataset.
+    extra = tables.both[len(tables.source) :]
+    pooled_vectors = np.concatenate(
+        [vectors(tables.source, tables.both, a.data), vectors(extra, tables.both, b.data)[1:]]
+    )
     return Arm(
         moved,
         FindingsCNN(CNNConfig(dim=local_vectors.shape[1]), torch.from_numpy(local_vectors)),
         FindingsCNN(CNNConfig(dim=pooled_vectors.shape[1]), torch.from_numpy(pooled_vectors)),
-        _findings_data(b, chosen["b"], ("train", "tuning", "held_out"), plan.missing),
-        _findings_data(a, both, ("train", "tuning"), plan.missing),
-        _findings_data(b, both, ("train", "tuning", "held_out"), plan.missing),
+        tables.at_b,
+        tables.pooled_a,
+        tables.pooled_b,
     )
 
 
@@ -437,14 +483,14 @@ def _describe(method: str, plan: Plan) -> str:
     embedding, protocol = method.split("/")
     encoder = plan.embeddings[embedding]
     kind = (
-        IDS[plan.preset]
+        ID_ARMS[plan.preset]
         if embedding == "ids"
         else f"concept embeddings of code descriptions by {encoder} encoder"
     )
     return f"{kind}; {DESCRIPTIONS[protocol]}"
 
 
-def _run_json(a, b, task, methods, primary, plan: Plan) -> dict:
+def _run_json(a, b, task, methods, primary, plan: Plan, tables: FindingsTables | None) -> dict:
     model = "the paper's 1-D CNN over findings tables" if plan.preset == "paper" else "Claim-PT"
     return {
         "kind": "efficiency",
@@ -469,11 +515,17 @@ def _run_json(a, b, task, methods, primary, plan: Plan) -> dict:
             "model": model,
             "encoders": {label: encoder for label, encoder in plan.embeddings.items() if encoder},
             "code_embedding": plan.code_embedding if plan.preset == "claimpt" else "frozen",
-            "findings": {"max": plan.max_findings, "missing": plan.missing, "prefixes": plan.finding_prefixes}
-            if plan.preset == "paper"
-            else None,
+            "findings": None
+            if tables is None
+            else {  # codes in at least min_subjects patients: what a saved vocabulary may hold
+                "max": plan.max_findings,
+                "missing": plan.missing,
+                "prefixes": plan.finding_prefixes,
+                "source": tables.source,
+                "target": tables.target,
+            },
             "training": plan.settings.to_dict(),
-            "transfer_training": plan.tuning.to_dict(),
+            "transfer_training": plan.transfer_settings.to_dict(),
             "fractions": list(plan.fractions),
             "seeds": list(plan.seeds),
         },

@@ -135,7 +135,7 @@ def neighbors(
         frame, vectors = read_embeddings(path)
         encoders[path] = (pq.read_schema(path).metadata or {}).get(ENCODER_META, b"?").decode()
         text = pl.col("text") if "text" in frame.columns else pl.lit("").alias("text")
-        frames.append(frame.select("code", text, pl.lit(path.name).alias("file")))
+        frames.append(frame.select("code", text, pl.lit(str(path)).alias("file")))
         blocks.append(vectors)
     if len(set(encoders.values())) > 1:  # vectors of two encoders live in unrelated spaces
         raise InputError(f"the embeddings files come from different encoders: {encoders}")

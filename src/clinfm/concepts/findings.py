@@ -6,8 +6,10 @@ embedding of the finding's name and "Not finding" as that of "Not " + name. Here
 from a MEDS dataset at each label's ``prediction_time``: a finding is *present* when an event with
 its code occurs at or before that time, *absent* when the only such events are negated (a
 ``text_value`` such as "absent", "negative" or "no": how an NLP system's negated mentions are
-stored), and *missing* otherwise. Claims data never state absence, so there missing and absent
-coincide, which is what the paper's "M to A" preprocessing makes of them anyway.
+stored; any other ``text_value``, such as "present" or "P", is a mention), and *missing* otherwise
+(also when the only events say so: "M", "missing", "unknown"). Claims data never state absence,
+so there missing and absent coincide, which is what the paper's "M to A" preprocessing makes of
+them anyway.
 
 A table holds token ids into a vector table whose row 0 is the zero vector: finding ``j`` present is
 ``1 + 2j``, absent ``2 + 2j``; missing is the absent token (the paper's mapping) or the zero row.
@@ -26,14 +28,28 @@ from clinfm.errors import InputError
 
 PRESENT, ABSENT, MISSING = 1, 2, 0
 MISSING_POLICIES = ("absent", "zero")  # the paper maps M to A; "zero" keeps missing as no signal
-NEGATIONS = ("absent", "a", "negated", "negative", "no", "not present", "false", "denied")
+NEGATIONS = (
+    "absent",
+    "a",
+    "negated",
+    "negative",
+    "neg",
+    "no",
+    "none",
+    "not present",
+    "not detected",
+    "false",
+    "denied",
+)
+UNKNOWNS = ("m", "missing", "unknown", "not recorded")  # a row that says it does not know
 
 
 def finding_events(events: pl.LazyFrame) -> pl.LazyFrame:
     """(subject_id, time, code, negated) for every event that can be a finding.
 
-    Measurements (a ``numeric_value``) and free text are not findings; a ``text_value`` that negates
-    the code (see ``NEGATIONS``) marks the finding absent.
+    Measurements (a ``numeric_value``) are not findings; a ``text_value`` that negates the code (see
+    ``NEGATIONS``) marks the finding absent, one that says it is unknown (``UNKNOWNS``) is dropped,
+    any other is a mention.
     """
     from clinfm.claims.tokenizer import ADMINISTRATIVE_PREFIXES, STRUCTURAL_PREFIXES
 
@@ -47,7 +63,7 @@ def finding_events(events: pl.LazyFrame) -> pl.LazyFrame:
     if "text_value" in columns:
         text = pl.col("text_value").str.strip_chars().str.to_lowercase()
         negated = text.is_in(list(NEGATIONS)).fill_null(False)
-        keep &= pl.col("text_value").is_null() | negated
+        keep &= ~text.is_in(list(UNKNOWNS)).fill_null(False)
     return events.filter(keep).select("subject_id", "time", "code", negated.alias("negated"))
 
 
@@ -59,25 +75,27 @@ def choose_findings(
     max_findings: int,
     prefixes: Sequence[str] | None = None,
 ) -> list[str]:
-    """The findings a site's table has: the codes most training patients have (present or absent),
-    at least ``min_subjects`` of them (rare codes are never a column), at most ``max_findings``;
-    only codes starting with one of ``prefixes`` when given (e.g. ``["ICD9CM/", "ICD10CM/"]``)."""
+    """The findings a site's table has: the codes most training patients have (present or absent)
+    by their samples' prediction times, at least ``min_subjects`` of them (rare codes are never a
+    column), at most ``max_findings``; only codes starting with one of ``prefixes`` when given
+    (e.g. ``["ICD9CM/", "ICD10CM/"]``). ``train`` holds the training labels (subject_id,
+    prediction_time): what is recorded after a prediction never decides the columns."""
+    from clinfm.events.labels import events_as_of
     from clinfm.vocab.vocabulary import subject_counts
 
-    patients = train.select("subject_id").unique().lazy()
-    candidates = finding_events(events).join(patients, on="subject_id", how="semi")
+    candidates = finding_events(events)
     if prefixes:
         candidates = candidates.filter(
             pl.any_horizontal([pl.col("code").str.starts_with(p) for p in prefixes])
         )
-    counts = subject_counts(candidates)
+    visible = events_as_of(candidates, train.select("subject_id", "prediction_time"))
+    counts = subject_counts(visible.select("subject_id", "code"))
     kept = counts.filter(pl.col("n_subjects") >= min_subjects).sort(
         ["n_subjects", "code"], descending=[True, False]
     )
     if kept.height == 0:
-        raise InputError(
-            f"no finding is seen in at least {min_subjects} training patients: no table to build"
-        )
+        among = f" among codes starting {', '.join(prefixes)}" if prefixes else ""
+        raise InputError(f"no finding{among} is seen in at least {min_subjects} training patients: no table")
     return kept["code"].head(max_findings).to_list()
 
 

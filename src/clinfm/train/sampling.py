@@ -14,9 +14,9 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
     of the world size, so every process runs the same number of steps); with ``shard=False`` every
     process sees them all, as validation and prediction need.
 
-    ``steps``: an epoch of exactly that many batches, drawn from successive shuffled passes (the
-    "endless iterator, N iterations per epoch" some papers train with). ``drop_last``: a short
-    final batch of each pass is dropped, unless the data hold no full batch at all.
+    ``steps``: an epoch of exactly that many batches, the next ones of an endless stream of
+    shuffled passes (the "endless iterator, N iterations per epoch" some papers train with).
+    ``drop_last``: a short final batch of each pass is dropped, unless the data hold no full batch.
     """
 
     def __init__(
@@ -52,13 +52,24 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
         return 0, 1
 
     def _batches(self) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        batches = self._pass(rng)
-        if self.steps is not None and batches:
-            while len(batches) < self.steps:
-                batches += self._pass(rng)
-            batches = batches[: self.steps]
-        return batches
+        if self.steps is None:
+            return self._pass(np.random.default_rng([self.seed, self.epoch]))
+        # One endless stream of passes, each shuffled by (seed, pass); epoch e is its batches
+        # [e * steps, (e + 1) * steps), so a resumed run continues the stream where it stopped.
+        per_pass = self._per_pass()
+        if not per_pass:
+            return []
+        first, offset = divmod(self.epoch * self.steps, per_pass)
+        batches: list[np.ndarray] = []
+        for index in range(first, first + 2 + self.steps // per_pass):
+            batches += self._pass(np.random.default_rng([self.seed, index]))
+        return batches[offset : offset + self.steps]
+
+    def _per_pass(self) -> int:
+        n = -(-len(self.lengths) // self.batch_size)
+        if self.drop_last and n > 1 and len(self.lengths) % self.batch_size:
+            n -= 1
+        return n
 
     def _pass(self, rng: np.random.Generator) -> list[np.ndarray]:
         order = rng.permutation(len(self.lengths)) if self.shuffle else np.arange(len(self.lengths))
@@ -84,9 +95,7 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __len__(self) -> int:
         _, world = self._world()
-        n = -(-len(self.lengths) // self.batch_size)
-        if self.drop_last and n > 1 and len(self.lengths) % self.batch_size:
-            n -= 1
+        n = self._per_pass()
         if self.steps is not None and n:
             n = self.steps
         return n // world if n >= world else n
