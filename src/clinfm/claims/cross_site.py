@@ -142,6 +142,7 @@ def transfer(
         out=out,
     )
     out = check_output(out, overwrite)
+    shutil.rmtree(plan.work, ignore_errors=True)  # an interrupted run's logs (transfer does not resume)
     source, target = Path(source).resolve(), Path(target).resolve()
     a = load_cohort(source, source_labels or _labels(source, task), plan.policy)
     b = load_cohort(target, target_labels or _labels(target, task), plan.policy)
