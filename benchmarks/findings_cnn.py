@@ -10,8 +10,11 @@ convolution over looked-up vectors.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on a shared machine
 
 import numpy as np
 import torch
