@@ -249,5 +249,43 @@ def test_the_paper_preset_runs_every_protocol_on_a_tiny_pair(site_icd9, site_icd
         10 * record["config"]["training"]["lr"]
     )
     assert "one-hot" in record["methods"]["ids/local"]
-    assert "Protocols across sites" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "Protocols across sites" in page and "reach local" in page
     assert not (tmp_path / ".xfer.partial").exists()
+
+
+def test_the_pooled_table_reads_both_sites_columns_in_order():
+    from clinfm.claims.cross_site import FindingsTables, _pooled_vectors
+
+    source, target = ["CPT4/99213", "ICD9CM/493.90"], ["CPT4/99213", "ICD10CM/J45.909"]
+    both = ["CPT4/99213", "ICD9CM/493.90", "ICD10CM/J45.909"]
+    tables = FindingsTables(source, target, both, {}, {}, {}, {})
+    vectors = _pooled_vectors(
+        lambda findings, space, data: fx.onehot_vectors(findings, space), tables, "a", "b"
+    )
+    assert np.array_equal(vectors, fx.onehot_vectors(both, both))
+    assert (
+        vectors.shape[0] == int(fx.token_ids(np.zeros((1, 3), np.int8)).max()) + 1
+    )  # every token id has a row
+
+
+def test_several_encoders_get_distinct_arm_labels(tmp_path):
+    from clinfm.claims.cross_site import _plan
+
+    plan = _plan(
+        preset="paper",
+        encoders=("st:x/m-2", "st:a/m", "st:b/m", "hf:c/m#cls"),
+        code_embedding="projected",
+        fractions=(1.0,),
+        seeds=(0,),
+        protocols=("local",),
+        settings=None,
+        min_subjects=10,
+        held_out=None,
+        max_findings=10,
+        missing="absent",
+        finding_prefixes=None,
+        out=tmp_path / "run",
+    )
+    assert list(plan.embeddings) == ["ids", "text-m-2", "text-m", "text-m-3", "text-m-4"]
+    assert len(set(plan.embeddings.values())) == 5

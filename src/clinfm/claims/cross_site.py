@@ -51,7 +51,7 @@ from clinfm.errors import InputError
 from clinfm.events.meds import scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
-from clinfm.train.engine import FitResult, TrainConfig, clone, fit, predict
+from clinfm.train.engine import FitResult, TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
 
 PROTOCOLS = ("local", "shared", "transfer", "transfer_head", "pooled")
@@ -142,7 +142,8 @@ def transfer(
         out=out,
     )
     out = check_output(out, overwrite)
-    shutil.rmtree(plan.work, ignore_errors=True)  # an interrupted run's logs (transfer does not resume)
+    if is_global_zero():  # an interrupted run's logs; transfer does not resume, and its folder is its own
+        shutil.rmtree(plan.work, ignore_errors=True)
     source, target = Path(source).resolve(), Path(target).resolve()
     a = load_cohort(source, source_labels or _labels(source, task), plan.policy)
     b = load_cohort(target, target_labels or _labels(target, task), plan.policy)
@@ -238,8 +239,10 @@ def _plan(
         load_encoder(encoder)
     embeddings = {"ids": None}
     for encoder in encoders:
-        label = _embedding_label(encoder, len(encoders))
-        label = label if label not in embeddings else f"{label}-{len(embeddings)}"  # hf:m#cls, hf:m#mean
+        label, base, n = _embedding_label(encoder, len(encoders)), None, 1
+        while label in embeddings:  # hf:m#cls and hf:m#mean, st:a/m and st:b/m
+            base, n = base or label, n + 1
+            label = f"{base}-{n}"
         embeddings[label] = encoder
     out = Path(out)
     return Plan(
@@ -256,7 +259,7 @@ def _plan(
         max_findings,
         missing,
         tuple(finding_prefixes) if finding_prefixes else None,
-        out.parent / f".{out.name}.partial",
+        out.parent / f".{out.name}.transfer.partial",  # never a recipe's resumable .partial folder
     )
 
 
@@ -410,11 +413,7 @@ def _paper_arm(a, b, tables: FindingsTables, label: str, encoder: str | None, pl
     # One-hot: B's findings in A's space (a code A never had reads as zeros); text: B's descriptions.
     moved.set_vectors(torch.from_numpy(vectors(tables.target, tables.source, b.data)))
     local_vectors = vectors(tables.target, tables.target, b.data)
-    # Pooled: the columns are A's findings then B's others, each described from its own dataset.
-    extra = tables.both[len(tables.source) :]
-    pooled_vectors = np.concatenate(
-        [vectors(tables.source, tables.both, a.data), vectors(extra, tables.both, b.data)[1:]]
-    )
+    pooled_vectors = _pooled_vectors(vectors, tables, a.data, b.data)
     return Arm(
         moved,
         FindingsCNN(CNNConfig(dim=local_vectors.shape[1]), torch.from_numpy(local_vectors)),
@@ -422,6 +421,15 @@ def _paper_arm(a, b, tables: FindingsTables, label: str, encoder: str | None, pl
         tables.at_b,
         tables.pooled_a,
         tables.pooled_b,
+    )
+
+
+def _pooled_vectors(vectors, tables: FindingsTables, a_data, b_data) -> np.ndarray:
+    """The pooled model's table: its columns are A's findings then B's others (``tables.both``), each
+    described from its own site's dataset."""
+    extra = tables.both[len(tables.source) :]
+    return np.concatenate(
+        [vectors(tables.source, tables.both, a_data), vectors(extra, tables.both, b_data)[1:]]
     )
 
 

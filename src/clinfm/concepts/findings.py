@@ -41,7 +41,8 @@ NEGATIONS = (
     "false",
     "denied",
 )
-UNKNOWNS = ("m", "missing", "unknown", "not recorded")  # a row that says it does not know
+#: Values that say nothing about the finding (MIMIC-IV's lab text holds some): the event is dropped.
+UNKNOWNS = ("m", "missing", "unknown", "not recorded", "not done", "pending", "hold", "cancelled", "___", "")
 
 
 def finding_events(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -80,7 +81,6 @@ def choose_findings(
     column), at most ``max_findings``; only codes starting with one of ``prefixes`` when given
     (e.g. ``["ICD9CM/", "ICD10CM/"]``). ``train`` holds the training labels (subject_id,
     prediction_time): what is recorded after a prediction never decides the columns."""
-    from clinfm.events.labels import events_as_of
     from clinfm.vocab.vocabulary import subject_counts
 
     candidates = finding_events(events)
@@ -88,7 +88,9 @@ def choose_findings(
         candidates = candidates.filter(
             pl.any_horizontal([pl.col("code").str.starts_with(p) for p in prefixes])
         )
-    visible = events_as_of(candidates, train.select("subject_id", "prediction_time"))
+    # A patient has a code by some training prediction iff it is recorded by their latest one.
+    latest = train.group_by("subject_id").agg(pl.col("prediction_time").max()).lazy()
+    visible = candidates.join(latest, on="subject_id").filter(pl.col("time") <= pl.col("prediction_time"))
     counts = subject_counts(visible.select("subject_id", "code"))
     kept = counts.filter(pl.col("n_subjects") >= min_subjects).sort(
         ["n_subjects", "code"], descending=[True, False]

@@ -679,15 +679,16 @@ def _protocol_section(folder: RunFolder, metric: str = "auroc") -> str:
         for protocol in protocols:
             estimate = _estimate_at(points, f"{embedding}/{protocol}", top, metric)
             reached = _labels_to_reach(points, f"{embedding}/{protocol}", fractions, metric, reference)
-            note = f"<br><small>{_e(reached)}</small>" if reached else ""
+            note = f"<br><small>{reached}</small>" if reached else ""
             cells.append(f"<td>{format_estimate(estimate, _digits(metric))}{note}</td>")
         rows.append(f"<tr><th scope='row'>{_e(embedding)}</th>{''.join(cells)}</tr>")
     header = "".join(f"<th>{_e(p.replace('_', ' '))}</th>" for p in protocols)
-    label = metric_info(metric)["label"]
-    caption = (
-        f"{_e(label)} at the target with all its training labels (CI); under each, the fewest target "
-        f"labels at which the method matches the best local model with all of them ({_number(reference, 3)})."
-    )
+    caption = f"{_e(metric_info(metric)['label'])} at the target with all its training labels (CI)."
+    if reference is not None:
+        caption += (
+            " Under each, the fewest target labels at which its point estimate reaches the best local "
+            f"model's with all of them ({_number(reference, 3)}); see the intervals."
+        )
     table = (
         f'<table class="results">\n<caption>{caption}</caption>\n'
         f"<thead><tr><th>Embedding</th>{header}</tr></thead>\n<tbody>\n"
@@ -698,18 +699,17 @@ def _protocol_section(folder: RunFolder, metric: str = "auroc") -> str:
 
 
 def _labels_to_reach(points, method: str, fractions, metric: str, reference: float | None) -> str:
+    """Escaped HTML: where the method's point estimate first reaches ``reference``."""
     if reference is None:
         return ""
-    for fraction in fractions:
-        estimate = _estimate_at(points, method, fraction, metric)
-        if estimate and estimate["value"] >= reference:
+    measured = [e for f in fractions if (e := _estimate_at(points, method, f, metric))]
+    for estimate in measured:
+        if estimate["value"] >= reference:
+            if method.endswith("/shared"):
+                return "reaches local with no target label"
             n = estimate.get("n_train")
-            return (
-                "matches local with no target label"
-                if method.endswith("/shared")
-                else f"matches local from {_count(n)} labels"
-            )
-    return "does not reach local"
+            return f"reaches local from {_count(n)} labels" if n is not None else "reaches local"
+    return "does not reach local" if measured else ""
 
 
 def _efficiency_metrics(efficiency: Mapping, points: Sequence[Mapping]) -> list[str]:
