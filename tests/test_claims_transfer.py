@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import torch
 
-from clinfm.claims import cross_site, recipes, transfer
+from clinfm.claims import recipes, transfer
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.model import CODE_EMBEDDINGS, ClaimPT, ClaimPTConfig
 from clinfm.errors import InputError
@@ -33,8 +33,6 @@ def fake_concept_vectors(vocab, encoder, data):
 @pytest.fixture(autouse=True)
 def _fake_encoder(monkeypatch):
     monkeypatch.setattr(transfer, "concept_vectors", fake_concept_vectors)
-    monkeypatch.setattr(recipes, "concept_vectors", fake_concept_vectors)
-    monkeypatch.setattr(cross_site, "concept_vectors", fake_concept_vectors)
 
 
 @pytest.mark.parametrize("mode", CODE_EMBEDDINGS)

@@ -253,11 +253,16 @@ def _cli():
     return app
 
 
+def _embed(codes, out, *options) -> list[str]:
+    """``clinfm concepts embed`` arguments."""
+    return ["concepts", "embed", "--codes", str(codes), "--out", str(out), *map(str, options)]
+
+
 def test_cli_embed_then_neighbors(tmp_path):
     codes = tmp_path / "codes.txt"
     codes.write_text(f"{ASTHMA9}\n{ASTHMA10}\n{HYPERTENSION}\nLOCAL/xyz\n\n{ASTHMA9}\n")
     out = tmp_path / "emb.parquet"
-    args = ["concepts", "embed", "--codes", str(codes), "--out", str(out), "--cache", str(tmp_path / "c")]
+    args = _embed(codes, out, "--cache", tmp_path / "c")
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet(out)
@@ -279,17 +284,7 @@ def test_cli_neighbors_across_two_sites_files(tmp_path):
     files = []
     for codes in (site_a, site_b):
         files.append(codes.with_suffix(".parquet"))
-        args = [
-            "concepts",
-            "embed",
-            "--codes",
-            str(codes),
-            "--out",
-            str(files[-1]),
-            "--cache",
-            str(tmp_path / "c"),
-        ]
-        assert CliRunner().invoke(_cli(), args).exit_code == 0
+        assert CliRunner().invoke(_cli(), _embed(codes, files[-1], "--cache", tmp_path / "c")).exit_code == 0
     args = ["concepts", "neighbors", ASTHMA9, "--embeddings", str(files[0]), "--embeddings", str(files[1])]
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 0, result.output
@@ -301,17 +296,7 @@ def test_cli_neighbors_across_two_sites_files(tmp_path):
 def test_cli_bad_encoder_is_one_error_line(tmp_path):
     codes = tmp_path / "codes.txt"
     codes.write_text("A\n")
-    args = [
-        "concepts",
-        "embed",
-        "--codes",
-        str(codes),
-        "--out",
-        str(tmp_path / "o.parquet"),
-        "--encoder",
-        "x:y",
-    ]
-    result = CliRunner().invoke(_cli(), args)
+    result = CliRunner().invoke(_cli(), _embed(codes, tmp_path / "o.parquet", "--encoder", "x:y"))
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1 and "unknown encoder" in errors[0], result.output
 
@@ -333,8 +318,7 @@ def test_cli_embed_reads_every_code_of_a_meds_folder(tmp_path):
         }
     ).write_parquet(dataset / "data" / "0.parquet")
     out = tmp_path / "emb.parquet"
-    args = ["concepts", "embed", "--codes", str(dataset), "--out", str(out), "--no-cache"]
-    result = CliRunner().invoke(_cli(), args)
+    result = CliRunner().invoke(_cli(), _embed(dataset, out, "--no-cache"))
     assert result.exit_code == 0, result.output
     frame = pl.read_parquet(out).sort("code")
     assert frame["code"].to_list() == [ASTHMA10, "LOCAL/flu", "LOCAL/x"]

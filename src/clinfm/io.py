@@ -76,6 +76,24 @@ def write_json_atomic(path: str | os.PathLike, payload: object) -> None:
     tmp.replace(path)
 
 
+def write_parquet_atomic(
+    frame, path: str | os.PathLike, *, metadata: dict[bytes, bytes] | None = None
+) -> Path:
+    """Write a Polars frame as Parquet through a temporary file and a rename, with ``metadata``
+    added to the file's schema (e.g. which encoder made its vectors)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = frame.to_arrow()
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
+
+
 def read_json_document(path: str | os.PathLike, *, format: str, version: int, what: str) -> dict:
     """A JSON file clinfm wrote (a vocabulary, a checkpoint config): InputError naming the file
     unless it is readable, of this ``format`` and of this ``version``."""

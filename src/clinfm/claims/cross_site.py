@@ -33,12 +33,11 @@ import numpy as np
 import torch
 
 from clinfm import __version__, progress
-from clinfm.claims.batches import CategoryMap, VisitBatches
+from clinfm.claims.batches import VisitBatches
 from clinfm.claims.checkpoint import ClaimsModel
-from clinfm.claims.model import CODE_EMBEDDINGS, ClaimPT, ClaimPTConfig
+from clinfm.claims.model import CODE_EMBEDDINGS
 from clinfm.claims.recipes import FROM_SCRATCH, _now, load_cohort, subsample, write_evaluation
-from clinfm.claims.tokenizer import TokenizerConfig
-from clinfm.claims.transfer import concept_vectors, move_to_site, site_vocabulary
+from clinfm.claims.transfer import move_to_site, new_model, site_vocabulary
 from clinfm.concepts.findings import (
     FindingsData,
     choose_findings,
@@ -67,19 +66,6 @@ ID_ARMS = {
     "claimpt": "code ids (Claim-PT's learned code table)",
     "paper": "one-hot findings (the paper's baseline)",
 }
-
-
-def _site_model(vocab: Vocabulary, mode: str, encoder: str | None, data, seed: int) -> ClaimsModel:
-    """A fresh Claim-PT (paper preset) for ``vocab``: code ids, or concept vectors read by ``mode``."""
-    categories = CategoryMap.build(vocab)
-    concepts, name = (None, None) if mode == "id" else concept_vectors(vocab, encoder, data)
-    dim = 0 if concepts is None else concepts.shape[1]
-    config = ClaimPTConfig.paper(len(vocab), len(categories), code_embedding=mode, concept_dim=dim)
-    torch.manual_seed(seed)
-    model = ClaimPT(config)
-    if concepts is not None:
-        model.visit_embedding.code.set_concepts(torch.from_numpy(concepts))
-    return ClaimsModel(model, vocab, categories, TokenizerConfig.paper(), encoder=encoder, encoder_name=name)
 
 
 def _tokenized(bundle: ClaimsModel, cohort, splits: tuple[str, ...]) -> dict[str, VisitBatches]:
@@ -122,9 +108,8 @@ def transfer(
     ten times its learning rate under the paper preset. ``held_out`` replaces the sites' own splits
     by a stable-hash split with that share of patients held out (small sites, rare outcomes).
     ``max_findings``, ``missing`` and ``finding_prefixes`` (which codes may be findings) shape the
-    paper preset's findings tables. Writes a
-    label-efficiency run (``efficiency.json``, ``metrics.json``, predictions, ``report.html``) with
-    one curve per ``<embedding>/<protocol>``.
+    paper preset's findings tables. Writes a label-efficiency run (``efficiency.json``,
+    ``metrics.json``, predictions, ``report.html``) with one curve per ``<embedding>/<protocol>``.
     """
     plan = _plan(
         preset=preset,
@@ -327,7 +312,7 @@ def _claimpt_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
     """Claim-PT trained at A (once), moved to B's codes; fresh models for B's and both sites' codes."""
     mode = "id" if encoder is None else plan.code_embedding
     source_vocab = site_vocabulary(a.data, plan.policy.assign(a.data, scan_events(a.data)), plan.min_subjects)
-    source = _site_model(source_vocab, mode, encoder, a.data, seed=0)
+    source = new_model(source_vocab, code_embedding=mode, encoder=encoder, data=a.data)
     source.splits = plan.policy
     at_a = _tokenized(source, a, ("train", "tuning"))
     fit(
@@ -341,11 +326,11 @@ def _claimpt_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
         resume=False,
     )
     moved = move_to_site(source, b.data, min_subjects=plan.min_subjects)
-    local = _site_model(moved.vocab, mode, encoder, b.data, seed=0)  # shares the moved vocabulary
+    local = new_model(moved.vocab, code_embedding=mode, encoder=encoder, data=b.data)  # the moved vocabulary
     both = Vocabulary(
         tuple(sorted(set(source_vocab.codes) | set(moved.vocab.codes))), plan.min_subjects, counted=True
     )
-    pooled = _site_model(both, mode, encoder, None, seed=0)
+    pooled = new_model(both, code_embedding=mode, encoder=encoder)
     return Arm(
         moved.model,
         local.model,

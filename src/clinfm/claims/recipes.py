@@ -31,14 +31,13 @@ from clinfm import __version__, progress
 from clinfm.claims.batches import CategoryMap, VisitBatches
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.gru import VisitGRU, VisitGRUConfig
-from clinfm.claims.model import ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
-from clinfm.claims.transfer import concept_vectors, move_to_site, site_vocabulary
+from clinfm.claims.transfer import move_to_site, new_model, site_vocabulary
 from clinfm.errors import InputError
 from clinfm.events.labels import check_labels
 from clinfm.events.meds import read_labels, scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
-from clinfm.io import atomic_directory, check_output, write_json_atomic
+from clinfm.io import atomic_directory, check_output, write_json_atomic, write_parquet_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
 
@@ -128,23 +127,17 @@ def pretrain(
     splits = policy.assign(data, events)
     with progress.status("building the vocabulary"):
         vocab = site_vocabulary(data, splits, min_subjects)
-    categories = CategoryMap.build(vocab)
-    concepts, encoder_name = None, None
-    if code_embedding != "id":
-        with progress.status("embedding code descriptions"):
-            concepts, encoder_name = concept_vectors(vocab, encoder, data)
-    overrides = {
-        "code_embedding": code_embedding,
-        "concept_dim": 0 if concepts is None else concepts.shape[1],
-    }
-    config = ClaimPTConfig.preset_named(
-        preset, len(vocab), len(categories), **overrides, **(model_overrides or {})
+    bundle = new_model(
+        vocab,
+        preset=preset,
+        code_embedding=code_embedding,
+        encoder=encoder,
+        data=data,
+        tokenizer=tokenizer,
+        seed=train.seed,  # the initial weights, so a run is repeatable (and resumable)
+        **(model_overrides or {}),
     )
-    torch.manual_seed(train.seed)  # the initial weights, so a run is repeatable (and resumable)
-    model = ClaimPT(config)
-    if concepts is not None:
-        model.visit_embedding.code.set_concepts(torch.from_numpy(concepts))
-    bundle = ClaimsModel(model, vocab, categories, tokenizer, encoder=encoder, encoder_name=encoder_name)
+    config = bundle.model.config
     bundle.splits = policy
     with progress.status("tokenizing"):
         train_data = bundle.dataset(_split_shards(data, splits, ("train",)), hold_out=True)
@@ -155,7 +148,7 @@ def pretrain(
         )
     recorded = {"data": data, "preset": preset, "model": config.to_dict(), "tokenizer": tokenizer.to_dict()}
     recorded |= {"training": train.to_dict(), "min_subjects": min_subjects, "splits": policy.to_dict()}
-    recorded |= {"code_embedding": code_embedding, "encoder": encoder_name}
+    recorded |= {"code_embedding": code_embedding, "encoder": bundle.encoder_name}
     with _work_dir(out, recorded, resume) as work:
         result = fit(
             bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume
@@ -177,7 +170,7 @@ def pretrain(
                     "n_train": len(train_data),
                     "n_tuning": len(val_data),
                     "vocabulary_size": len(vocab.codes),
-                    "categories": len(categories),
+                    "categories": len(bundle.categories),
                 },
                 "config": {
                     "model": config.to_dict(),
@@ -674,11 +667,7 @@ def _write_parquet_atomic(frame: pl.DataFrame, out: Path, overwrite: bool) -> Pa
         raise InputError("output already exists; choose another path or pass overwrite", path=out)
     if out.exists() and out.is_dir():
         raise InputError("is a folder; name a .parquet file", path=out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(out)
-    return out
+    return write_parquet_atomic(frame, out)
 
 
 def predict_labels(

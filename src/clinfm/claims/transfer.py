@@ -21,8 +21,8 @@ import torch
 
 from clinfm.claims.batches import CategoryMap
 from clinfm.claims.checkpoint import ClaimsModel
-from clinfm.claims.model import ClaimPT
-from clinfm.claims.tokenizer import claim_code_filter
+from clinfm.claims.model import ClaimPT, ClaimPTConfig
+from clinfm.claims.tokenizer import TokenizerConfig, claim_code_filter
 from clinfm.errors import InputError
 from clinfm.events.meds import scan_events
 from clinfm.vocab.vocabulary import Vocabulary
@@ -52,6 +52,39 @@ def concept_vectors(
     rows = np.zeros((len(vocab), vectors.shape[1]), dtype=np.float32)
     rows[len(vocab.special_tokens) :] = vectors
     return rows, text_encoder.name
+
+
+def new_model(
+    vocab: Vocabulary,
+    *,
+    preset: str = "paper",
+    code_embedding: str = "id",
+    encoder: str | None = None,
+    data: str | os.PathLike | None = None,
+    tokenizer: TokenizerConfig | None = None,
+    seed: int = 0,
+    **overrides,
+) -> ClaimsModel:
+    """An untrained Claim-PT for ``vocab``: learned code ids, or code vectors from the descriptions'
+    text embeddings (``encoder``; descriptions from ``data``'s codes.parquet, then the ICD tables)
+    read by ``code_embedding``. ``seed`` fixes the initial weights (after the encoder has run)."""
+    from clinfm import progress
+
+    categories = CategoryMap.build(vocab)
+    concepts, name = None, None
+    if code_embedding != "id":
+        with progress.status("embedding code descriptions"):
+            concepts, name = concept_vectors(vocab, encoder, data)
+    dim = 0 if concepts is None else concepts.shape[1]
+    config = ClaimPTConfig.preset_named(
+        preset, len(vocab), len(categories), code_embedding=code_embedding, concept_dim=dim, **overrides
+    )
+    torch.manual_seed(seed)
+    model = ClaimPT(config)
+    if concepts is not None:
+        model.visit_embedding.code.set_concepts(torch.from_numpy(concepts))
+    tokenizer = tokenizer or TokenizerConfig.paper()
+    return ClaimsModel(model, vocab, categories, tokenizer, encoder=encoder, encoder_name=name)
 
 
 def site_vocabulary(data: Path, splits: pl.DataFrame, min_subjects: int) -> Vocabulary:

@@ -20,7 +20,7 @@ import polars as pl
 from clinfm import progress
 from clinfm.concepts.encoders import TextEncoder
 from clinfm.errors import InputError
-from clinfm.io import write_json_atomic
+from clinfm.io import write_json_atomic, write_parquet_atomic
 
 CHUNK = 1024  # texts per encode call and shard: the most a failure can lose
 _EMPTY = pl.DataFrame(schema={"key": pl.String, "embedding": pl.List(pl.Float32)})
@@ -75,10 +75,7 @@ class EmbeddingCache:
         frame = pl.DataFrame(
             {"key": keys, "embedding": pl.Series(vectors.astype(np.float32)).cast(pl.Array(pl.Float32, dim))}
         )
-        name = f"shard-{uuid.uuid4().hex}.parquet"
-        tmp = folder / f".{name}.tmp"
-        frame.write_parquet(tmp)
-        tmp.replace(folder / name)
+        write_parquet_atomic(frame, folder / f"shard-{uuid.uuid4().hex}.parquet")
 
 
 def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinfm.errors import InputError
+from clinfm.io import write_parquet_atomic
 
 concepts_app = typer.Typer(
     help="Concept embeddings: place codes from any site or coding system in one space by their text.",
@@ -54,16 +55,6 @@ def read_code_list(path: Path) -> tuple[list[str], Path | None]:
     return codes, None
 
 
-def _write_parquet_atomic(frame: pl.DataFrame, out: Path, encoder_name: str) -> None:
-    """Parquet through a temporary file and a rename, with the encoder's name in the file metadata."""
-    table = frame.to_arrow()
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), ENCODER_META: encoder_name})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(out)
-
-
 @concepts_app.command()
 @_user_facing
 def embed(
@@ -94,7 +85,7 @@ def embed(
     store = False if no_cache else (cache if cache is not None else True)
     vectors = embed_texts(model, texts["text"].to_list(), cache=store, description="embedding")
     frame = texts.with_columns(pl.Series("embedding", vectors).cast(pl.Array(pl.Float32, vectors.shape[1])))
-    _write_parquet_atomic(frame, out, model.name)
+    write_parquet_atomic(frame, out, metadata={ENCODER_META: model.name.encode()})
     counts = dict(frame.group_by("source").len().iter_rows())
     console.print(f"wrote {out}: {frame.height} codes x {vectors.shape[1]} ({model.name}); sources {counts}")
 
