@@ -88,6 +88,23 @@ def test_fit_learns_and_keeps_the_best_epoch(tmp_path):
     assert (tmp_path / "logs" / "train" / "metrics.csv").exists()
 
 
+def test_linear_schedule_decays_the_learning_rate_to_zero_over_the_run(tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    seen: list[float] = []
+
+    class LearningRates(Callback):
+        def on_train_batch_start(self, trainer, module, batch, index):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    config = TrainConfig(max_epochs=2, batch_size=8, optimizer="adamw", lr=0.1, schedule="linear", bucket=False)
+    fit(Toy(), "classify", ToyData(32), None, config, tmp_path, callbacks=(LearningRates(),))
+    # 4 batches an epoch, 8 steps: lr * (1 - step / 8), no warm-up
+    assert seen == pytest.approx([0.1 * (1 - step / 8) for step in range(8)])
+    with pytest.raises(InputError, match="schedule"):
+        TrainConfig(schedule="cosine")
+
+
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is not None, reason="mlflow is installed here")
 def test_a_missing_logger_package_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match=r"pip install 'clinfm\[mlflow\]'"):

@@ -5,24 +5,29 @@ Bad input ends with one line on stderr and exit code 2; set CLINFM_DEBUG=1 for t
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
-import os
-import sys
 from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 import clinfm
 from clinfm import progress
+from clinfm.cli_common import (
+    EXIT_BAD_INPUT,
+    OVERWRITE_OPTION,
+    RESUME_OPTION,
+    console,
+    error_console,
+    training_options,
+    training_settings,
+    user_facing,
+)
 from clinfm.concepts.cli import concepts_app
 from clinfm.errors import InputError
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHARD
+from clinfm.ner.cli import ner_app
 from clinfm.vocab import DEFAULT_MIN_SUBJECTS
 
 app = typer.Typer(
@@ -36,33 +41,7 @@ convert_app = typer.Typer(
 )
 app.add_typer(convert_app, name="convert")
 app.add_typer(concepts_app, name="concepts")
-
-console = Console(soft_wrap=True)
-error_console = Console(stderr=True, soft_wrap=True)
-EXIT_BAD_INPUT = 2
-
-
-def _user_facing(command):
-    """Run a command with progress bars on; turn bad input into one line and exit code 2."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        import polars as pl
-        import pyarrow as pa
-
-        progress.enable(sys.stderr.isatty())
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-        try:
-            return command(*args, **kwargs)
-        except (InputError, pl.exceptions.PolarsError, pa.ArrowException, OSError) as err:
-            if os.environ.get("CLINFM_DEBUG"):
-                raise
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-
-    return run
-
+app.add_typer(ner_app, name="ner")
 
 SHARD_OPTION = typer.Option(
     None,
@@ -83,7 +62,7 @@ class SynthFormat(StrEnum):
 
 
 @app.command()
-@_user_facing
+@user_facing
 def synth(
     out: Path = typer.Option(..., "--out", help="Folder to create for the MEDS dataset."),
     patients: int = typer.Option(1000, help="Number of children."),
@@ -113,7 +92,7 @@ def synth(
 
 
 @convert_app.command("mimic3")
-@_user_facing
+@user_facing
 def convert_mimic3(
     src: Path = typer.Argument(
         ..., help="Folder with PATIENTS, ADMISSIONS, DIAGNOSES_ICD, ... (.csv or .csv.gz)."
@@ -129,7 +108,7 @@ def convert_mimic3(
 
 
 @convert_app.command("omop")
-@_user_facing
+@user_facing
 def convert_omop(
     src: Path = typer.Argument(..., help="Folder with OMOP CDM 5.3/5.4 CSV tables (PERSON, ..., CONCEPT)."),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
@@ -143,7 +122,7 @@ def convert_omop(
 
 
 @convert_app.command("csv")
-@_user_facing
+@user_facing
 def convert_csv(
     src: Path = typer.Argument(..., help="Folder with the CSV files the mapping names."),
     out: Path = typer.Argument(..., help="Folder to create for the MEDS dataset."),
@@ -162,7 +141,7 @@ def convert_csv(
 
 
 @app.command()
-@_user_facing
+@user_facing
 def validate(
     meds_dir: Path = typer.Argument(..., help="A MEDS dataset folder."),
     strict: bool = typer.Option(
@@ -222,7 +201,7 @@ def print_description(description: clinfm.DatasetDescription) -> None:
 
 
 @app.command()
-@_user_facing
+@user_facing
 def describe(
     meds_dir: Path = typer.Argument(..., help="A MEDS dataset folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -264,19 +243,11 @@ class Strategy(StrEnum):
     llrd = "llrd"
 
 
-class Logger(StrEnum):
-    csv = "csv"
-    tensorboard = "tensorboard"
-    mlflow = "mlflow"
-    none = "none"
-
-
 DATA_OPTION = typer.Option(..., "--data", help="A MEDS dataset folder.")
 LABELS_OPTION = typer.Option(
     ..., "--labels", help="A MEDS label file (subject_id, prediction_time, boolean_value)."
 )
 FROM_OPTION = typer.Option(..., "--from", help="A Claim-PT checkpoint folder (from clinfm pretrain).")
-OVERWRITE_OPTION = typer.Option(False, help="Replace OUT if it exists (only once the new one is complete).")
 STRATEGY_OPTION = typer.Option(
     Strategy.full,
     help="How the pre-trained model is fine-tuned: full (every layer, the paper), probe (encoder "
@@ -287,82 +258,11 @@ ADAPT_OPTION = typer.Option(
     help="The data come from another site than the checkpoint's: rebuild the code table for its codes "
     "(from their descriptions with a concept-embedding checkpoint; at random with code ids).",
 )
-RESUME_OPTION = typer.Option(
-    True, help="Continue an interrupted run of the same command (--no-resume: start over)."
-)
-
-
-def _training(
-    defaults,
-    epochs: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    seed: int,
-    accelerator: str,
-    devices: str,
-    num_nodes: int,
-    distributed: str,
-    precision: str,
-    logger: Logger,
-):
-    """A recipe's training settings with the user's choices on top."""
-    changes = {"seed": seed, "accelerator": accelerator, "num_nodes": num_nodes, "distributed": distributed}
-    changes |= {"precision": precision, "logger": logger.value, "devices": _devices(devices)}
-    changes |= {
-        k: v for k, v in (("max_epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None
-    }
-    return defaults.replace(**changes)
-
-
-def _devices(value: str) -> str | int:
-    return int(value) if value.isdigit() else value
-
-
-def _training_options(command):
-    """Add the Lightning options every training command shares (devices, DDP, precision, logs)."""
-    import inspect
-
-    options = {
-        "epochs": (
-            int | None,
-            typer.Option(None, min=1, help="Maximum epochs of every model trained (default: each recipe's)."),
-        ),
-        "batch_size": (
-            int | None,
-            typer.Option(None, min=1, help="Samples per batch (default: the recipe's)."),
-        ),
-        "lr": (
-            float | None,
-            typer.Option(
-                None,
-                min=0.0,
-                help="Learning rate of the model trained or fine-tuned (not the from-scratch baselines).",
-            ),
-        ),
-        "seed": (int, typer.Option(0, help="Random seed.")),
-        "accelerator": (str, typer.Option("auto", help="cpu, gpu, mps or auto.")),
-        "devices": (str, typer.Option("auto", help="Devices per node: a number or auto.")),
-        "num_nodes": (int, typer.Option(1, min=1, help="Machines to train on (DDP).")),
-        "distributed": (str, typer.Option("auto", help="Lightning strategy: auto, ddp, fsdp, ...")),
-        "precision": (str, typer.Option("auto", help="auto (bf16/16 mixed on CUDA, else 32), 32-true, ...")),
-        "logger": (
-            Logger,
-            typer.Option(Logger.csv, help="Training logs: csv (default), tensorboard, mlflow."),
-        ),
-    }
-    signature = inspect.signature(command)
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
-        for name, (kind, default) in options.items()
-    ]
-    named = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    command.__signature__ = signature.replace(parameters=[*named, *extra])  # they arrive in **training
-    return command
 
 
 @app.command()
-@_user_facing
-@_training_options
+@user_facing
+@training_options
 def pretrain(
     data: Path = DATA_OPTION,
     out: Path = typer.Option(..., "--out", help="Checkpoint folder to create."),
@@ -395,7 +295,7 @@ def pretrain(
     from clinfm.claims import recipes
     from clinfm.events.splits import SplitPolicy
 
-    settings = _training(recipes.PRETRAIN[preset.value], **training)
+    settings = training_settings(recipes.PRETRAIN[preset.value], **training)
     policy = SplitPolicy() if split_seed is None else SplitPolicy(seed=split_seed, held_out=held_out)
     path = recipes.pretrain(
         data,
@@ -418,16 +318,16 @@ def pretrain(
 def _method_settings(epochs, batch_size, lr, strategy: Strategy | None = None, **training):
     from clinfm.claims import recipes
 
-    finetune = _training(recipes.FINETUNE, epochs, batch_size, lr, **training)
+    finetune = training_settings(recipes.FINETUNE, epochs, batch_size, lr, **training)
     if strategy is not None:
         finetune = finetune.replace(strategy=strategy.value)
-    scratch = _training(recipes.FROM_SCRATCH, epochs, batch_size, None, **training)
+    scratch = training_settings(recipes.FROM_SCRATCH, epochs, batch_size, None, **training)
     return recipes.MethodSettings(finetune, scratch)
 
 
 @app.command()
-@_user_facing
-@_training_options
+@user_facing
+@training_options
 def finetune(
     data: Path = DATA_OPTION,
     labels: Path = LABELS_OPTION,
@@ -475,8 +375,8 @@ def _integers(text: str, name: str) -> tuple[int, ...]:
 
 
 @app.command()
-@_user_facing
-@_training_options
+@user_facing
+@training_options
 def efficiency(
     data: Path = DATA_OPTION,
     labels: Path = LABELS_OPTION,
@@ -513,8 +413,8 @@ def efficiency(
 
 
 @app.command()
-@_user_facing
-@_training_options
+@user_facing
+@training_options
 def nextvisit(
     data: Path = DATA_OPTION,
     from_checkpoint: Path = FROM_OPTION,
@@ -541,8 +441,8 @@ def nextvisit(
 
 
 @app.command("transfer")
-@_user_facing
-@_training_options
+@user_facing
+@training_options
 def transfer_command(
     source: Path = typer.Option(..., "--source", help="Site A: the MEDS dataset a model is trained at."),
     target: Path = typer.Option(..., "--target", help="Site B: the MEDS dataset it should help."),
@@ -604,7 +504,7 @@ def transfer_command(
         fractions=_floats(fractions, "fractions"),
         seeds=_integers(seeds, "seeds"),
         protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
-        settings=_training(PAPER_TRAINING if preset == "paper" else recipes.FROM_SCRATCH, **training),
+        settings=training_settings(PAPER_TRAINING if preset == "paper" else recipes.FROM_SCRATCH, **training),
         held_out=held_out,
         overwrite=overwrite,
     )
@@ -612,7 +512,7 @@ def transfer_command(
 
 
 @app.command()
-@_user_facing
+@user_facing
 def predict(
     from_model: Path = typer.Option(..., "--from", help="A fine-tuning run folder (or its model/ folder)."),
     data: Path = DATA_OPTION,
@@ -628,7 +528,7 @@ def predict(
 
 
 @app.command()
-@_user_facing
+@user_facing
 def embed(
     from_model: Path = typer.Option(..., "--from", help="A Claim-PT checkpoint or fine-tuning run folder."),
     data: Path = DATA_OPTION,
@@ -648,7 +548,7 @@ def embed(
 
 
 @app.command()
-@_user_facing
+@user_facing
 def report(
     run_dir: Path = typer.Argument(..., help="A run folder (from finetune, efficiency, pretrain, ...)."),
 ):
@@ -689,7 +589,7 @@ def _estimate(estimate: dict) -> str:
 
 
 @app.command()
-@_user_facing
+@user_facing
 def demo(
     out: Path = typer.Option(Path("clinfm-demo"), "--out", help="Folder for the demo's outputs."),
     patients: int | None = typer.Option(

@@ -36,7 +36,7 @@ from clinfm import __version__, progress
 from clinfm.claims.batches import VisitBatches
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.model import CODE_EMBEDDINGS
-from clinfm.claims.recipes import FROM_SCRATCH, _now, load_cohort, subsample, write_evaluation
+from clinfm.claims.recipes import FROM_SCRATCH, load_cohort, subsample, write_evaluation
 from clinfm.claims.transfer import move_to_site, new_model, site_vocabulary
 from clinfm.concepts.findings import (
     FindingsData,
@@ -51,6 +51,7 @@ from clinfm.events.meds import scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import FitResult, TrainConfig, clone, fit, is_global_zero, predict
+from clinfm.train.runs import now
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
 
 PROTOCOLS = ("local", "shared", "transfer", "transfer_head", "pooled")
@@ -489,7 +490,7 @@ def _run_json(a, b, task, methods, primary, plan: Plan, tables: FindingsTables |
     return {
         "kind": "efficiency",
         "title": f"{task.replace('_', ' ')}: from {a.data.name} to {b.data.name}",
-        "created": _now(),
+        "created": now(),
         "clinfm_version": __version__,
         "task": {"name": task, "type": "binary", "labels": str(b.labels_path)},
         "data": {

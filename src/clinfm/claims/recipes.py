@@ -12,15 +12,11 @@ started again with the same command.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +35,7 @@ from clinfm.events.meds import read_labels, scan_events, scan_shards
 from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic, write_parquet_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
+from clinfm.train.runs import copy_logs, now, resume_note, work_dir
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
 
 PRESETS = ("paper", "modern")
@@ -73,14 +70,6 @@ METHOD_DESCRIPTIONS = {
     "logistic_regression": "logistic regression on counts of each code before the prediction time",
     "gradient_boosting": "gradient-boosted trees on counts of each code before the prediction time",
 }
-
-
-def _partial_dir(out: Path) -> Path:
-    return out.parent / f".{out.name}.partial"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _split_events(events: pl.LazyFrame, splits: pl.DataFrame, names: tuple[str, ...]) -> pl.LazyFrame:
@@ -149,7 +138,7 @@ def pretrain(
     recorded = {"data": data, "preset": preset, "model": config.to_dict(), "tokenizer": tokenizer.to_dict()}
     recorded |= {"training": train.to_dict(), "min_subjects": min_subjects, "splits": policy.to_dict()}
     recorded |= {"code_embedding": code_embedding, "encoder": bundle.encoder_name}
-    with _work_dir(out, recorded, resume) as work:
+    with work_dir(out, recorded, resume) as work:
         result = fit(
             bundle.model, "pretrain", train_data, val_data, train, work, name="pretrain", resume=resume
         )
@@ -157,13 +146,13 @@ def pretrain(
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
         bundle.save(tmp, training=train.to_dict())
-        _copy_logs(work, tmp)
+        copy_logs(work, tmp)
         write_json_atomic(
             tmp / "run.json",
             {
                 "kind": "pretrain",
                 "title": f"Claim-PT pre-training ({preset} preset)",
-                "created": _now(),
+                "created": now(),
                 "clinfm_version": __version__,
                 "data": {
                     "dataset": str(data),
@@ -180,23 +169,12 @@ def pretrain(
                     "splits": policy.to_dict(),
                 },
                 "results": {"epochs": result.epochs, f"best_{result.monitor}": result.best_score},
-                "notes": _resume_note(result),
+                "notes": resume_note(result),
             },
         )
         _report(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-def _resume_note(result) -> list[str]:
-    if result.resumed_from_epoch is None:
-        return []
-    return [f"This run was interrupted and resumed from the end of epoch {result.resumed_from_epoch}."]
-
-
-def _copy_logs(work: Path, target: Path) -> None:
-    if (work / "logs").exists():
-        shutil.copytree(work / "logs", target / "logs", dirs_exist_ok=True)
 
 
 def _report(run_dir: Path) -> None:
@@ -374,34 +352,6 @@ def _save_array(path: Path, values: np.ndarray) -> None:
     tmp.replace(path)
 
 
-@contextmanager
-def _work_dir(out: Path, settings: dict, resume: bool) -> Iterator[Path]:
-    """The folder an interrupted run resumes from, beside ``out``; refused if it holds a run with
-    other settings (its epochs and cached predictions would be mixed with the new ones). A run that
-    fails before it has anything to resume from (bad settings, bad input) leaves nothing behind."""
-    work = _partial_dir(out)
-    if work.exists() and not resume:
-        shutil.rmtree(work)
-    record = work / "settings.json"
-    wanted = json.loads(json.dumps(settings, default=str))
-    if record.exists() and json.loads(record.read_text()) != wanted:
-        raise InputError(
-            "holds an interrupted run with other settings; rerun the same command to resume it, "
-            "or pass --no-resume to start over",
-            path=work,
-        )
-    if is_global_zero():
-        work.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(record, wanted)
-    try:
-        yield work
-    except BaseException:
-        resumable = any(work.glob("resume/*/last.ckpt")) or any(work.glob("points/*.npy"))
-        if is_global_zero() and not resumable:
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-
-
 def _check_methods(methods) -> tuple[str, ...]:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -459,7 +409,7 @@ def efficiency(
     kept = ("pretrained", fractions[-1], seeds[0]) if save_model and "pretrained" in methods else None
     final_model = None
     grid = [(m, f, s) for f in fractions for s in seeds for m in methods]
-    with _work_dir(out, recorded | {"from_scratch": settings.from_scratch.to_dict()}, resume) as work:
+    with work_dir(out, recorded | {"from_scratch": settings.from_scratch.to_dict()}, resume) as work:
         for point in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
             probabilities, model = run_point(
                 *point[:1], bundle, cohort, *point[1:], settings, work, keep_model=point == kept
@@ -475,7 +425,7 @@ def efficiency(
         if final_model is not None:
             fine_tuned = replace(bundle, model=final_model, trained_for="classify")
             fine_tuned.save(tmp / "model", task=cohort.name, training=settings.finetune.to_dict())
-        _copy_logs(work, tmp)
+        copy_logs(work, tmp)
         _report(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return out
@@ -591,7 +541,7 @@ def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, prima
     return {
         "kind": "finetune" if single else "efficiency",
         "title": f"{cohort.name.replace('_', ' ')}: pre-trained Claim-PT against baselines",
-        "created": _now(),
+        "created": now(),
         "clinfm_version": __version__,
         "task": {"name": cohort.name, "type": "binary", "labels": str(cohort.labels_path)},
         "data": {
@@ -800,7 +750,7 @@ def next_visit(
     recorded = {"data": data, "checkpoint": from_checkpoint, "max_train": max_train, "seed": seed}
     recorded |= {"finetune": settings.finetune.to_dict(), "from_scratch": settings.from_scratch.to_dict()}
     scores = {"pretrained": predict(bundle.model, test, "nextvisit").numpy()}
-    with _work_dir(out, recorded, resume) as work:
+    with work_dir(out, recorded, resume) as work:
         for method in progress.track(NEXT_VISIT_METHODS[1:], "next-visit models"):
             torch.manual_seed(seed)
             if method == "fine_tuned":
@@ -835,7 +785,7 @@ def next_visit(
             {
                 "kind": "nextvisit",
                 "title": "Next-visit diagnosis categories (Claim-PT's autoDiag)",
-                "created": _now(),
+                "created": now(),
                 "clinfm_version": __version__,
                 "task": {
                     "name": "next_visit",
@@ -863,7 +813,7 @@ def next_visit(
                 ],
             },
         )
-        _copy_logs(work, tmp)
+        copy_logs(work, tmp)
         _report(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return out

@@ -5,7 +5,6 @@ Registered in clinfm/cli.py with ``app.add_typer(concepts_app, name="concepts")`
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from clinfm.cli_common import user_facing
 from clinfm.errors import InputError
 from clinfm.io import write_parquet_atomic
 
@@ -24,18 +24,6 @@ concepts_app = typer.Typer(
 )
 console = Console(soft_wrap=True)
 ENCODER_META = b"clinfm.encoder"
-
-
-def _user_facing(command):
-    """clinfm.cli's error handling, looked up when the command runs: clinfm.cli imports this module."""
-
-    @functools.wraps(command)
-    def run(*args, **kwargs):
-        from clinfm.cli import _user_facing as user_facing
-
-        return user_facing(command)(*args, **kwargs)
-
-    return run
 
 
 def read_code_list(path: Path) -> tuple[list[str], Path | None]:
@@ -56,7 +44,7 @@ def read_code_list(path: Path) -> tuple[list[str], Path | None]:
 
 
 @concepts_app.command()
-@_user_facing
+@user_facing
 def embed(
     codes: Path = typer.Option(..., "--codes", help="A text file with one code per line, or a MEDS folder."),
     out: Path = typer.Option(..., "--out", help="Parquet file to write (code, text, source, embedding)."),
@@ -108,7 +96,7 @@ def read_embeddings(path: Path) -> tuple[pl.DataFrame, np.ndarray]:
 
 
 @concepts_app.command()
-@_user_facing
+@user_facing
 def neighbors(
     code: str = typer.Argument(..., help="The code to look up, as written in the embeddings file."),
     embeddings: list[Path] = typer.Option(

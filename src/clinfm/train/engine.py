@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("full", "probe", "llrd")
 OPTIMIZERS = ("rmsprop", "adam", "adamw", "sgd")
+SCHEDULES = ("constant", "linear")
 LOGGERS = ("csv", "tensorboard", "mlflow", "none")
 
 
@@ -61,9 +62,10 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only (Nesterov)
     steps_per_epoch: int | None = None  # None: an epoch is one pass; else this many batches, cycling passes
     drop_last: bool = False  # training drops a short final batch (when there is a full one)
+    schedule: str = "constant"  # learning rate: constant, or linear decay to 0 over all steps (no warm-up)
 
     def __post_init__(self) -> None:
-        checks = {"strategy": STRATEGIES, "optimizer": OPTIMIZERS, "logger": LOGGERS}
+        checks = {"strategy": STRATEGIES, "optimizer": OPTIMIZERS, "logger": LOGGERS, "schedule": SCHEDULES}
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
@@ -165,8 +167,15 @@ class Learner(L.LightningModule):
         if value == value:  # defined whenever fit() chose this monitor (the tuning set has both classes)
             self.log("val_auroc", float(value), on_epoch=True, sync_dist=False)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return make_optimizer(parameter_groups(self.model, self.config), self.config)
+    def configure_optimizers(self):
+        optimizer = make_optimizer(parameter_groups(self.model, self.config), self.config)
+        if self.config.schedule == "constant":
+            return optimizer
+        # Linear decay from lr to 0 over the whole run, stepped per batch (Hugging Face's
+        # get_linear_schedule_with_warmup with no warm-up, as the TransformerCRF paper trains).
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": decay, "interval": "step"}}
 
 
 class BestWeights(Callback):

@@ -1,0 +1,124 @@
+"""What every clinfm command shares: one-line errors with exit code 2, progress bars, and the
+Lightning training options (devices, DDP, precision, loggers). Each system's sub-commands import it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from enum import StrEnum
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from clinfm import progress
+from clinfm.errors import InputError
+
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
+EXIT_BAD_INPUT = 2
+
+
+def user_facing(command):
+    """Run a command with progress bars on; turn bad input into one line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        import polars as pl
+        import pyarrow as pa
+
+        progress.enable(sys.stderr.isatty())
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        try:
+            return command(*args, **kwargs)
+        except (InputError, pl.exceptions.PolarsError, pa.ArrowException, OSError) as err:
+            if os.environ.get("CLINFM_DEBUG"):
+                raise
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return run
+
+
+class Logger(StrEnum):
+    csv = "csv"
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
+    none = "none"
+
+
+OVERWRITE_OPTION = typer.Option(False, help="Replace OUT if it exists (only once the new one is complete).")
+RESUME_OPTION = typer.Option(
+    True, help="Continue an interrupted run of the same command (--no-resume: start over)."
+)
+
+
+def training_settings(
+    defaults,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    seed: int,
+    accelerator: str,
+    devices: str,
+    num_nodes: int,
+    distributed: str,
+    precision: str,
+    logger: Logger,
+):
+    """A recipe's training settings with the user's choices on top."""
+    changes = {"seed": seed, "accelerator": accelerator, "num_nodes": num_nodes, "distributed": distributed}
+    changes |= {"precision": precision, "logger": logger.value, "devices": devices_value(devices)}
+    changes |= {
+        k: v for k, v in (("max_epochs", epochs), ("batch_size", batch_size), ("lr", lr)) if v is not None
+    }
+    return defaults.replace(**changes)
+
+
+def devices_value(value: str) -> str | int:
+    return int(value) if value.isdigit() else value
+
+
+def training_options(command):
+    """Add the Lightning options every training command shares (devices, DDP, precision, logs)."""
+    import inspect
+
+    options = {
+        "epochs": (
+            int | None,
+            typer.Option(None, min=1, help="Maximum epochs of every model trained (default: each recipe's)."),
+        ),
+        "batch_size": (
+            int | None,
+            typer.Option(None, min=1, help="Samples per batch (default: the recipe's)."),
+        ),
+        "lr": (
+            float | None,
+            typer.Option(
+                None,
+                min=0.0,
+                help="Learning rate of the model trained or fine-tuned (not the from-scratch baselines).",
+            ),
+        ),
+        "seed": (int, typer.Option(0, help="Random seed.")),
+        "accelerator": (str, typer.Option("auto", help="cpu, gpu, mps or auto.")),
+        "devices": (str, typer.Option("auto", help="Devices per node: a number or auto.")),
+        "num_nodes": (int, typer.Option(1, min=1, help="Machines to train on (DDP).")),
+        "distributed": (str, typer.Option("auto", help="Lightning strategy: auto, ddp, fsdp, ...")),
+        "precision": (str, typer.Option("auto", help="auto (bf16/16 mixed on CUDA, else 32), 32-true, ...")),
+        "logger": (
+            Logger,
+            typer.Option(Logger.csv, help="Training logs: csv (default), tensorboard, mlflow."),
+        ),
+    }
+    signature = inspect.signature(command)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, (kind, default) in options.items()
+    ]
+    named = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*named, *extra])  # they arrive in **training
+    return command

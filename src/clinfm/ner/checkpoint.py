@@ -1,0 +1,44 @@
+"""A tagger as a folder: ``config.json`` + ``model.safetensors`` + ``tokenizer/`` (Hugging Face files).
+
+Everything needed to tag new text offline: the encoder is rebuilt from its stored config (not
+fetched), the label map is in the config, and the tokenizer travels with the weights. No corpus
+text is stored beyond the tokenizer's sub-word vocabulary (learned with a minimum frequency).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from clinfm.errors import InputError
+from clinfm.ner.data import load_tokenizer
+from clinfm.ner.model import Tagger, TaggerConfig, encoder_from_config
+from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
+
+KIND = "ner-tagger"
+TOKENIZER_FOLDER = "tokenizer"
+
+
+def save_tagger(folder: str | os.PathLike, model: Tagger, tokenizer, extra: dict | None = None) -> Path:
+    """Write the tagger into ``folder`` (normally a temporary folder the caller renames into place)."""
+    folder = Path(folder)
+    save_checkpoint(folder, model, {"kind": KIND, "tagger": model.config.to_dict(), **(extra or {})})
+    tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
+    return folder
+
+
+def load_tagger(folder: str | os.PathLike) -> tuple[Tagger, object, dict]:
+    """(tagger in eval mode, its tokenizer, the whole config.json) from a folder ``save_tagger`` wrote."""
+    folder = Path(folder)
+    config = read_config(folder)
+    if config.get("kind") != KIND:
+        raise InputError(
+            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not an NER tagger "
+            "(pass a folder from clinfm ner train)",
+            path=folder,
+        )
+    tagger_config = TaggerConfig.from_dict(config["tagger"])
+    model = Tagger(encoder_from_config(tagger_config.encoder_config), tagger_config)
+    load_weights(folder, model)
+    model.eval()
+    return model, load_tokenizer(str(folder / TOKENIZER_FOLDER)), config

@@ -1,0 +1,475 @@
+"""NER from the command line's point of view: read a corpus, train a tagger, score it, tag new text.
+
+Every command reads brat folders (``.txt`` + ``.ann``) or CoNLL/IOB files, counts what it had to
+skip or repair (logged, and kept in the run's JSON), and writes its output atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clinfm import __version__, progress
+from clinfm.errors import InputError
+from clinfm.io import atomic_directory, check_output, write_json_atomic
+from clinfm.ner.brat import read_brat, write_brat
+from clinfm.ner.checkpoint import load_tagger, save_tagger
+from clinfm.ner.conll import read_conll
+from clinfm.ner.data import PAPER_SAMBD_KEEP, SubwordData, label_set, load_tokenizer, sambd, train_wordpiece
+from clinfm.ner.document import OUTSIDE, Document, ReadReport, Sentence
+from clinfm.ner.features import FeatureCRF
+from clinfm.ner.metrics import ner_scores, paper_scores
+from clinfm.ner.model import (
+    PAPER_MAX_LENGTH,
+    PAPER_TRAINING,
+    SCRATCH_PRESETS,
+    Tagger,
+    TaggerConfig,
+    pretrained_encoder,
+    scratch_encoder_config,
+    split_model_name,
+)
+from clinfm.ner.text import entities_from_sentences, to_sentences
+from clinfm.pretrained import default_text_model_path
+from clinfm.train.engine import TrainConfig, fit, make_loader
+from clinfm.train.runs import copy_logs, now, resume_note, work_dir
+
+log = logging.getLogger(__name__)
+
+FEATURE_CRF = "feature-crf"
+CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".bio", ".txt")
+
+#: What every neural tagger trains with unless told otherwise: the paper's optimiser and schedule.
+PAPER_OPTIMISATION = {"optimizer": "adamw", "weight_decay": 0.01, "schedule": "linear", "patience": None}
+
+#: The small preset's settings, chosen on the synthetic corpus (docs/ner.md): a narrow encoder
+#: trained from scratch needs a larger learning rate and more epochs than the paper's.
+SMALL_TRAINING = {"batch_size": 16, "max_epochs": 10, "lr": 1e-3}
+
+
+# ----------------------------------------------------------------------------------------- corpora
+
+
+@dataclass
+class Corpus:
+    """Sentences of a brat folder or a CoNLL file, the brat documents (for writing back), and what
+    reading skipped or repaired."""
+
+    path: Path
+    sentences: list[Sentence]
+    documents: list[Document] | None  # None for CoNLL input
+    report: ReadReport
+
+
+def read_corpus(
+    path: str | os.PathLike, *, types: Sequence[str] | None = None, overlap: str = "longest"
+) -> Corpus:
+    """A brat folder (every ``.txt`` below it, with its ``.ann``) or a CoNLL/IOB file, as sentences.
+
+    ``types`` keeps only these entity types (others become ``O``); ``overlap`` chooses the BIO label
+    where entities overlap (see :func:`clinfm.ner.text.to_sentences`).
+    """
+    path = Path(path)
+    report = ReadReport()
+    if path.is_dir():
+        documents = read_brat(path, report=report)
+        sentences = [
+            s for d in documents for s in to_sentences(d, types=types, overlap=overlap, report=report)
+        ]
+    elif path.is_file():
+        documents = None
+        sentences = [_keep_types(s, types) for s in read_conll(path, report=report)]
+    else:
+        raise InputError("no such brat folder or CoNLL file", path=path)
+    report.log(log)
+    if not sentences:
+        raise InputError("holds no sentence with a token (empty documents only?)", path=path)
+    return Corpus(path, sentences, documents, report)
+
+
+def _keep_types(sentence: Sentence, types: Sequence[str] | None) -> Sentence:
+    if types is None or sentence.tags is None:
+        return sentence
+    wanted = set(types)
+    tags = tuple(tag if tag == OUTSIDE or tag[2:] in wanted else OUTSIDE for tag in sentence.tags)
+    return Sentence(sentence.document, sentence.tokens, sentence.offsets, tags)
+
+
+def entity_counts(sentences: Sequence[Sentence]) -> dict[str, int]:
+    counts = Counter(tag[2:] for s in sentences for tag in s.tags or () if tag.startswith("B-"))
+    return dict(sorted(counts.items()))
+
+
+def _describe(corpus: Corpus, sentences: Sequence[Sentence]) -> dict:
+    return {
+        "path": str(corpus.path),
+        "sentences": len(sentences),
+        "sentences_read": len(corpus.sentences),
+        "sentences_without_entity": sum(all(t == OUTSIDE for t in s.tags or ()) for s in sentences),
+        "entities": entity_counts(sentences),
+        "skipped_or_repaired": corpus.report.to_dict(),
+    }
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def training_settings(model: str, preset: str, overrides: dict | None = None) -> TrainConfig:
+    """The paper's settings for ``model`` (or the small preset's), with the user's ``overrides``."""
+    if model == FEATURE_CRF:
+        raise InputError("the feature CRF has no neural training settings")
+    encoder, _ = split_model_name(model)
+    sizes = SMALL_TRAINING if preset == "small" and encoder == "transformer" else PAPER_TRAINING[model]
+    settings = {
+        **PAPER_OPTIMISATION,
+        **sizes,
+        **{k: v for k, v in (overrides or {}).items() if v is not None},
+    }
+    return TrainConfig().replace(**settings)
+
+
+def new_tagger(
+    model: str,
+    labels: Sequence[str],
+    train: Sequence[Sentence],
+    *,
+    preset: str,
+    encoder: str | None,
+    tokenizer: str | None,
+    seed: int,
+) -> tuple[Tagger, object]:
+    """A tagger and its tokenizer: a DistilBERT-config encoder at random (``transformer-*``, with a
+    WordPiece vocabulary learned from ``train`` unless ``tokenizer`` names one) or a pre-trained
+    encoder (``bert-*``; the embedded all-MiniLM-L6-v2 unless ``encoder`` names a local model)."""
+    kind, head = split_model_name(model)
+    torch.manual_seed(seed)  # the initial weights, so a run is repeatable
+    if kind == "transformer":
+        if encoder is not None:
+            raise InputError("--encoder is for bert-* models; a transformer-* model starts from scratch")
+        if preset not in SCRATCH_PRESETS:
+            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(SCRATCH_PRESETS)}")
+        vocab_size = SCRATCH_PRESETS[preset]["vocab_size"]
+        words = load_tokenizer(tokenizer) if tokenizer else train_wordpiece(train, vocab_size)
+        network = _scratch_encoder(preset, max(vocab_size, len(words)))
+        source = "scratch"
+    else:
+        source = encoder or str(default_text_model_path())
+        network = pretrained_encoder(source)
+        words = load_tokenizer(tokenizer or source)
+    config = TaggerConfig(
+        labels=tuple(labels),
+        head=head,
+        encoder_config=network.config.to_diff_dict() | {"model_type": network.config.model_type},
+        encoder_source=source,
+        max_length=PAPER_MAX_LENGTH,
+    )
+    return Tagger(network, config), words
+
+
+def _scratch_encoder(preset: str, vocab_size: int):
+    from transformers import AutoModel
+
+    return AutoModel.from_config(scratch_encoder_config(preset, vocab_size))
+
+
+def train(
+    train_data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    dev_data: str | os.PathLike | None = None,
+    model: str = "transformer-crf",
+    preset: str = "paper",
+    encoder: str | None = None,
+    tokenizer: str | None = None,
+    settings: dict | None = None,
+    sambd_keep: float | None = None,
+    types: Sequence[str] | None = None,
+    overlap: str = "longest",
+    seed: int = 0,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> Path:
+    """Train a tagger on a brat folder or CoNLL file; select its epoch on ``dev_data`` (lowest loss).
+
+    ``sambd_keep``: SamBD, keeping each all-O sentence of train and dev with this probability (the
+    paper's 0.08); None keeps them all. Writes a checkpoint folder with ``run.json`` (data counts,
+    settings, dev scores when there is a dev set).
+    """
+    out = check_output(out, overwrite)
+    train_corpus = read_corpus(train_data, types=types, overlap=overlap)
+    dev_corpus = read_corpus(dev_data, types=types, overlap=overlap) if dev_data is not None else None
+    train_sentences, dev_sentences = _downsample(train_corpus, dev_corpus, sambd_keep, seed)
+    data = {"train": _describe(train_corpus, train_sentences)}
+    if dev_corpus is not None:
+        data["dev"] = _describe(dev_corpus, dev_sentences)
+    recorded = {
+        "model": model,
+        "preset": preset,
+        "encoder": encoder,
+        "tokenizer": tokenizer,
+        "seed": seed,
+        "sambd_keep": sambd_keep,
+        "types": types,
+        "overlap": overlap,
+        "data": data,
+    }
+    if model == FEATURE_CRF:
+        return _train_feature_crf(train_sentences, dev_sentences, out, recorded, settings, overwrite)
+
+    config = training_settings(model, preset, settings).replace(seed=seed)
+    labels = label_set(train_sentences)
+    tagger, words = new_tagger(
+        model, labels, train_sentences, preset=preset, encoder=encoder, tokenizer=tokenizer, seed=seed
+    )
+    train_set = SubwordData(train_sentences, words, labels, tagger.config.max_length)
+    dev_set = SubwordData(dev_sentences, words, labels, tagger.config.max_length) if dev_sentences else None
+    _warn_unknown_types(labels, dev_sentences, "dev")
+    recorded |= {"training": config.to_dict(), "labels": list(labels)}
+    started = time.perf_counter()
+    with work_dir(out, recorded, resume) as work:
+        result = fit(tagger, "tag", train_set, dev_set, config, work, name="ner", resume=resume)
+    seconds = time.perf_counter() - started
+    if not result.is_global_zero:
+        return out
+    dev_scores = evaluate_sentences(tagger, words, dev_sentences) if dev_sentences else None
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        save_tagger(tmp, tagger, words, {"model": model, "preset": preset, "training": config.to_dict()})
+        copy_logs(work, tmp)
+        _write_run(
+            tmp,
+            "ner-train",
+            f"NER: {model} ({preset if model.startswith('transformer') else 'pre-trained'})",
+            recorded | {"parameters": tagger.num_parameters(), "dropped_words": train_set.dropped_words},
+            {
+                "epochs": result.epochs,
+                f"best_{result.monitor}": result.best_score,
+                "train_seconds": round(seconds, 1),
+                "dev": dev_scores,
+            },
+            resume_note(result),
+        )
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _downsample(train_corpus, dev_corpus, keep, seed) -> tuple[list[Sentence], list[Sentence]]:
+    train_sentences = train_corpus.sentences
+    dev_sentences = dev_corpus.sentences if dev_corpus is not None else []
+    if keep is None:
+        return train_sentences, dev_sentences
+    kept_train, kept_dev = sambd(train_sentences, keep, seed), sambd(dev_sentences, keep, seed + 1)
+    log.info(
+        "SamBD (keep %.2f of all-O sentences): train %d -> %d sentences, dev %d -> %d",
+        keep,
+        len(train_sentences),
+        len(kept_train),
+        len(dev_sentences),
+        len(kept_dev),
+    )
+    return kept_train, kept_dev
+
+
+def _warn_unknown_types(labels: Sequence[str], sentences: Sequence[Sentence], what: str) -> int:
+    """Count (and log) entities of types the model was not trained on: they can only be missed."""
+    known = {label[2:] for label in labels if label != OUTSIDE}
+    unknown = Counter(
+        t[2:] for s in sentences for t in s.tags or () if t.startswith("B-") and t[2:] not in known
+    )
+    if unknown:
+        listed = ", ".join(f"{name} ({n})" for name, n in sorted(unknown.items()))
+        log.warning(
+            "%d %s entities of types the model does not know, scored as missed: %s",
+            sum(unknown.values()),
+            what,
+            listed,
+        )
+    return sum(unknown.values())
+
+
+def _train_feature_crf(train_sentences, dev_sentences, out, recorded, settings, overwrite) -> Path:
+    hyper = {
+        k: v for k, v in (settings or {}).items() if k in ("c1", "c2", "max_iterations") and v is not None
+    }
+    started = time.perf_counter()
+    with progress.status("training the feature CRF"):
+        model = FeatureCRF(**hyper).fit(train_sentences)
+    seconds = time.perf_counter() - started
+    dev_scores = evaluate_sentences(model, None, dev_sentences) if dev_sentences else None
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        model.save(tmp / "crf")
+        _write_run(
+            tmp,
+            "ner-train",
+            "NER: feature CRF",
+            recorded | {"parameters": model.num_parameters, "hyperparameters": model.hyperparameters()},
+            {"train_seconds": round(seconds, 1), "dev": dev_scores},
+            [],
+        )
+    return out
+
+
+def _write_run(folder: Path, kind: str, title: str, config: dict, results: dict, notes: list[str]) -> None:
+    write_json_atomic(
+        folder / "run.json",
+        {
+            "kind": kind,
+            "title": title,
+            "created": now(),
+            "clinfm_version": __version__,
+            "config": config,
+            "results": results,
+            "notes": notes,
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------------ tagging
+
+
+@dataclass
+class Tagging:
+    """A model's tags for some sentences: per word, and (neural models) per sub-word with the gold."""
+
+    words: list[list[str]]
+    gold_subwords: list[list[str]] | None = None
+    pred_subwords: list[list[str]] | None = None
+    seconds: float = 0.0
+
+
+def load_model(folder: str | os.PathLike) -> tuple[Tagger | FeatureCRF, object]:
+    """A tagger folder from ``train``: (model, tokenizer); the feature CRF has no tokenizer."""
+    folder = Path(folder)
+    if (folder / "crf").is_dir():
+        return FeatureCRF.load(folder / "crf"), None
+    model, tokenizer, _ = load_tagger(folder)
+    return model, tokenizer
+
+
+def tag(
+    model: Tagger | FeatureCRF, tokenizer, sentences: Sequence[Sentence], *, batch_size: int = 64
+) -> Tagging:
+    """Tag ``sentences``: a word's tag is its first sub-word's (sub-word tags kept for the paper's scores)."""
+    started = time.perf_counter()
+    if isinstance(model, FeatureCRF):
+        return Tagging(words=model.predict(sentences), seconds=time.perf_counter() - started)
+    data = SubwordData(sentences, tokenizer, model.config.labels, model.config.max_length)
+    if data.dropped_words:
+        log.warning("%d words have no sub-word in this tokenizer and are tagged O", data.dropped_words)
+    predicted: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(data)
+    model.eval()
+    device = next(model.parameters()).device
+    loader = make_loader(data, TrainConfig(batch_size=batch_size), train=False)
+    for batch in progress.track(loader, "tagging", total=len(loader)):
+        ids = model.predict({k: v.to(device) for k, v in batch.items()}).cpu().numpy()
+        for row, index in enumerate(batch["index"].tolist()):
+            predicted[index] = ids[row, : data.lengths[index]]
+    return _assemble(data, predicted, time.perf_counter() - started)
+
+
+def _assemble(data: SubwordData, predicted: list[np.ndarray], seconds: float) -> Tagging:
+    labels = data.labels
+    words = [[OUTSIDE] * len(s) for s in data.sentences]
+    pred_subwords, gold_subwords = [], []
+    for piece, ids in zip(data.pieces, predicted, strict=True):
+        tags = [labels[i] for i in ids]
+        pred_subwords.append(tags)
+        if data.sentences[piece.sentence].tags is not None:
+            gold_subwords.append(data.gold_subword_tags(piece))
+        first = np.flatnonzero(np.r_[True, piece.word_index[1:] != piece.word_index[:-1]])
+        for position in first:  # the first sub-word of each word carries the word's tag
+            words[piece.sentence][piece.first_word + piece.word_index[position]] = tags[position]
+    labelled = len(gold_subwords) == len(pred_subwords)
+    return Tagging(words, gold_subwords if labelled else None, pred_subwords, seconds)
+
+
+def evaluate_sentences(model, tokenizer, sentences: Sequence[Sentence], *, batch_size: int = 64) -> dict:
+    """All three families of scores (the paper's, entity-level, partial) plus the paper's on words."""
+    tagged = tag(model, tokenizer, sentences, batch_size=batch_size)
+    gold = [list(s.tags) for s in sentences]
+    scores = ner_scores(gold, tagged.words, tagged.gold_subwords, tagged.pred_subwords)
+    scores["paper_on_words"] = paper_scores(gold, tagged.words)
+    scores["sentences"] = len(sentences)
+    scores["sentences_per_second"] = round(len(sentences) / max(tagged.seconds, 1e-9), 1)
+    return scores
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    types: Sequence[str] | None = None,
+    overlap: str = "longest",
+    batch_size: int = 64,
+    overwrite: bool = False,
+) -> dict:
+    """Score a trained tagger on a labelled brat folder or CoNLL file; write ``metrics.json`` to ``out``."""
+    if out is not None:
+        out = check_output(out, overwrite)
+    model, tokenizer = load_model(checkpoint)
+    corpus = read_corpus(data, types=types, overlap=overlap)
+    labels = model.labels if isinstance(model, FeatureCRF) else model.config.labels
+    unknown = _warn_unknown_types(labels, corpus.sentences, "test")
+    scores = evaluate_sentences(model, tokenizer, corpus.sentences, batch_size=batch_size)
+    scores |= {
+        "data": _describe(corpus, corpus.sentences),
+        "unknown_type_entities": unknown,
+        "checkpoint": str(Path(checkpoint).resolve()),
+    }
+    if out is not None:
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            write_json_atomic(tmp / "metrics.json", scores)
+            _write_run(
+                tmp,
+                "ner-evaluate",
+                "NER evaluation",
+                {"checkpoint": str(checkpoint), "data": str(data)},
+                {"metrics": "metrics.json"},
+                [],
+            )
+    return scores
+
+
+def predict(
+    checkpoint: str | os.PathLike,
+    texts: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    batch_size: int = 64,
+    overwrite: bool = False,
+) -> Path:
+    """Tag every ``.txt`` under ``texts``; write brat files (same names, predicted ``.ann``) to ``out``."""
+    out = check_output(out, overwrite)
+    model, tokenizer = load_model(checkpoint)
+    report = ReadReport()
+    documents = read_brat(texts, report=report)
+    per_document = [to_sentences(Document(d.name, d.text), report=report) for d in documents]
+    report.log(log)
+    sentences = [s for group in per_document for s in group]
+    tagged = tag(model, tokenizer, sentences, batch_size=batch_size)
+    predictions, position = [], 0
+    for document, group in zip(documents, per_document, strict=True):
+        tags = tagged.words[position : position + len(group)]
+        predictions.append(entities_from_sentences(document.name, document.text, group, tags))
+        position += len(group)
+    write_brat(predictions, out, overwrite=overwrite)
+    log.info(
+        "tagged %d documents (%d sentences, %.0f sentences/s)",
+        len(documents),
+        len(sentences),
+        len(sentences) / max(tagged.seconds, 1e-9),
+    )
+    return out
+
+
+def default_sambd() -> float:
+    return PAPER_SAMBD_KEEP
