@@ -97,7 +97,9 @@ def test_linear_schedule_decays_the_learning_rate_to_zero_over_the_run(tmp_path)
         def on_train_batch_start(self, trainer, module, batch, index):
             seen.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    config = TrainConfig(max_epochs=2, batch_size=8, optimizer="adamw", lr=0.1, schedule="linear", bucket=False)
+    config = TrainConfig(
+        max_epochs=2, batch_size=8, optimizer="adamw", lr=0.1, schedule="linear", bucket=False
+    )
     fit(Toy(), "classify", ToyData(32), None, config, tmp_path, callbacks=(LearningRates(),))
     # 4 batches an epoch, 8 steps: lr * (1 - step / 8), no warm-up
     assert seen == pytest.approx([0.1 * (1 - step / 8) for step in range(8)])

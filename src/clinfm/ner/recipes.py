@@ -6,6 +6,7 @@ skip or repair (logged, and kept in the run's JSON), and writes its output atomi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -350,6 +351,8 @@ def load_model(folder: str | os.PathLike) -> tuple[Tagger | FeatureCRF, object]:
     folder = Path(folder)
     if (folder / "crf").is_dir():
         return FeatureCRF.load(folder / "crf"), None
+    if not (folder / "config.json").is_file():
+        raise InputError("is not a tagger folder (expected one written by clinfm ner train)", path=folder)
     model, tokenizer, _ = load_tagger(folder)
     return model, tokenizer
 
@@ -473,3 +476,142 @@ def predict(
 
 def default_sambd() -> float:
     return PAPER_SAMBD_KEEP
+
+
+# --------------------------------------------------------------------------------------- comparison
+
+NEURAL_MODELS = ("transformer-crf", "transformer-apt", "bert-crf", "bert-apt")
+COMPARED = (*NEURAL_MODELS, FEATURE_CRF)
+
+
+def compare(
+    train_data: str | os.PathLike,
+    test_data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    dev_data: str | os.PathLike | None = None,
+    models: Sequence[str] = COMPARED,
+    sambd_variants: Sequence[bool] = (False, True),
+    sambd_keep: float = PAPER_SAMBD_KEEP,
+    preset: str = "paper",
+    encoder: str | None = None,
+    settings: dict | None = None,
+    types: Sequence[str] | None = None,
+    overlap: str = "longest",
+    seed: int = 0,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> Path:
+    """The paper's comparison on the user's data: each model trained with and without SamBD, all
+    scored on ``test_data`` by the three families of scores, with parameters and times.
+
+    ``settings`` (epochs, batch size, ...) apply to every neural model over its own defaults. Each
+    trained tagger is kept under ``<out>/models/``; an interrupted comparison resumes at the first
+    model it had not finished.
+    """
+    out = check_output(out, overwrite)
+    for name in models:
+        if name != FEATURE_CRF:
+            split_model_name(name)
+    test = read_corpus(test_data, types=types, overlap=overlap)
+    recorded = {
+        "models": list(models),
+        "sambd": list(sambd_variants),
+        "sambd_keep": sambd_keep,
+        "preset": preset,
+        "encoder": encoder,
+        "settings": settings,
+        "types": types,
+        "overlap": overlap,
+        "seed": seed,
+        "train": str(train_data),
+        "dev": str(dev_data) if dev_data else None,
+        "test": str(test_data),
+    }
+    rows = []
+    with work_dir(out, recorded, resume) as work:
+        for name in models:
+            for downsampled in sambd_variants:
+                label = f"{name}+sambd" if downsampled else name
+                folder = work / "models" / label
+                if not (folder / "run.json").exists():
+                    log.info("training %s", label)
+                    train(
+                        train_data,
+                        folder,
+                        dev_data=dev_data,
+                        model=name,
+                        preset=preset,
+                        encoder=encoder if name.startswith("bert") else None,
+                        settings=None
+                        if name == FEATURE_CRF
+                        else training_settings(name, preset, settings).to_dict(),
+                        sambd_keep=sambd_keep if downsampled else None,
+                        types=types,
+                        overlap=overlap,
+                        seed=seed,
+                        overwrite=True,
+                        resume=resume,
+                    )
+                rows.append(_score_row(label, name, downsampled, folder, test, batch_size))
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        shutil.copytree(work / "models", tmp / "models")
+        write_json_atomic(
+            tmp / "metrics.json", {"ner": {"test": _describe(test, test.sentences), "models": rows}}
+        )
+        (tmp / "table.md").write_text(comparison_table(rows))
+        _write_run(
+            tmp,
+            "ner-compare",
+            f"NER comparison on {Path(test_data).name}",
+            recorded,
+            {"metrics": "metrics.json", "table": "table.md"},
+            [],
+        )
+        from clinfm.report.html import write_report
+
+        write_report(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _score_row(label: str, name: str, downsampled: bool, folder: Path, test: Corpus, batch_size: int) -> dict:
+    model, tokenizer = load_model(folder)
+    run = json.loads((folder / "run.json").read_text())
+    scores = evaluate_sentences(model, tokenizer, test.sentences, batch_size=batch_size)
+    return {
+        "label": label,
+        "model": name,
+        "sambd": downsampled,
+        "parameters": run["config"]["parameters"],
+        "train_sentences": run["config"]["data"]["train"]["sentences"],
+        "train_seconds": run["results"]["train_seconds"],
+        "epochs": run["results"].get("epochs"),
+        "scores": scores,
+    }
+
+
+def comparison_table(rows: Sequence[dict]) -> str:
+    """The paper's table (BIO-strict and token-level macro / weighted F1 on sub-words, O included)
+    beside entity-level strict and partial F1, parameters and times, as Markdown."""
+    header = (
+        "| model | parameters | train sentences | train s | tag sent/s | BIO macro P / R / F1 "
+        "| BIO weighted F1 "
+        "| token macro F1 | token macro F1 w/o O | entity strict F1 (micro / macro) | partial F1 |"
+    )
+    lines = [header, "|" + "---|" * 11]
+    for row in rows:
+        s = row["scores"]
+        bio, token = s["paper"]["bio_strict"], s["paper"]["token"]
+        unit = "" if s["paper_unit"] == "subword" else " (words)"
+        macro = bio["macro"]
+        lines.append(
+            f"| {row['label']} | {row['parameters']:,} | {row['train_sentences']:,} "
+            f"| {row['train_seconds']:.0f} | {s['sentences_per_second']:,.0f} "
+            f"| {macro['precision']:.3f} / {macro['recall']:.3f} / "
+            f"{macro['f1']:.3f}{unit} | {bio['weighted']['f1']:.3f} | {token['macro']['f1']:.3f} "
+            f"| {token['macro_without_o']['f1']:.3f} | {s['entity']['micro']['f1']:.3f} / "
+            f"{s['entity']['macro']['f1']:.3f} | {s['partial']['micro']['f1']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"

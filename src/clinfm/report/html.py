@@ -51,6 +51,8 @@ KIND_INTROS = {
     "pretrain": "This run pre-trains a model on unlabeled patient histories; pre-training has no prediction "
     "task of its own, so there are no test metrics.",
     "nextvisit": "This run predicts which codes will be recorded at each patient's next visit.",
+    "ner-compare": "This run trains named-entity taggers on the same annotations, with and without SamBD "
+    "down-sampling, and scores each on the same test documents.",
 }
 HEADLINE_ORDER = ("auroc", "macro_auroc", "recall@10", "recall@5", "recall@30", "auprc", "f1_micro", "f1")
 DATA_LABELS = {
@@ -311,6 +313,7 @@ def render(folder: RunFolder) -> str:
         _methods_section(folder, styles),
         _metrics_section(folder, styles),
         _protocol_section(folder),
+        _ner_section(folder),
         _efficiency_section(folder, styles),
         _predictions_section(folder, styles),
         _training_section(folder),
@@ -696,6 +699,78 @@ def _protocol_section(folder: RunFolder, metric: str = "auroc") -> str:
         + "\n</tbody>\n</table>"
     )
     return _section("protocols", "Protocols across sites", table)
+
+
+# ----------------------------------------------------------------------------- NER comparisons
+
+#: (label, path into a model's scores) of the NER table's columns: the paper's scores first.
+NER_COLUMNS = (
+    ("BIO-strict macro F1", ("paper", "bio_strict", "macro", "f1")),
+    ("BIO-strict weighted F1", ("paper", "bio_strict", "weighted", "f1")),
+    ("Token macro F1", ("paper", "token", "macro", "f1")),
+    ("Token macro F1 without O", ("paper", "token", "macro_without_o", "f1")),
+    ("Entity strict F1 (micro)", ("entity", "micro", "f1")),
+    ("Entity strict F1 (macro)", ("entity", "macro", "f1")),
+    ("Partial-match F1 (micro)", ("partial", "micro", "f1")),
+)
+
+
+def _dig(payload: object, path: Sequence[str]) -> object:
+    for key in path:
+        payload = payload.get(key) if isinstance(payload, Mapping) else None
+    return payload
+
+
+def _ner_section(folder: RunFolder) -> str:
+    """An NER comparison: per model, the paper's sub-word scores (O included) beside entity-level
+    strict and partial F1, with size and speed; then entity F1 per type."""
+    rows = _dig(folder.metrics, ("ner", "models"))
+    if not isinstance(rows, list) or not rows:
+        return ""
+    header = "".join(f"<th>{_e(label)}</th>" for label, _ in NER_COLUMNS)
+    body = []
+    for row in rows:
+        scores = row.get("scores") or {}
+        unit = "" if scores.get("paper_unit") == "subword" else " <small>(words)</small>"
+        cells = "".join(
+            f"<td>{_number(_dig(scores, path), 3)}{unit if i < 4 else ''}</td>"
+            for i, (_, path) in enumerate(NER_COLUMNS)
+        )
+        speed = _number(scores.get("sentences_per_second"), 0)
+        body.append(
+            f"<tr><th scope='row'>{_e(row.get('label'))}</th><td>{_count(row.get('parameters'))}</td>"
+            f"<td>{_count(row.get('train_sentences'))}</td><td>{_number(row.get('train_seconds'), 0)}</td>"
+            f"<td>{speed}</td>{cells}</tr>"
+        )
+    caption = (
+        "The paper's scores are scikit-learn's over sub-word tokens with O included (BIO-strict: B and I "
+        "distinct; token: merged); entity scores are seqeval strict over words; partial counts a predicted "
+        "entity right when it overlaps a gold one of its type. Models without sub-words are scored on words."
+    )
+    table = (
+        f'<table class="results">\n<caption>{_e(caption)}</caption>\n<thead><tr><th>Model</th>'
+        "<th>Parameters</th><th>Training sentences</th><th>Training s</th><th>Tagged sentences/s</th>"
+        f"{header}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+    )
+    return _section("ner", "Taggers compared", table + _ner_types_table(rows))
+
+
+def _ner_types_table(rows: Sequence[Mapping]) -> str:
+    per_model = {row.get("label"): _dig(row, ("scores", "entity", "per_type")) or {} for row in rows}
+    types = sorted({t for scores in per_model.values() for t in scores})
+    if not types:
+        return ""
+    header = "".join(f"<th>{_e(t)}</th>" for t in types)
+    body = []
+    for label, scores in per_model.items():
+        cells = "".join(f"<td>{_number(_dig(scores, (t, 'f1')), 3)}</td>" for t in types)
+        body.append(f"<tr><th scope='row'>{_e(label)}</th>{cells}</tr>")
+    return (
+        '\n<table class="results">\n<caption>Entity-level strict F1 per type.</caption>\n'
+        f"<thead><tr><th>Model</th>{header}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>"
+    )
 
 
 def _labels_to_reach(points, method: str, fractions, metric: str, reference: float | None) -> str:
