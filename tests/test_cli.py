@@ -33,6 +33,12 @@ def clinfm_process(*args: str) -> subprocess.CompletedProcess:
         ["validate"],
         ["describe"],
         ["demo"],
+        ["ner"],
+        ["ner", "train"],
+        ["ner", "evaluate"],
+        ["ner", "predict"],
+        ["ner", "compare"],
+        ["ner", "synth"],
     ],
 )
 def test_every_command_has_help(command):
@@ -79,6 +85,13 @@ def test_demo_writes_two_valid_sites_claims_and_transfer_reports(tmp_path, monke
     assert str(tmp_path) in json.loads((transfer / "run.json").read_text())["data"]["target"]
     assert ".partial" not in (transfer / "run.json").read_text()
     assert "Transfer site_a -> site_b" in result.output
+    ner = demo / "ner" / "compare"
+    labels = [row["label"] for row in json.loads((ner / "metrics.json").read_text())["ner"]["models"]]
+    assert labels == ["transformer-crf", "transformer-crf+sambd", "feature-crf", "feature-crf+sambd"]
+    assert "Taggers compared" in (ner / "report.html").read_text()
+    assert (demo / "ner" / "corpus" / "test" / "annotation.conf").exists()
+    assert ".tmp" not in (ner / "models" / "feature-crf" / "run.json").read_text()
+    assert "Clinical NER" in result.output
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,7 @@ def test_save_and_load_predict_identically_without_pickle(trained, tmp_path):
     assert loaded.num_parameters == trained.num_parameters
     with pytest.raises(InputError):
         trained.save(folder)  # an existing folder is not replaced without overwrite
+    assert FeatureCRF.load(trained.save(folder, overwrite=True)).labels == trained.labels
 
 
 def test_load_of_a_folder_that_is_not_a_model_is_an_input_error(trained, tmp_path):

@@ -62,6 +62,17 @@ def test_split_sentences_at_lines_and_sentence_ends_but_not_abbreviations():
     ]
 
 
+def test_a_numbered_list_item_stays_one_sentence():
+    text = "Medications:\n1. Aspirin 81 mg daily. 2. Losartan 50 mg.\n12. Heparin. Then stop."
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        "Medications:",
+        "1. Aspirin 81 mg daily.",
+        "2. Losartan 50 mg.",
+        "12. Heparin.",
+        "Then stop.",
+    ]
+
+
 def test_split_sentences_needs_an_uppercase_or_digit_after_the_stop():
     text = "fever vs. chills. then rigors. Then rest."
     assert [text[s:e] for s, e in split_sentences(text)] == ["fever vs. chills. then rigors.", "Then rest."]

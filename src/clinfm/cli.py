@@ -599,7 +599,8 @@ def demo(
     overwrite: bool = typer.Option(False, help="Replace OUT if it exists."),
 ):
     """Two synthetic sites; Claim-PT pre-trained and compared with baselines on two tasks; transfer
-    from site A to site B (the concept-embedding paper's protocol); a report for each."""
+    from site A to site B (the concept-embedding paper's protocol); NER taggers compared on synthetic
+    medication sentences; a report for each."""
     patients = patients or (4_000 if quick else 20_000)
     result = clinfm.demo(out, patients=patients, quick=quick, overwrite=overwrite)
     for site in result.sites:
@@ -610,6 +611,10 @@ def demo(
     console.print(_site_comparison(result.sites))
     for task, run in (result.runs or {}).items():
         kind, _, name = task.rpartition("/")
+        if kind == "ner":
+            console.rule("Clinical NER on synthetic medication sentences")
+            console.print((run / "table.md").read_text())
+            continue
         console.rule(f"Transfer site_a -> site_b: {name}" if kind == "transfer" else f"Claim-PT: {task}")
         _print_metrics(run)
     console.print(f"\nwrote {result.out} (summary in {result.summary_path})")

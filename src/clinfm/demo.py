@@ -4,8 +4,9 @@ Two synthetic sites that differ in coding system (ICD-9-CM vs ICD-10-CM), popula
 each validated and described; then Claim-PT: pre-trained on site A's unlabeled train patients,
 fine-tuned on both population-specific tasks at several label fractions against the cold start and
 the baselines, each task with its HTML report; then cross-site transfer from A to B with the
-concept-embedding paper's protocol (one-hot vs text-embedded findings). Later systems add their
-parts here.
+concept-embedding paper's protocol (one-hot vs text-embedded findings); then clinical NER on a
+synthetic medication corpus (TransformerCRF from scratch vs BERT-CRF vs a feature CRF, with and
+without SamBD). Later systems add their parts here.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ TRANSFER_TASK = "asthma_exacerbation_180d"
 
 
 @dataclass(frozen=True)
-class ClaimsDemo:
-    """How much Claim-PT work the demo does: the full demo, or --quick."""
+class DemoPlan:
+    """How much work each section of the demo does: the full demo, or --quick."""
 
     pretrain_epochs: int = 15
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
@@ -41,9 +42,21 @@ class ClaimsDemo:
     transfer_epochs: int = 10  # of the paper's 50 (100 steps each): the demo's time, not a result
     transfer_fractions: tuple[float, ...] = (0.1, 1.0)
 
+    ner_documents: tuple[int, int, int] = (800, 200, 200)  # train, dev, test
+    ner_models: tuple[str, ...] = ("transformer-crf", "bert-crf", "feature-crf")
+    ner_epochs: int | None = None  # None: each model's own (small preset: 10; BERT-CRF: the paper's 3)
+
     @classmethod
-    def quick(cls) -> ClaimsDemo:
-        return cls(pretrain_epochs=4, fractions=(0.25, 1.0), seeds=(0,), transfer_epochs=1)
+    def quick(cls) -> DemoPlan:
+        return cls(
+            pretrain_epochs=4,
+            fractions=(0.25, 1.0),
+            seeds=(0,),
+            transfer_epochs=1,
+            ner_documents=(200, 60, 60),
+            ner_models=("transformer-crf", "feature-crf"),
+            ner_epochs=2,
+        )
 
 
 @dataclass
@@ -71,14 +84,15 @@ def demo(
     seed: int = 0,
     quick: bool = False,
     claims: bool = True,
+    ner: bool = True,
     overwrite: bool = False,
 ) -> DemoResult:
     """Synthesize, validate and describe two sites, then pre-train and evaluate Claim-PT on site A.
 
     Everything goes under ``out`` (written atomically): the sites, ``claims/pretrained`` (the
     checkpoint), ``claims/<task>/`` (a label-efficiency run with ``report.html`` per task) and
-    ``transfer/<task>/`` (site A to site B, the concept-embedding paper's protocol) and
-    ``summary.json``.
+    ``transfer/<task>/`` (site A to site B, the concept-embedding paper's protocol),
+    ``ner/corpus`` (synthetic brat) and ``ner/compare`` (taggers compared), and ``summary.json``.
     """
     out = Path(out)
     sites = []
@@ -90,10 +104,12 @@ def demo(
                 report = validate(tmp / name)
             report.raise_for_errors()
             sites.append(DemoSite(name, coding, out / name, describe(tmp / name), report))
+        plan = DemoPlan.quick() if quick else DemoPlan()
         if claims:
-            plan = ClaimsDemo.quick() if quick else ClaimsDemo()
             runs = _claims(tmp, plan) | _transfer(tmp, plan)
-            _relocate(tmp, out)
+        if ner:
+            runs |= _ner(tmp, plan, seed)
+        _relocate(tmp, out)
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
             for site in sites
@@ -112,12 +128,18 @@ def _relocate(tmp: Path, out: Path) -> None:
     """Runs record the paths they read; name the final folder, not the temporary one being built."""
     from clinfm.report import write_report
 
-    for record in [*tmp.glob("claims/*/run.json"), *tmp.glob("transfer/*/run.json")]:
+    reports = [
+        *tmp.glob("claims/*/run.json"),
+        *tmp.glob("transfer/*/run.json"),
+        *tmp.glob("ner/compare/run.json"),
+    ]
+    for record in [*reports, *tmp.glob("ner/compare/models/*/run.json")]:
         record.write_text(record.read_text().replace(str(tmp), str(out.resolve())))
+    for record in reports:
         write_report(record.parent)
 
 
-def _claims(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
+def _claims(tmp: Path, plan: DemoPlan) -> dict[str, Path]:
     """Pre-train on site A's train patients; a label-efficiency run per task on its held-out ones."""
     from clinfm.claims import recipes
 
@@ -146,7 +168,7 @@ def _claims(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
     return runs
 
 
-def _transfer(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
+def _transfer(tmp: Path, plan: DemoPlan) -> dict[str, Path]:
     """Site A (ICD-9-CM) to site B (ICD-10-CM): the paper's CNN on findings tables, one-hot vs the
     default text encoder, every protocol, shortened to ``transfer_epochs``."""
     from clinfm.claims.cross_site import transfer
@@ -169,3 +191,24 @@ def _transfer(tmp: Path, plan: ClaimsDemo) -> dict[str, Path]:
         log.warning("skipped the transfer section: %s", error)
         return {}
     return {f"transfer/{TRANSFER_TASK}": run}
+
+
+def _ner(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
+    """A synthetic medication corpus in brat; the taggers compared on it, with and without SamBD."""
+    from clinfm.ner.recipes import compare
+    from clinfm.ner.synth import synthetic_corpus
+
+    train, dev, test = plan.ner_documents
+    with progress.status("writing the synthetic medication corpus"):
+        corpus = synthetic_corpus(tmp / "ner" / "corpus", train=train, dev=dev, test=test, seed=seed)
+    run = compare(
+        corpus / "train",
+        corpus / "test",
+        tmp / "ner" / "compare",
+        dev_data=corpus / "dev",
+        models=plan.ner_models,
+        preset="small",
+        settings={"max_epochs": plan.ner_epochs},
+        seed=seed,
+    )
+    return {"ner/compare": run}

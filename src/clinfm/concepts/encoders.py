@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from clinfm.errors import InputError
-from clinfm.pretrained import default_text_model_path
+from clinfm.pretrained import default_text_model_path, offline_huggingface
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,6 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms > 0, norms, 1.0).astype(np.float32)
 
 
-def _offline() -> None:
-    """Hugging Face libraries never reach the hub on their own (read when they are first imported),
-    and loading a model prints no progress bar or INFO lines of theirs into clinfm's output."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
-
-
 def _source(id_or_path: str) -> tuple[str, bool]:
     """(what to pass to from_pretrained, is it a local folder); folders resolved, for the cache key."""
     path = Path(id_or_path).expanduser()
@@ -83,7 +72,7 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model (the default: all-MiniLM-L6-v2, shipped as a Python package)."""
 
     def __init__(self, id_or_path: str, *, name: str | None = None, device: str = "cpu"):
-        _offline()
+        offline_huggingface()
         from sentence_transformers import SentenceTransformer
 
         source, local = _source(id_or_path)
@@ -119,7 +108,7 @@ class HFEncoder:
     def __init__(self, id_or_path: str, *, pooling: str = "cls", max_length: int = 512, device: str = "cpu"):
         if pooling not in ("cls", "mean"):
             raise InputError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
-        _offline()
+        offline_huggingface()
         from transformers import AutoModel, AutoTokenizer
 
         source, local = _source(id_or_path)

@@ -250,3 +250,20 @@ def compare_command(
     )
     console.print((path / "table.md").read_text())
     console.print(f"wrote {path} (report: {path / 'report.html'})")
+
+
+@ner_app.command("synth")
+@user_facing
+def synth_command(
+    out: Path = typer.Option(..., "--out", help="Folder to create with train/, dev/ and test/ brat folders."),
+    train: int = typer.Option(2000, min=1, help="Training documents."),
+    dev: int = typer.Option(300, min=1, help="Development documents."),
+    test: int = typer.Option(300, min=2, help="Test documents (half name drugs that training never saw)."),
+    seed: int = typer.Option(0, help="Random seed; the same seed gives the same corpus."),
+    overwrite: bool = OVERWRITE_OPTION,
+):
+    """Write a synthetic medication corpus (n2c2-2018 entity types) as brat, to try everything on."""
+    from clinfm.ner.synth import synthetic_corpus
+
+    path = synthetic_corpus(out, train=train, dev=dev, test=test, seed=seed, overwrite=overwrite)
+    console.print(f"wrote {path}")

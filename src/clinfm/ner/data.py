@@ -18,6 +18,7 @@ import torch
 
 from clinfm.errors import InputError
 from clinfm.ner.document import OUTSIDE, Sentence
+from clinfm.pretrained import offline_huggingface
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def train_wordpiece(
 
 def load_tokenizer(path: str):
     """A Hugging Face fast tokenizer from a local folder (a checkpoint's or a pre-trained model's)."""
+    offline_huggingface()
     from transformers import AutoTokenizer
 
     try:

@@ -21,6 +21,7 @@ from torch import nn
 
 from clinfm.errors import InputError
 from clinfm.ner.crf import CRF
+from clinfm.pretrained import offline_huggingface
 
 MODELS = ("transformer-crf", "transformer-apt", "bert-crf", "bert-apt")
 HEADS = ("crf", "apt")
@@ -74,6 +75,7 @@ class TaggerConfig:
 
 def scratch_encoder_config(preset: str, vocab_size: int | None = None):
     """The DistilBERT config of a from-scratch encoder (``vocab_size`` overrides the preset's)."""
+    offline_huggingface()
     from transformers import DistilBertConfig
 
     if preset not in SCRATCH_PRESETS:
@@ -86,6 +88,7 @@ def scratch_encoder_config(preset: str, vocab_size: int | None = None):
 
 def encoder_from_config(config: dict) -> nn.Module:
     """An encoder with random weights from a stored Hugging Face config (weights come next)."""
+    offline_huggingface()
     from transformers import AutoConfig, AutoModel
 
     settings = dict(config)
@@ -97,6 +100,7 @@ def encoder_from_config(config: dict) -> nn.Module:
 
 def pretrained_encoder(path: str) -> nn.Module:
     """A pre-trained Hugging Face encoder from a local folder (or an id already in the local cache)."""
+    offline_huggingface()
     from transformers import AutoModel
 
     try:

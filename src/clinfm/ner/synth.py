@@ -325,9 +325,9 @@ def synthetic_corpus(
     Each split draws from its own random stream. The second half of test uses held-out drug names,
     so a test score shows how well a model tags drugs it has never seen, from context alone.
     """
+    from clinfm.io import atomic_directory, write_json_atomic
     from clinfm.ner.brat import write_brat  # imported here: synthetic_documents needs no brat
 
-    out = Path(out)
     splits = {
         "train": _generate(train, random.Random(f"{seed}/train"), 0.6, False),
         "dev": _generate(dev, random.Random(f"{seed}/dev"), 0.6, False),
@@ -335,6 +335,9 @@ def synthetic_corpus(
     seen = _generate(test - test // 2, random.Random(f"{seed}/test"), 0.6, False)
     unseen = _generate(test // 2, random.Random(f"{seed}/test-held-out"), 0.6, True, first=len(seen) + 1)
     splits["test"] = seen + unseen
-    for split, documents in splits.items():
-        write_brat(documents, out / split, overwrite=overwrite)
-    return out
+    with atomic_directory(out, overwrite=overwrite) as tmp:  # all three splits, or none
+        for split, documents in splits.items():
+            write_brat(documents, tmp / split)
+        counts = {split: len(documents) for split, documents in splits.items()}
+        write_json_atomic(tmp / "run.json", {"kind": "ner-synth", "seed": seed, "documents": counts})
+    return Path(out)

@@ -67,7 +67,8 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans ``[start, end)`` of ``text``, stripped of surrounding whitespace.
 
     A sentence ends at every line break, and inside a line at . ! or ? followed by whitespace and an
-    uppercase letter or a digit, unless the word ending there is a known abbreviation (``ABBREVIATIONS``).
+    uppercase letter or a digit, unless the word ending there is a known abbreviation (``ABBREVIATIONS``)
+    or a list number opening the line ("2. Losartan 50 mg daily" stays one sentence).
     """
     spans = []
     for line in LINE.finditer(text):
@@ -77,12 +78,17 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             if not (following.isupper() or following.isdigit()):
                 continue
             word = m.group(1).lstrip("\"'([").rstrip("\"')]").lower()
-            if word in ABBREVIATIONS:
+            if word in ABBREVIATIONS or _list_number(text, start, m):
                 continue
             spans.append((start, m.end(1)))
             start = m.end()
         spans.append((start, line.end()))
     return [stripped for span in spans if (stripped := _strip(text, *span))]
+
+
+def _list_number(text: str, start: int, end_mark: re.Match) -> bool:
+    """Whether the sentence so far is only a number, as in a numbered list's "2."."""
+    return text[start : end_mark.end(1)].strip().rstrip(".").isdigit()
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int] | None:
