@@ -71,9 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     train_sentences = corpus(1500, seed=0)
     to_tag = corpus(args.sentences // 2 + 50, seed=1)[: args.sentences]
-    print(
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
+    machine = platform.processor() or platform.machine()
+    print(f"{machine}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"training sentences {len(train_sentences):,}; tagging {len(to_tag):,} sentences")
     print("| model | preset | parameters | train sentences/s | tag sentences/s | tag 10,000 sentences |")
     print("|---|---|---|---|---|---|")
