@@ -62,7 +62,7 @@ def test_a_trained_tagger_is_a_folder_with_weights_tokenizer_labels_and_no_text(
     assert run["results"]["dev"]["entity"]["micro"]["f1"] > 0.3  # learned something in two epochs
     assert not list(tagger.rglob("*.pkl")) and not list(tagger.rglob("*.bin"))
     # the checkpoint holds no document text or names beyond the sub-word vocabulary
-    assert "synth_0" not in (tagger / "config.json").read_text()
+    assert not any("synth_0" in (tagger / name).read_text() for name in ("config.json", "run.json"))
 
 
 def test_evaluate_writes_all_three_families_of_scores(tagger, corpus, tmp_path):
@@ -141,13 +141,13 @@ def _write(folder: Path, name: str, text: bytes, ann: bytes | None) -> None:
 
 
 def test_messy_brat_input_is_counted_not_fatal(tmp_path, caplog):
-    from clinfm.ner.recipes import read_corpus
+    from clinfm.ner.recipes import _describe, read_corpus
 
     folder = tmp_path / "messy"
     _write(folder, "good", b"Aspirin 81 mg daily.", b"T1\tDrug 0 7\tAspirin\nT2\tStrength 8 13\t81 mg\n")
-    _write(folder, "past_end", b"Short.", b"T1\tDrug 0 40\tShort. and more\n")
-    _write(folder, "malformed", b"Heparin SC.", b"T1\tDrug 0\tHeparin\nE1\tnonsense\n")
-    _write(folder, "latin1", "Caf\xe9 au lait.".encode("latin-1"), None)
+    _write(folder, "case_past_end", b"Short.", b"T1\tDrug 0 40\tShort. and more\n")
+    _write(folder, "case_bad_line", b"Heparin SC.", b"T1\tDrug 0\tHeparin\nE1\tnonsense\n")
+    _write(folder, "case_latin1", "Caf\xe9 au lait.".encode("latin-1"), None)
     _write(folder, "empty", b"", b"")
     (folder / "orphan.ann").write_bytes(b"T1\tDrug 0 3\tabc\n")
     corpus = read_corpus(folder)
@@ -155,6 +155,9 @@ def test_messy_brat_input_is_counted_not_fatal(tmp_path, caplog):
     assert len(corpus.sentences) == 3
     assert sum(counts.values()) >= 5 and any("UTF-8" in kind for kind in counts)
     assert any(".txt" in kind for kind in counts)  # the orphan .ann
+    # what a run records counts the problems without naming documents (names can identify patients)
+    recorded = json.dumps(_describe(corpus, corpus.sentences))
+    assert "case_" not in recorded
 
 
 @pytest.mark.parametrize(

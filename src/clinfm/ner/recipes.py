@@ -117,7 +117,9 @@ def _describe(corpus: Corpus, sentences: Sequence[Sentence]) -> dict:
         "sentences_read": len(corpus.sentences),
         "sentences_without_entity": sum(all(t == OUTSIDE for t in s.tags or ()) for s in sentences),
         "entities": entity_counts(sentences),
-        "skipped_or_repaired": corpus.report.to_dict(),
+        # counts only: the log shows where, but document names (which can carry a patient's
+        # identifiers) are not kept in a run or checkpoint
+        "skipped_or_repaired": dict(sorted(corpus.report.counts.items())),
     }
 
 
