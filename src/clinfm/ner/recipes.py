@@ -28,6 +28,7 @@ from clinfm.ner.conll import read_conll
 from clinfm.ner.data import PAPER_SAMBD_KEEP, SubwordData, label_set, load_tokenizer, sambd, train_wordpiece
 from clinfm.ner.document import OUTSIDE, Document, ReadReport, Sentence
 from clinfm.ner.features import FeatureCRF
+from clinfm.ner.intervals import bootstrap_intervals
 from clinfm.ner.metrics import ner_scores, paper_scores
 from clinfm.ner.model import (
     PAPER_MAX_LENGTH,
@@ -345,6 +346,7 @@ class Tagging:
     words: list[list[str]]
     gold_subwords: list[list[str]] | None = None
     pred_subwords: list[list[str]] | None = None
+    piece_sentences: list[int] | None = None  # the sentence each sub-word sequence belongs to
     seconds: float = 0.0
 
 
@@ -393,15 +395,31 @@ def _assemble(data: SubwordData, predicted: list[np.ndarray], seconds: float) ->
         for position in first:  # the first sub-word of each word carries the word's tag
             words[piece.sentence][piece.first_word + piece.word_index[position]] = tags[position]
     labelled = len(gold_subwords) == len(pred_subwords)
-    return Tagging(words, gold_subwords if labelled else None, pred_subwords, seconds)
+    sentences = [piece.sentence for piece in data.pieces]
+    return Tagging(words, gold_subwords if labelled else None, pred_subwords, sentences, seconds)
 
 
-def evaluate_sentences(model, tokenizer, sentences: Sequence[Sentence], *, batch_size: int = 64) -> dict:
-    """All three families of scores (the paper's, entity-level, partial) plus the paper's on words."""
+def evaluate_sentences(
+    model, tokenizer, sentences: Sequence[Sentence], *, batch_size: int = 64, n_bootstrap: int = 1000
+) -> dict:
+    """All three families of scores (the paper's, entity-level, partial), the paper's on words, and
+    bootstrap 95% intervals of the headline ones (resampling documents)."""
     tagged = tag(model, tokenizer, sentences, batch_size=batch_size)
     gold = [list(s.tags) for s in sentences]
     scores = ner_scores(gold, tagged.words, tagged.gold_subwords, tagged.pred_subwords)
     scores["paper_on_words"] = paper_scores(gold, tagged.words)
+    documents = [s.document for s in sentences]
+    if len(set(documents)) == 1:  # a CoNLL file has no document boundaries: resample sentences
+        documents = [str(i) for i in range(len(sentences))]
+    scores["intervals"] = bootstrap_intervals(
+        gold,
+        tagged.words,
+        documents,
+        gold_subwords=tagged.gold_subwords,
+        pred_subwords=tagged.pred_subwords,
+        subword_groups=[documents[i] for i in tagged.piece_sentences] if tagged.piece_sentences else None,
+        n_bootstrap=n_bootstrap,
+    )
     scores["sentences"] = len(sentences)
     scores["sentences_per_second"] = round(len(sentences) / max(tagged.seconds, 1e-9), 1)
     return scores
@@ -594,26 +612,30 @@ def _score_row(label: str, name: str, downsampled: bool, folder: Path, test: Cor
     }
 
 
+def _with_interval(estimate: dict) -> str:
+    return f"{estimate['value']:.3f} ({estimate['low']:.3f}-{estimate['high']:.3f})"
+
+
 def comparison_table(rows: Sequence[dict]) -> str:
-    """The paper's table (BIO-strict and token-level macro / weighted F1 on sub-words, O included)
-    beside entity-level strict and partial F1, parameters and times, as Markdown."""
+    """The paper's table (BIO-strict macro P / R / F1 and weighted F1, token-level macro F1, on
+    sub-words with O included) beside entity-level strict and partial F1, with bootstrap 95%
+    intervals (documents resampled), parameters and times, as Markdown."""
     header = (
-        "| model | parameters | train sentences | train s | tag sent/s | BIO macro P / R / F1 "
-        "| BIO weighted F1 "
-        "| token macro F1 | token macro F1 w/o O | entity strict F1 (micro / macro) | partial F1 |"
+        "| model | parameters | train sentences | train s | tag sent/s | BIO-strict macro P / R | "
+        "BIO-strict macro F1 (95% CI) | BIO-strict weighted F1 | token macro F1 (95% CI) | "
+        "entity strict micro F1 (95% CI) | entity strict macro F1 | partial micro F1 (95% CI) |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for row in rows:
-        s = row["scores"]
-        bio, token = s["paper"]["bio_strict"], s["paper"]["token"]
+        s, ci = row["scores"], row["scores"]["intervals"]
+        bio = s["paper"]["bio_strict"]
         unit = "" if s["paper_unit"] == "subword" else " (words)"
-        macro = bio["macro"]
         lines.append(
             f"| {row['label']} | {row['parameters']:,} | {row['train_sentences']:,} "
             f"| {row['train_seconds']:.0f} | {s['sentences_per_second']:,.0f} "
-            f"| {macro['precision']:.3f} / {macro['recall']:.3f} / "
-            f"{macro['f1']:.3f}{unit} | {bio['weighted']['f1']:.3f} | {token['macro']['f1']:.3f} "
-            f"| {token['macro_without_o']['f1']:.3f} | {s['entity']['micro']['f1']:.3f} / "
-            f"{s['entity']['macro']['f1']:.3f} | {s['partial']['micro']['f1']:.3f} |"
+            f"| {bio['macro']['precision']:.3f} / {bio['macro']['recall']:.3f}{unit} "
+            f"| {_with_interval(ci['bio_strict_macro_f1'])} | {bio['weighted']['f1']:.3f} "
+            f"| {_with_interval(ci['token_macro_f1'])} | {_with_interval(ci['entity_micro_f1'])} "
+            f"| {s['entity']['macro']['f1']:.3f} | {_with_interval(ci['partial_micro_f1'])} |"
         )
     return "\n".join(lines) + "\n"

@@ -703,16 +703,22 @@ def _protocol_section(folder: RunFolder, metric: str = "auroc") -> str:
 
 # ----------------------------------------------------------------------------- NER comparisons
 
-#: (label, path into a model's scores) of the NER table's columns: the paper's scores first.
+#: (label, path into a model's scores, path to its bootstrap interval) of the NER table's columns:
+#: the paper's sub-word scores first, then entity-level ones.
 NER_COLUMNS = (
-    ("BIO-strict macro F1", ("paper", "bio_strict", "macro", "f1")),
-    ("BIO-strict weighted F1", ("paper", "bio_strict", "weighted", "f1")),
-    ("Token macro F1", ("paper", "token", "macro", "f1")),
-    ("Token macro F1 without O", ("paper", "token", "macro_without_o", "f1")),
-    ("Entity strict F1 (micro)", ("entity", "micro", "f1")),
-    ("Entity strict F1 (macro)", ("entity", "macro", "f1")),
-    ("Partial-match F1 (micro)", ("partial", "micro", "f1")),
+    ("BIO-strict macro F1", ("paper", "bio_strict", "macro", "f1"), ("intervals", "bio_strict_macro_f1")),
+    (
+        "BIO-strict weighted F1",
+        ("paper", "bio_strict", "weighted", "f1"),
+        ("intervals", "bio_strict_weighted_f1"),
+    ),
+    ("Token macro F1", ("paper", "token", "macro", "f1"), ("intervals", "token_macro_f1")),
+    ("Token macro F1 without O", ("paper", "token", "macro_without_o", "f1"), None),
+    ("Entity strict F1 (micro)", ("entity", "micro", "f1"), ("intervals", "entity_micro_f1")),
+    ("Entity strict F1 (macro)", ("entity", "macro", "f1"), ("intervals", "entity_macro_f1")),
+    ("Partial-match F1 (micro)", ("partial", "micro", "f1"), ("intervals", "partial_micro_f1")),
 )
+PAPER_COLUMNS = 4  # the first four are the paper's, on sub-words (or words for models without them)
 
 
 def _dig(payload: object, path: Sequence[str]) -> object:
@@ -727,14 +733,14 @@ def _ner_section(folder: RunFolder) -> str:
     rows = _dig(folder.metrics, ("ner", "models"))
     if not isinstance(rows, list) or not rows:
         return ""
-    header = "".join(f"<th>{_e(label)}</th>" for label, _ in NER_COLUMNS)
+    header = "".join(f"<th>{_e(label)}</th>" for label, _, _ in NER_COLUMNS)
     body = []
     for row in rows:
         scores = row.get("scores") or {}
         unit = "" if scores.get("paper_unit") == "subword" else " <small>(words)</small>"
         cells = "".join(
-            f"<td>{_number(_dig(scores, path), 3)}{unit if i < 4 else ''}</td>"
-            for i, (_, path) in enumerate(NER_COLUMNS)
+            f"<td>{_ner_cell(scores, path, interval)}{unit if i < PAPER_COLUMNS else ''}</td>"
+            for i, (_, path, interval) in enumerate(NER_COLUMNS)
         )
         speed = _number(scores.get("sentences_per_second"), 0)
         body.append(
@@ -745,7 +751,8 @@ def _ner_section(folder: RunFolder) -> str:
     caption = (
         "The paper's scores are scikit-learn's over sub-word tokens with O included (BIO-strict: B and I "
         "distinct; token: merged); entity scores are seqeval strict over words; partial counts a predicted "
-        "entity right when it overlaps a gold one of its type. Models without sub-words are scored on words."
+        "entity right when it overlaps a gold one of its type. Models without sub-words are scored on words. "
+        "In brackets: bootstrap 95% intervals, resampling test documents."
     )
     table = (
         f'<table class="results">\n<caption>{_e(caption)}</caption>\n<thead><tr><th>Model</th>'
@@ -753,6 +760,11 @@ def _ner_section(folder: RunFolder) -> str:
         f"{header}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
     )
     return _section("ner", "Taggers compared", table + _ner_types_table(rows))
+
+
+def _ner_cell(scores: Mapping, path: Sequence[str], interval: Sequence[str] | None) -> str:
+    estimate = _dig(scores, interval) if interval else None
+    return format_estimate(estimate, 3) if isinstance(estimate, Mapping) else _number(_dig(scores, path), 3)
 
 
 def _ner_types_table(rows: Sequence[Mapping]) -> str:
