@@ -7,7 +7,7 @@ import json
 import pytest
 
 from clinfm.errors import InputError
-from clinfm.ner.document import Sentence
+from clinfm.ner.document import Document, Sentence
 from clinfm.ner.features import FeatureCRF, word_features, word_shape
 from clinfm.ner.synth import synthetic_documents
 from clinfm.ner.text import to_sentences
@@ -102,3 +102,12 @@ def test_fit_without_tags_is_an_input_error():
         FeatureCRF(algorithm="adam")
     with pytest.raises(RuntimeError, match="not trained"):
         FeatureCRF().predict(unlabelled)
+
+
+def test_a_rare_name_is_not_a_weight_of_the_saved_model(tmp_path):
+    sentences = [s for d in synthetic_documents(200, seed=2) for s in to_sentences(d)]
+    name = to_sentences(Document("rare", "Mr Zyxwquorth was given aspirin daily."))[0]
+    tagged = Sentence(name.document, name.tokens, name.offsets, ("O",) * len(name.tokens))
+    folder = FeatureCRF(max_iterations=20).fit([*sentences, tagged]).save(tmp_path / "crf")
+    assert b"zyxwquorth" not in (folder / "model.crfsuite").read_bytes()
+    assert b"daily" in (folder / "model.crfsuite").read_bytes()  # a frequent word's identity is kept

@@ -108,8 +108,8 @@ def test_crf_and_apt_heads_learn_a_tiny_task_and_predict_minus_one_on_padding():
     for head in ("crf", "apt"):
         torch.manual_seed(0)
         model = _tagger(labels, head, vocab_size=len(tokenizer))
-        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(150):
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(300):
             loss, _ = model.loss(batch)
             optimiser.zero_grad()
             loss.backward()
@@ -127,3 +127,36 @@ def test_layer_groups_run_from_embeddings_to_the_head():
     assert len(groups) == 2 + 2  # embeddings, 2 layers, head
     assert groups[-1][-1] is model.crf.end or any(p is model.crf.transitions for p in groups[-1])
     assert sum(p.numel() for g in groups for p in g) == model.num_parameters()
+
+
+def test_a_word_longer_than_the_limit_keeps_its_first_subwords_and_its_tag():
+    tokenizer = train_wordpiece(CORPUS, 200, min_frequency=1)
+    labels = label_set(CORPUS)
+    long_word = "9.8.7.6.5.4.3.2.1"  # one token of ours, many sub-words
+    sentence = _sentence(f"Start {long_word} daily", "O B-Drug B-Frequency")
+    data = SubwordData([sentence], tokenizer, labels, max_length=4)
+    assert data.cut_subwords > 0
+    tags = [labels[i] for piece, ids in zip(data.pieces, data.tag_ids, strict=True) for i in ids]
+    assert tags.count("B-Drug") == 1 and tags.count("B-Frequency") == 1  # one first sub-word per word
+    assert all(piece.word_index[0] == 0 for piece in data.pieces)
+
+
+def test_a_name_repeated_in_one_document_stays_out_of_the_learned_vocabulary():
+    notes = [_sentence("Mrs Quenvallaby took aspirin daily", document="note_1")] * 8
+    others = [_sentence("aspirin daily as needed", document=f"note_{i}") for i in range(2, 12)]
+    vocabulary = set(train_wordpiece(notes + others, 500).get_vocab())
+    assert "aspirin" in vocabulary  # in 11 documents
+    assert not any("Quenva" in piece or "vallab" in piece for piece in vocabulary)  # in one
+
+
+def test_a_learned_tokenizer_is_kept_in_the_work_folder_and_reused(tmp_path):
+    from clinfm.ner.recipes import tokenizer_for
+
+    first = tokenizer_for(
+        "transformer-crf", CORPUS, preset="small", encoder=None, tokenizer=None, work=tmp_path
+    )
+    assert (tmp_path / "tokenizer").is_dir()
+    again = tokenizer_for(
+        "transformer-crf", CORPUS[:3], preset="small", encoder=None, tokenizer=None, work=tmp_path
+    )
+    assert again.get_vocab() == first.get_vocab()  # read back, not learned again from other data

@@ -171,6 +171,10 @@ def test_messy_brat_input_is_counted_not_fatal(tmp_path, caplog):
         (["ner", "train", "--train", "{tmp}/plain", "--out", "{tmp}/o"], "no entity"),
         (["ner", "evaluate", "--model", "{tmp}/plain", "--data", "{tmp}/plain"], "not a tagger folder"),
         (["ner", "train", "--train", "{tmp}/bad.tsv", "--out", "{tmp}/o"], "line 2"),
+        (
+            ["ner", "predict", "--model", "{tmp}/plain", "--in", "{tmp}/bad.tsv", "--out", "{tmp}/o"],
+            "is a file",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
@@ -192,3 +196,27 @@ def test_test_labels_the_model_does_not_know_are_counted(tagger, tmp_path, caplo
     scores = evaluate(tagger, folder)
     assert scores["unknown_type_entities"] == 1
     assert "AdverseEffect" in caplog.text
+
+
+def test_an_interrupted_comparison_keeps_the_models_it_finished(corpus, tmp_path, monkeypatch):
+    from clinfm.ner import recipes
+
+    real_train, calls = recipes.train, []
+
+    def train_then_stop(*args, **kwargs):
+        calls.append(kwargs["model"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(recipes, "train", train_then_stop)
+    out = tmp_path / "compare"
+    with pytest.raises(KeyboardInterrupt):
+        recipes.compare(corpus / "train", corpus / "test", out, models=["feature-crf"])
+    assert (tmp_path / ".compare.partial" / "models" / "feature-crf" / "run.json").exists()
+    monkeypatch.setattr(recipes, "train", real_train)
+    recipes.compare(corpus / "train", corpus / "test", out, models=["feature-crf"])  # resumes
+    assert [r["label"] for r in json.loads((out / "metrics.json").read_text())["ner"]["models"]] == [
+        "feature-crf",
+        "feature-crf+sambd",
+    ]

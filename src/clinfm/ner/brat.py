@@ -45,11 +45,14 @@ NO_TXT = "annotation files without .txt"
 LINE_BREAK = re.compile(r"[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
-def read_brat(directory: str | Path, *, report: ReadReport | None = None) -> list[Document]:
+def read_brat(
+    directory: str | Path, *, report: ReadReport | None = None, annotations: bool = True
+) -> list[Document]:
     """Every ``*.txt`` below ``directory`` (recursive, sorted) with the entities of its ``.ann``.
 
     ``Document.name`` is the path below ``directory`` without extension, with "/" separators. What is
     skipped is counted in ``report``; without one, the counts are logged as warnings at the end.
+    ``annotations=False`` reads the texts alone (to tag them), ignoring any ``.ann``.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -60,13 +63,13 @@ def read_brat(directory: str | Path, *, report: ReadReport | None = None) -> lis
     texts = {_name(path, directory): path for path in directory.rglob("*.txt") if path.is_file()}
     if not texts:
         raise InputError("no .txt files in this brat folder", path=directory)
-    for path in sorted(directory.rglob("*.ann")):
+    for path in sorted(directory.rglob("*.ann")) if annotations else ():
         if path.is_file() and _name(path, directory) not in texts:
             report.add(NO_TXT, str(path.relative_to(directory).as_posix()))
 
     documents = []
     for name in sorted(texts):
-        document = _read_document(name, texts[name], report)
+        document = _read_document(name, texts[name], report, annotations)
         if document is not None:
             documents.append(document)
     if own_report:
@@ -78,11 +81,11 @@ def _name(path: Path, directory: Path) -> str:
     return path.relative_to(directory).with_suffix("").as_posix()
 
 
-def _read_document(name: str, txt: Path, report: ReadReport) -> Document | None:
+def _read_document(name: str, txt: Path, report: ReadReport, annotations: bool = True) -> Document | None:
     """One text and its entities, or None (counted) when a file is not UTF-8."""
     text = _read_utf8(txt, f"{name}.txt", report)
-    if text is None:
-        return None
+    if text is None or not annotations:
+        return None if text is None else Document(name=name, text=text)
     ann = txt.with_suffix(".ann")
     if not ann.is_file():
         report.add(NO_ANN, f"{name}.txt")

@@ -55,8 +55,11 @@ def train_wordpiece(
 
     The paper's scratch model used distilbert-base-cased's vocabulary, which is not available
     offline; pass ``--tokenizer`` with a local copy to use it instead. Cased, as that one is.
-    Pieces are merged only from pairs seen ``min_frequency`` times, so a name that occurs once or
-    twice in the notes does not become a vocabulary entry of the saved checkpoint.
+
+    Privacy: each distinct word counts once per document, and pieces are merged only from pairs
+    seen ``min_frequency`` times, so a word must occur in that many documents to become a vocabulary
+    entry of the saved checkpoint: a name repeated throughout one patient's note does not. (A corpus
+    without document boundaries, a CoNLL file, counts per sentence.)
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -67,7 +70,7 @@ def train_wordpiece(
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS)
     )
-    wordpiece.train_from_iterator((" ".join(s.tokens) for s in sentences), trainer=trainer)
+    wordpiece.train_from_iterator(_distinct_words_per_document(sentences), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=wordpiece,
         unk_token="[UNK]",
@@ -76,6 +79,15 @@ def train_wordpiece(
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def _distinct_words_per_document(sentences: Sequence[Sentence]) -> list[str]:
+    """Each document's distinct words (as one text), so a word's count is its document frequency."""
+    single = len({s.document for s in sentences}) <= 1
+    words: dict[str, set[str]] = {}
+    for index, sentence in enumerate(sentences):
+        words.setdefault(str(index) if single else sentence.document, set()).update(sentence.tokens)
+    return [" ".join(sorted(distinct)) for distinct in words.values()]
 
 
 def load_tokenizer(path: str):
@@ -127,6 +139,7 @@ class SubwordData(torch.utils.data.Dataset):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.dropped_words = 0  # words the tokenizer turns into nothing (e.g. control characters)
         self.unknown_tags = 0  # gold tags of a type outside ``labels``
+        self.cut_subwords = 0  # sub-words past the limit within one over-long word
         self.pieces = self._encode(tokenizer)
         self.lengths = np.array([len(piece.input_ids) for piece in self.pieces], dtype=np.int64)
         self.tag_ids = [self._tag_ids(piece) for piece in self.pieces] if self._labelled else None
@@ -151,7 +164,9 @@ class SubwordData(torch.utils.data.Dataset):
         return pieces
 
     def _cut(self, sentence: int, ids: np.ndarray, word_index: np.ndarray) -> list[Piece]:
-        """Pieces of at most ``max_length`` sub-words that end at word boundaries."""
+        """Pieces of at most ``max_length`` sub-words that end at word boundaries (a single word
+        longer than that keeps its first ``max_length`` sub-words, counted)."""
+        ids, word_index = self._shorten_long_words(ids, word_index)
         pieces, begin = [], 0
         while begin < len(ids):
             end = min(begin + self.max_length, len(ids))
@@ -159,11 +174,20 @@ class SubwordData(torch.utils.data.Dataset):
                 boundary = end - 1  # step back to the start of the word that would be split
                 while boundary > begin and word_index[boundary] == word_index[boundary - 1]:
                     boundary -= 1
-                end = boundary if boundary > begin else end  # a single word longer than the limit is cut
+                end = boundary  # > begin: no word is longer than the limit (_shorten_long_words)
             first = int(word_index[begin])
             pieces.append(Piece(sentence, first, ids[begin:end], word_index[begin:end] - first))
             begin = end
         return pieces
+
+    def _shorten_long_words(self, ids: np.ndarray, word_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Drop the sub-words of a word past its first ``max_length``: every word then fits in one
+        piece, and its first sub-word (which carries its tag) is the piece's own."""
+        starts = np.r_[0, np.flatnonzero(word_index[1:] != word_index[:-1]) + 1]
+        position = np.arange(len(ids)) - np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
+        keep = position < self.max_length
+        self.cut_subwords += int((~keep).sum())
+        return ids[keep], word_index[keep]
 
     def _tag_ids(self, piece: Piece) -> np.ndarray:
         tags = self.gold_subword_tags(piece)

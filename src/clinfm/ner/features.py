@@ -54,6 +54,9 @@ _NUMBER_WITH_UNIT = re.compile(r"\d+(\.\d+)?(mg|mcg|g|ml|units?|meq)")  # "25mg"
 _NEIGHBOURS = (-2, -1, 1, 2)
 
 
+MIN_WORD_DOCUMENTS = 5  # privacy: a word's identity is a feature only if this many documents hold it
+
+
 def word_shape(word: str, max_run: int = 4) -> str:
     """Character classes (X upper, x lower, d digit, others kept), runs cut at ``max_run``.
 
@@ -123,6 +126,27 @@ def word_features(tokens: Sequence[str], i: int) -> dict[str, object]:
     return features
 
 
+def _frequent_words(sentences: Sequence[Sentence]) -> set[str]:
+    """Lower-cased words found in at least ``MIN_WORD_DOCUMENTS`` documents (sentences, for a
+    corpus without document boundaries): the only ones whose identity a saved model may hold."""
+    single = len({s.document for s in sentences}) <= 1
+    seen: dict[str, set[str]] = {}
+    for index, sentence in enumerate(sentences):
+        unit = str(index) if single else sentence.document
+        for token in sentence.tokens:
+            seen.setdefault(token.lower(), set()).add(unit)
+    return {word for word, units in seen.items() if len(units) >= MIN_WORD_DOCUMENTS}
+
+
+def _without_rare_words(features: list[dict[str, object]], frequent: set[str]) -> list[dict[str, object]]:
+    """Training features without the identity of rare words (a patient's name in one note never
+    becomes a weight of the saved model); their shape, affixes and cues stay."""
+    return [
+        {k: v for k, v in token.items() if not (k.endswith("lower") and v not in frequent)}
+        for token in features
+    ]
+
+
 def sentence_features(tokens: Sequence[str]) -> list[dict[str, object]]:
     """The feature dicts of every token of a sentence, in order."""
     return [word_features(tokens, i) for i in range(len(tokens))]
@@ -173,6 +197,7 @@ class FeatureCRF:
         """Train on the sentences that have tags (unlabelled ones are skipped, as they carry no signal)."""
         trainer = pycrfsuite.Trainer(algorithm=self.algorithm, verbose=False)
         trainer.set_params(self._trainer_params())
+        frequent = _frequent_words(sentences)
         used = 0
         for sentence in sentences:
             if sentence.tags is None or len(sentence) == 0:
@@ -182,7 +207,9 @@ class FeatureCRF:
                     f"sentence of {sentence.document!r} has {len(sentence.tokens)} tokens but "
                     f"{len(sentence.tags)} tags; expected one tag per token"
                 )
-            trainer.append(sentence_features(sentence.tokens), list(sentence.tags))
+            trainer.append(
+                _without_rare_words(sentence_features(sentence.tokens), frequent), list(sentence.tags)
+            )
             used += 1
         if used == 0:
             raise InputError("no sentence has tags; the CRF needs labelled sentences to train on")

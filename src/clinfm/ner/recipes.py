@@ -42,12 +42,13 @@ from clinfm.ner.model import (
 )
 from clinfm.ner.text import entities_from_sentences, to_sentences
 from clinfm.pretrained import default_text_model_path
-from clinfm.train.engine import TrainConfig, fit, make_loader
+from clinfm.train.engine import TrainConfig, fit, is_global_zero, make_loader
 from clinfm.train.runs import copy_logs, now, resume_note, work_dir
 
 log = logging.getLogger(__name__)
 
 FEATURE_CRF = "feature-crf"
+TOKENIZER_WAIT_SECONDS = 600  # how long other DDP processes wait for rank 0's learned vocabulary
 CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".bio", ".txt")
 
 #: What every neural tagger trains with unless told otherwise: the paper's optimiser and schedule.
@@ -142,33 +143,22 @@ def training_settings(model: str, preset: str, overrides: dict | None = None) ->
 
 
 def new_tagger(
-    model: str,
-    labels: Sequence[str],
-    train: Sequence[Sentence],
-    *,
-    preset: str,
-    encoder: str | None,
-    tokenizer: str | None,
-    seed: int,
-) -> tuple[Tagger, object]:
-    """A tagger and its tokenizer: a DistilBERT-config encoder at random (``transformer-*``, with a
-    WordPiece vocabulary learned from ``train`` unless ``tokenizer`` names one) or a pre-trained
-    encoder (``bert-*``; the embedded all-MiniLM-L6-v2 unless ``encoder`` names a local model)."""
+    model: str, labels: Sequence[str], words, *, preset: str, encoder: str | None, seed: int
+) -> Tagger:
+    """A tagger for the tokenizer ``words``: a DistilBERT-config encoder at random (``transformer-*``)
+    or a pre-trained encoder (``bert-*``; the embedded all-MiniLM-L6-v2 unless ``encoder`` names a
+    local model)."""
     kind, head = split_model_name(model)
     torch.manual_seed(seed)  # the initial weights, so a run is repeatable
     if kind == "transformer":
         if encoder is not None:
             raise InputError("--encoder is for bert-* models; a transformer-* model starts from scratch")
-        if preset not in SCRATCH_PRESETS:
-            raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(SCRATCH_PRESETS)}")
-        vocab_size = SCRATCH_PRESETS[preset]["vocab_size"]
-        words = load_tokenizer(tokenizer) if tokenizer else train_wordpiece(train, vocab_size)
+        vocab_size = _scratch_preset(preset)["vocab_size"]
         network = _scratch_encoder(preset, max(vocab_size, len(words)))
         source = "scratch"
     else:
         source = encoder or str(default_text_model_path())
         network = pretrained_encoder(source)
-        words = load_tokenizer(tokenizer or source)
     config = TaggerConfig(
         labels=tuple(labels),
         head=head,
@@ -176,7 +166,52 @@ def new_tagger(
         encoder_source=source,
         max_length=PAPER_MAX_LENGTH,
     )
-    return Tagger(network, config), words
+    return Tagger(network, config)
+
+
+def _scratch_preset(preset: str) -> dict:
+    if preset not in SCRATCH_PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(SCRATCH_PRESETS)}")
+    return SCRATCH_PRESETS[preset]
+
+
+def tokenizer_for(
+    model: str,
+    train: Sequence[Sentence],
+    *,
+    preset: str,
+    encoder: str | None,
+    tokenizer: str | None,
+    work: Path | None = None,
+):
+    """The tokenizer a new tagger reads with: ``tokenizer`` if named; a pre-trained encoder's own; or,
+    for a model from scratch, a WordPiece vocabulary learned from ``train``.
+
+    A learned vocabulary is kept in ``work`` before training starts: Hugging Face's trainer breaks
+    ties differently in each process, so a resumed run, or another DDP process, must read the very
+    vocabulary the weights are being trained with rather than learn its own.
+    """
+    kind, _ = split_model_name(model)
+    if tokenizer is not None:
+        return load_tokenizer(tokenizer)
+    if kind == "bert":
+        return load_tokenizer(encoder or str(default_text_model_path()))
+    vocab_size = _scratch_preset(preset)["vocab_size"]
+    if work is None:
+        return train_wordpiece(train, vocab_size)
+    saved = work / "tokenizer"
+    if not saved.exists() and is_global_zero():
+        learning = work / ".tokenizer.tmp"
+        shutil.rmtree(learning, ignore_errors=True)
+        train_wordpiece(train, vocab_size).save_pretrained(str(learning))
+        learning.rename(saved)
+    waited = 0.0
+    while not saved.exists():  # another process: rank 0 is learning it
+        if waited > TOKENIZER_WAIT_SECONDS:
+            raise InputError("no learned tokenizer appeared from the first process", path=saved)
+        time.sleep(1.0)
+        waited += 1.0
+    return load_tokenizer(str(saved))
 
 
 def _scratch_encoder(preset: str, vocab_size: int):
@@ -227,19 +262,26 @@ def train(
         "data": data,
     }
     if model == FEATURE_CRF:
+        if not is_global_zero():  # one process trains it; under DDP the others have nothing to do
+            return out
         return _train_feature_crf(train_sentences, dev_sentences, out, recorded, settings, overwrite)
 
     config = training_settings(model, preset, settings).replace(seed=seed)
     labels = label_set(train_sentences)
-    tagger, words = new_tagger(
-        model, labels, train_sentences, preset=preset, encoder=encoder, tokenizer=tokenizer, seed=seed
-    )
-    train_set = SubwordData(train_sentences, words, labels, tagger.config.max_length)
-    dev_set = SubwordData(dev_sentences, words, labels, tagger.config.max_length) if dev_sentences else None
     _warn_unknown_types(labels, dev_sentences, "dev")
+    if dev_corpus is not None and not dev_sentences:
+        log.warning("the dev data hold no sentence after SamBD: the last epoch's weights are kept")
     recorded |= {"training": config.to_dict(), "labels": list(labels)}
     started = time.perf_counter()
     with work_dir(out, recorded, resume) as work:
+        words = tokenizer_for(
+            model, train_sentences, preset=preset, encoder=encoder, tokenizer=tokenizer, work=work
+        )
+        tagger = new_tagger(model, labels, words, preset=preset, encoder=encoder, seed=seed)
+        train_set = SubwordData(train_sentences, words, labels, tagger.config.max_length)
+        dev_set = (
+            SubwordData(dev_sentences, words, labels, tagger.config.max_length) if dev_sentences else None
+        )
         result = fit(tagger, "tag", train_set, dev_set, config, work, name="ner", resume=resume)
     seconds = time.perf_counter() - started
     if not result.is_global_zero:
@@ -405,6 +447,10 @@ def evaluate_sentences(
     """All three families of scores (the paper's, entity-level, partial), the paper's on words, and
     bootstrap 95% intervals of the headline ones (resampling documents)."""
     tagged = tag(model, tokenizer, sentences, batch_size=batch_size)
+    if tagged.pred_subwords is not None and not any(tagged.pred_subwords):
+        raise InputError(
+            "nothing to score: no word of these sentences has a sub-word in the tagger's vocabulary"
+        )
     gold = [list(s.tags) for s in sentences]
     scores = ner_scores(gold, tagged.words, tagged.gold_subwords, tagged.pred_subwords)
     scores["paper_on_words"] = paper_scores(gold, tagged.words)
@@ -472,9 +518,15 @@ def predict(
 ) -> Path:
     """Tag every ``.txt`` under ``texts``; write brat files (same names, predicted ``.ann``) to ``out``."""
     out = check_output(out, overwrite)
+    if Path(texts).is_file():
+        raise InputError(
+            "is a file; clinfm ner predict tags a folder of .txt files "
+            "(score a CoNLL file with clinfm ner evaluate)",
+            path=texts,
+        )
     model, tokenizer = load_model(checkpoint)
     report = ReadReport()
-    documents = read_brat(texts, report=report)
+    documents = read_brat(texts, report=report, annotations=False)
     per_document = [to_sentences(Document(d.name, d.text), report=report) for d in documents]
     report.log(log)
     sentences = [s for group in per_document for s in group]
@@ -574,9 +626,12 @@ def compare(
                         overwrite=True,
                         resume=resume,
                     )
-                rows.append(_score_row(label, name, downsampled, folder, test, batch_size))
+                if is_global_zero():  # under DDP, one process scores while the others wait in the next fit
+                    rows.append(_score_row(label, name, downsampled, folder, test, batch_size))
+    if not is_global_zero():
+        return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        shutil.copytree(work / "models", tmp / "models")
+        shutil.move(work / "models", tmp / "models")
         write_json_atomic(
             tmp / "metrics.json", {"ner": {"test": _describe(test, test.sentences), "models": rows}}
         )
@@ -598,6 +653,9 @@ def compare(
 
 def _score_row(label: str, name: str, downsampled: bool, folder: Path, test: Corpus, batch_size: int) -> dict:
     model, tokenizer = load_model(folder)
+    _warn_unknown_types(
+        model.labels if isinstance(model, FeatureCRF) else model.config.labels, test.sentences, "test"
+    )
     run = json.loads((folder / "run.json").read_text())
     scores = evaluate_sentences(model, tokenizer, test.sentences, batch_size=batch_size)
     return {

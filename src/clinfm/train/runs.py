@@ -63,7 +63,9 @@ def work_dir(out: Path, settings: dict, resume: bool) -> Iterator[Path]:
     try:
         yield work
     except BaseException:
-        resumable = any(work.glob("resume/*/last.ckpt")) or any(work.glob("points/*.npy"))
+        # A run's own resume state, or finished parts of a run of several models (kept at any depth)
+        finished = [*work.rglob("last.ckpt"), *work.glob("points/*.npy"), *work.glob("models/*/run.json")]
+        resumable = bool(finished)
         if is_global_zero() and not resumable:
             shutil.rmtree(work, ignore_errors=True)
         raise
