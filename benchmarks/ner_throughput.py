@@ -21,7 +21,7 @@ import torch
 
 from clinfm.ner.data import SubwordData, label_set
 from clinfm.ner.features import FeatureCRF
-from clinfm.ner.recipes import new_tagger, tag, training_settings
+from clinfm.ner.recipes import new_tagger, tag, tokenizer_for, training_settings
 from clinfm.ner.synth import synthetic_documents
 from clinfm.ner.text import to_sentences
 from clinfm.train.engine import make_loader, make_optimizer, parameter_groups
@@ -39,9 +39,8 @@ def corpus(n: int, seed: int):
 def train_rate(name: str, preset: str, sentences, steps: int):
     """(training sentences per second, parameters, (model, tokenizer)) over ``steps`` optimiser steps."""
     labels = label_set(sentences)
-    model, tokenizer = new_tagger(
-        name, labels, sentences, preset=preset, encoder=None, tokenizer=None, seed=0
-    )
+    tokenizer = tokenizer_for(name, sentences, preset=preset, encoder=None, tokenizer=None)
+    model = new_tagger(name, labels, tokenizer, preset=preset, encoder=None, seed=0)
     settings = training_settings(name, preset)
     data = SubwordData(sentences, tokenizer, labels, model.config.max_length)
     optimiser = make_optimizer(parameter_groups(model, settings), settings)
