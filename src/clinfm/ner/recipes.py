@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 FEATURE_CRF = "feature-crf"
 TOKENIZER_WAIT_SECONDS = 600  # how long other DDP processes wait for rank 0's learned vocabulary
-CONLL_SUFFIXES = (".tsv", ".conll", ".iob", ".bio", ".txt")
 
 #: What every neural tagger trains with unless told otherwise: the paper's optimiser and schedule.
 PAPER_OPTIMISATION = {"optimizer": "adamw", "weight_decay": 0.01, "schedule": "linear", "patience": None}
@@ -544,10 +543,6 @@ def predict(
         len(sentences) / max(tagged.seconds, 1e-9),
     )
     return out
-
-
-def default_sambd() -> float:
-    return PAPER_SAMBD_KEEP
 
 
 # --------------------------------------------------------------------------------------- comparison
