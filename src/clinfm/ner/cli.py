@@ -114,6 +114,10 @@ def train_command(
         overwrite=overwrite,
         resume=resume,
     )
+    from clinfm.train.engine import is_global_zero
+
+    if not is_global_zero():  # under DDP every device runs this command; one reports
+        return
     run = json.loads((path / "run.json").read_text())
     dev_scores = run["results"].get("dev")
     if dev_scores:
@@ -248,6 +252,10 @@ def compare_command(
         overwrite=overwrite,
         resume=resume,
     )
+    from clinfm.train.engine import is_global_zero
+
+    if not is_global_zero():
+        return
     console.print((path / "table.md").read_text())
     console.print(f"wrote {path} (report: {path / 'report.html'})")
 
