@@ -68,7 +68,10 @@ def train_wordpiece(
     wordpiece.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
     wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS)
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
     )
     wordpiece.train_from_iterator(_distinct_words_per_document(sentences), trainer=trainer)
     return PreTrainedTokenizerFast(
