@@ -42,7 +42,7 @@ class DemoPlan:
     transfer_epochs: int = 10  # of the paper's 50 (100 steps each): the demo's time, not a result
     transfer_fractions: tuple[float, ...] = (0.1, 1.0)
 
-    ner_documents: tuple[int, int, int] = (800, 200, 200)  # train, dev, test
+    ner_documents: tuple[int, int, int] = (500, 100, 100)  # train, dev, test
     ner_models: tuple[str, ...] = ("transformer-crf", "bert-crf", "feature-crf")
     ner_epochs: int | None = None  # None: each model's own (small preset: 10; BERT-CRF: the paper's 3)
 
