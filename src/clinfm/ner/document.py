@@ -71,9 +71,11 @@ class ReadReport:
         if len(places) < 3:
             places.append(where)
 
-    def log(self, logger: logging.Logger = log) -> None:
+    def log(self, logger: logging.Logger = log, source: str = "") -> None:
+        """One line per kind, prefixed with ``source`` (the corpus read) when given."""
+        prefix = f"{source}: " if source else ""
         for kind, count in sorted(self.counts.items()):
-            logger.warning("%d %s (first: %s)", count, kind, "; ".join(self.examples[kind]))
+            logger.warning("%s%d %s (first: %s)", prefix, count, kind, "; ".join(self.examples[kind]))
 
     def to_dict(self) -> dict:
         return {kind: {"count": n, "first": self.examples[kind]} for kind, n in sorted(self.counts.items())}

@@ -92,7 +92,7 @@ def read_corpus(
         sentences = [_keep_types(s, types) for s in read_conll(path, report=report)]
     else:
         raise InputError("no such brat folder or CoNLL file", path=path)
-    report.log(log)
+    report.log(log, source=str(path))
     if not sentences:
         raise InputError("holds no sentence with a token (empty documents only?)", path=path)
     return Corpus(path, sentences, documents, report)
