@@ -634,7 +634,7 @@ def compare(
         _write_run(
             tmp,
             "ner-compare",
-            f"NER comparison on {Path(test_data).name}",
+            f"NER comparison on {'/'.join(Path(test_data).parts[-2:])}",
             recorded,
             {"metrics": "metrics.json", "table": "table.md"},
             [],

@@ -51,8 +51,8 @@ KIND_INTROS = {
     "pretrain": "This run pre-trains a model on unlabeled patient histories; pre-training has no prediction "
     "task of its own, so there are no test metrics.",
     "nextvisit": "This run predicts which codes will be recorded at each patient's next visit.",
-    "ner-compare": "This run trains named-entity taggers on the same annotations, with and without SamBD "
-    "down-sampling, and scores each on the same test documents.",
+    "ner-compare": "This run trains named-entity taggers on the same annotations (with and without SamBD "
+    "down-sampling, where asked) and scores each on the same test documents.",
 }
 HEADLINE_ORDER = ("auroc", "macro_auroc", "recall@10", "recall@5", "recall@30", "auprc", "f1_micro", "f1")
 DATA_LABELS = {
