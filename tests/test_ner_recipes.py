@@ -220,3 +220,21 @@ def test_an_interrupted_comparison_keeps_the_models_it_finished(corpus, tmp_path
         "feature-crf",
         "feature-crf+sambd",
     ]
+
+
+def test_several_training_sets_are_read_as_one_corpus(corpus, tmp_path):
+    from clinfm.ner.recipes import read_corpus
+
+    both = read_corpus([corpus / "train", corpus / "dev"])
+    one, other = read_corpus(corpus / "train"), read_corpus(corpus / "dev")
+    assert len(both.sentences) == len(one.sentences) + len(other.sentences)
+    # the two folders' document names (synth_00001 in each) stay apart
+    assert len({s.document for s in both.sentences}) == len({s.document for s in one.sentences}) + len(
+        {s.document for s in other.sentences}
+    )
+    out = tmp_path / "paper-final"
+    args = ["ner", "train", "--train", str(corpus / "train"), "--train", str(corpus / "dev"), "--model"]
+    result = runner.invoke(app, [*args, "feature-crf", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((out / "run.json").read_text())["config"]["data"]["train"]
+    assert recorded["sentences"] == len(both.sentences) and " + " in recorded["path"]

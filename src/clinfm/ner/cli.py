@@ -47,6 +47,7 @@ class Overlap(StrEnum):
 
 
 DATA_HELP = "A brat folder (.txt + .ann, searched recursively) or a CoNLL/IOB file (token TAB tag)."
+TRAIN_REPEAT_HELP = " Repeat to train on several as one (the paper's final runs train on train and dev)."
 TYPES_OPTION = typer.Option(
     None, help="Comma-separated entity types to learn and score (default: every type in the data)."
 )
@@ -65,7 +66,7 @@ def _types(text: str | None) -> list[str] | None:
 @user_facing
 @training_options
 def train_command(
-    train: Path = typer.Option(..., "--train", help=DATA_HELP),
+    train: list[Path] = typer.Option(..., "--train", help=DATA_HELP + TRAIN_REPEAT_HELP),
     out: Path = typer.Option(..., "--out", help="Checkpoint folder to create."),
     dev: Path | None = typer.Option(
         None, "--dev", help="Development data: the epoch kept has its lowest loss."
@@ -196,7 +197,7 @@ SAMBD_VARIANTS = {"both": (False, True), "on": (True,), "off": (False,)}
 @user_facing
 @training_options
 def compare_command(
-    train: Path = typer.Option(..., "--train", help=DATA_HELP),
+    train: list[Path] = typer.Option(..., "--train", help=DATA_HELP + TRAIN_REPEAT_HELP),
     test: Path = typer.Option(
         ..., "--test", help="Labelled data every model is scored on (never down-sampled)."
     ),

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,20 +66,27 @@ class Corpus:
     """Sentences of a brat folder or a CoNLL file, the brat documents (for writing back), and what
     reading skipped or repaired."""
 
-    path: Path
+    source: str  # the folder or file read (several joined by " + ")
     sentences: list[Sentence]
     documents: list[Document] | None  # None for CoNLL input
     report: ReadReport
 
 
 def read_corpus(
-    path: str | os.PathLike, *, types: Sequence[str] | None = None, overlap: str = "longest"
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    types: Sequence[str] | None = None,
+    overlap: str = "longest",
 ) -> Corpus:
-    """A brat folder (every ``.txt`` below it, with its ``.ann``) or a CoNLL/IOB file, as sentences.
+    """A brat folder (every ``.txt`` below it, with its ``.ann``) or a CoNLL/IOB file, as sentences;
+    several of them read as one corpus (e.g. train and dev, for the paper's final training runs).
 
     ``types`` keeps only these entity types (others become ``O``); ``overlap`` chooses the BIO label
     where entities overlap (see :func:`clinfm.ner.text.to_sentences`).
     """
+    if isinstance(path, list | tuple):
+        parts = [read_corpus(one, types=types, overlap=overlap) for one in path]
+        return parts[0] if len(parts) == 1 else _joined(parts)
     path = Path(path)
     report = ReadReport()
     if path.is_dir():
@@ -95,7 +102,20 @@ def read_corpus(
     report.log(log, source=str(path))
     if not sentences:
         raise InputError("holds no sentence with a token (empty documents only?)", path=path)
-    return Corpus(path, sentences, documents, report)
+    return Corpus(str(path), sentences, documents, report)
+
+
+def _joined(parts: Sequence[Corpus]) -> Corpus:
+    """One corpus of several; documents renamed ``<k>:<name>`` so two folders' names never merge."""
+    sentences, documents, report = [], [], ReadReport()
+    for k, part in enumerate(parts):
+        sentences += [replace(s, document=f"{k}:{s.document}") for s in part.sentences]
+        documents += [replace(d, name=f"{k}:{d.name}") for d in part.documents or ()]
+        report.counts.update(part.report.counts)
+        for kind, places in part.report.examples.items():
+            report.examples.setdefault(kind, []).extend(places)
+    complete = all(part.documents is not None for part in parts)
+    return Corpus(" + ".join(p.source for p in parts), sentences, documents if complete else None, report)
 
 
 def _keep_types(sentence: Sentence, types: Sequence[str] | None) -> Sentence:
@@ -113,7 +133,7 @@ def entity_counts(sentences: Sequence[Sentence]) -> dict[str, int]:
 
 def _describe(corpus: Corpus, sentences: Sequence[Sentence]) -> dict:
     return {
-        "path": str(corpus.path),
+        "path": corpus.source,
         "sentences": len(sentences),
         "sentences_read": len(corpus.sentences),
         "sentences_without_entity": sum(all(t == OUTSIDE for t in s.tags or ()) for s in sentences),
@@ -220,7 +240,7 @@ def _scratch_encoder(preset: str, vocab_size: int):
 
 
 def train(
-    train_data: str | os.PathLike,
+    train_data: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
     *,
     dev_data: str | os.PathLike | None = None,
@@ -236,7 +256,8 @@ def train(
     overwrite: bool = False,
     resume: bool = True,
 ) -> Path:
-    """Train a tagger on a brat folder or CoNLL file; select its epoch on ``dev_data`` (lowest loss).
+    """Train a tagger on brat folders or CoNLL files (one or several, read as one corpus); select
+    its epoch on ``dev_data`` (lowest loss).
 
     ``sambd_keep``: SamBD, keeping each all-O sentence of train and dev with this probability (the
     paper's 0.08); None keeps them all. Writes a checkpoint folder with ``run.json`` (data counts,
@@ -552,7 +573,7 @@ COMPARED = (*NEURAL_MODELS, FEATURE_CRF)
 
 
 def compare(
-    train_data: str | os.PathLike,
+    train_data: str | os.PathLike | Sequence[str | os.PathLike],
     test_data: str | os.PathLike,
     out: str | os.PathLike,
     *,
@@ -592,7 +613,7 @@ def compare(
         "types": types,
         "overlap": overlap,
         "seed": seed,
-        "train": str(train_data),
+        "train": [str(p) for p in train_data] if isinstance(train_data, list | tuple) else str(train_data),
         "dev": str(dev_data) if dev_data else None,
         "test": str(test_data),
     }
