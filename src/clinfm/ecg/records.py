@@ -1,0 +1,292 @@
+"""ECG records: read WFDB or NumPy waveforms into millivolts, check quality, apply PCLR preprocessing.
+
+A :class:`Record` holds one recording as a float32 array (leads x samples) in millivolts, as the
+design's waveform data contract asks. PCLR (PAPERS.md section 5) interpolates each 10 s, 12-lead
+window linearly onto 4,096 samples, with no filtering or normalisation; :func:`resample` does exactly
+that and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clinfm.errors import InputError
+
+LEADS_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+PAPER_SAMPLES = 4096
+PAPER_SECONDS = 10.0
+
+# Signal file formats wfdb 4.x can read, and the bytes per sample of those whose size we check.
+KNOWN_FORMATS = ("8", "16", "24", "32", "61", "80", "160", "212", "310", "311", "508", "516", "524")
+BYTES_PER_SAMPLE = {"16": 2.0, "212": 1.5, "80": 1.0}
+# Multiplier from a header's physical unit to millivolts (compared lower-case).
+TO_MILLIVOLTS = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+FLAT_MV = 1e-3
+_CPSC_NAME = re.compile(r"^data_(\w+?)_(\w+)$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One ECG recording in millivolts.
+
+    ``signal`` is float32, leads x samples. ``annotations`` are (sample index, rhythm label) pairs
+    such as ``(0, "(N")`` or ``(5120, "(AFIB")``, sorted by sample; empty when the record has none.
+    """
+
+    record_id: str
+    patient_id: str
+    signal: np.ndarray
+    sampling_rate: float
+    leads: tuple[str, ...]
+    comments: tuple[str, ...] = ()
+    annotations: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per lead."""
+        return int(self.signal.shape[1])
+
+
+def patient_from_name(record_id: str) -> str:
+    """The patient of a CPSC 2021 record name ``data_<patient>_<record>``, else the name itself."""
+    match = _CPSC_NAME.match(record_id)
+    return match.group(1) if match else record_id
+
+
+def _record_base(path: str | Path) -> Path:
+    """The record path without a ``.hea`` / ``.dat`` / ``.atr`` extension."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix in (".hea", ".dat", ".atr") else path
+
+
+def _read_header(base: Path):
+    """Parse the ``.hea`` header, turning any failure into a one-line InputError."""
+    import wfdb
+
+    hea = base.with_suffix(".hea")
+    if not hea.is_file():
+        raise InputError("WFDB header not found (expected <record>.hea beside the .dat)", path=hea)
+    try:
+        return wfdb.rdheader(str(base))
+    except Exception as exc:  # wfdb raises many types for a malformed header
+        raise InputError(f"unreadable WFDB header: {_one_line(exc)}", path=hea) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_signal_files(base: Path, header) -> None:
+    """Check each signal file exists, has a known format, and holds the samples the header declares."""
+    by_file: dict[str, list[int]] = {}
+    for i, name in enumerate(header.file_name or []):
+        by_file.setdefault(name, []).append(i)
+    for name, channels in by_file.items():
+        file = base.parent / name
+        fmt = str(header.fmt[channels[0]])
+        if fmt not in KNOWN_FORMATS:
+            raise InputError(
+                f"field fmt: unknown signal format code {fmt!r} (expected one of {', '.join(KNOWN_FORMATS)})",
+                path=base.with_suffix(".hea"),
+            )
+        if not file.is_file():
+            raise InputError(f"signal file named in the header {base.name}.hea is missing", path=file)
+        _check_size(file, fmt, len(channels), header)
+
+
+def _check_size(file: Path, fmt: str, n_channels: int, header) -> None:
+    """Raise when a format 16 / 212 / 80 file holds fewer samples than the header's sig_len."""
+    per_sample = BYTES_PER_SAMPLE.get(fmt)
+    if per_sample is None or header.sig_len is None:
+        return
+    offsets = [o for o in (header.byte_offset or []) if o]
+    data_bytes = file.stat().st_size - (offsets[0] if offsets else 0)
+    needed = math.ceil(n_channels * header.sig_len * per_sample)
+    if data_bytes < needed:
+        held = int(data_bytes // (n_channels * per_sample))
+        raise InputError(
+            f"header declares {header.sig_len} samples per signal but the file holds {held} "
+            f"(format {fmt}, {n_channels} signals, {data_bytes} bytes)",
+            path=file,
+        )
+
+
+def _millivolt_scale(units: list[str], path: Path) -> np.ndarray:
+    """Per-lead multipliers from the header units to millivolts."""
+    scales = []
+    for unit in units:
+        scale = TO_MILLIVOLTS.get(str(unit).strip().lower())
+        if scale is None:
+            raise InputError(f"field units: unknown unit {unit!r} (expected mV, uV or V)", path=path)
+        scales.append(scale)
+    return np.asarray(scales, dtype=np.float64)[:, None]
+
+
+def _read_rhythm_labels(base: Path) -> tuple[tuple[int, str], ...]:
+    """Non-empty ``aux_note`` labels of ``<record>.atr`` with their sample, or () without a file."""
+    import wfdb
+
+    atr = base.with_suffix(".atr")
+    if not atr.is_file():
+        return ()
+    try:
+        ann = wfdb.rdann(str(base), "atr")
+    except Exception as exc:
+        raise InputError(f"unreadable WFDB annotations: {_one_line(exc)}", path=atr) from None
+    notes = ann.aux_note or [""] * len(ann.sample)
+    labels = [(int(s), n.strip("\x00 ")) for s, n in zip(ann.sample, notes, strict=False)]
+    return tuple(sorted((s, n) for s, n in labels if n))
+
+
+def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
+    """Read a WFDB record (``.hea`` + signal file, optional ``.atr``) into millivolts.
+
+    ``path`` is the record path with or without extension. Header problems, missing or short signal
+    files, unknown formats and unknown units raise a one-line :class:`InputError` naming the file.
+    """
+    import wfdb
+
+    base = _record_base(path)
+    header = _read_header(base)
+    _check_signal_files(base, header)
+    try:
+        rec = wfdb.rdrecord(str(base), physical=True)
+    except Exception as exc:
+        raise InputError(f"unreadable WFDB signal: {_one_line(exc)}", path=base.with_suffix(".hea")) from None
+    scale = _millivolt_scale(rec.units, base.with_suffix(".hea"))
+    signal = (np.asarray(rec.p_signal, dtype=np.float64).T * scale).astype(np.float32)
+    return Record(
+        record_id=base.name,
+        patient_id=patient_id if patient_id is not None else patient_from_name(base.name),
+        signal=signal,
+        sampling_rate=float(rec.fs),
+        leads=tuple(str(n) for n in rec.sig_name),
+        comments=tuple(rec.comments or ()),
+        annotations=_read_rhythm_labels(base),
+    )
+
+
+def read_numpy(
+    path: str | Path,
+    *,
+    sampling_rate: float,
+    leads: tuple[str, ...] | list[str],
+    patient_ids: list[str] | None = None,
+) -> list[Record]:
+    """Records from a ``.npy`` array in millivolts: records x leads x samples, or leads x samples for one.
+
+    Record ids are ``<file stem>_<index>``; patient ids default to the record ids.
+    """
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InputError(f"unreadable .npy array: {_one_line(exc)}", path=path) from None
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise InputError(f"array has {array.ndim} dimensions (expected records x leads x samples)", path=path)
+    if array.shape[1] != len(leads):
+        raise InputError(
+            f"array has {array.shape[1]} leads but {len(leads)} lead names were given", path=path
+        )
+    ids = [f"{path.stem}_{i}" for i in range(array.shape[0])]
+    if patient_ids is not None and len(patient_ids) != len(ids):
+        raise InputError(f"{len(patient_ids)} patient ids for {len(ids)} records", path=path)
+    patients = list(patient_ids) if patient_ids is not None else ids
+    return [
+        Record(rid, str(pid), array[i].astype(np.float32), float(sampling_rate), tuple(leads))
+        for i, (rid, pid) in enumerate(zip(ids, patients, strict=True))
+    ]
+
+
+def quality_problems(record: Record) -> list[str]:
+    """Problems that make a record unusable: ``"NaN values"``, ``"flat lead <name>"``.
+
+    A lead is flat when its peak-to-peak range over the whole record is below 1e-3 mV. Callers count
+    and skip records with problems; an empty list means the record is usable.
+    """
+    signal = record.signal
+    problems = []
+    if np.isnan(signal).any():
+        problems.append("NaN values")
+    for name, row in zip(record.leads, signal, strict=False):
+        finite = row[np.isfinite(row)]
+        if finite.size == 0 or float(np.ptp(finite)) < FLAT_MV:
+            problems.append(f"flat lead {name}")
+    return problems
+
+
+def select_leads(record: Record, wanted: tuple[str, ...] = LEADS_12, *, missing: str = "zeros") -> np.ndarray:
+    """The record's rows in the ``wanted`` order, matching lead names case-insensitively.
+
+    A missing lead becomes a row of zeros (``missing="zeros"``): PCLR's lead-I and lead-II variants
+    show single leads carry signal, and zeros keep the 12-lead input shape. ``missing="error"``
+    raises an InputError instead.
+    """
+    if missing not in ("zeros", "error"):
+        raise ValueError(f"missing must be 'zeros' or 'error', not {missing!r}")
+    index = {name.lower(): i for i, name in enumerate(record.leads)}
+    absent = [name for name in wanted if name.lower() not in index]
+    if absent and missing == "error":
+        raise InputError(
+            f"leads: missing {', '.join(absent)} (has {', '.join(record.leads)})", path=record.record_id
+        )
+    out = np.zeros((len(wanted), record.n_samples), dtype=np.float32)
+    for row, name in enumerate(wanted):
+        if name.lower() in index:
+            out[row] = record.signal[index[name.lower()]]
+    return out
+
+
+def resample(signal: np.ndarray, n_samples: int = PAPER_SAMPLES) -> np.ndarray:
+    """Linearly interpolate each lead (np.interp) onto ``n_samples`` points spanning the same time.
+
+    The first and last samples are kept; this is PCLR's preprocessing (no filtering, no scaling).
+    """
+    signal = np.asarray(signal)
+    old = np.linspace(0.0, 1.0, signal.shape[1])
+    new = np.linspace(0.0, 1.0, n_samples)
+    return np.stack([np.interp(new, old, row) for row in signal]).astype(np.float32)
+
+
+def window_length(record: Record, seconds: float = PAPER_SECONDS) -> int:
+    """Samples in a window of ``seconds``: ``round(seconds * sampling_rate)`` (10 s at 257 Hz: 2570)."""
+    return round(seconds * record.sampling_rate)
+
+
+def windows(
+    record: Record, seconds: float = PAPER_SECONDS, *, step: int | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """Fixed-length windows ``(start sample, leads x window samples)``.
+
+    The window length is ``round(seconds * sampling_rate)`` samples; ``step`` (samples) defaults to
+    the window length, so windows do not overlap. A last partial window is dropped.
+    """
+    length = window_length(record, seconds)
+    step = length if step is None else int(step)
+    if length <= 0 or step <= 0:
+        raise ValueError("window length and step must be positive")
+    starts = range(0, record.n_samples - length + 1, step)
+    return [(start, record.signal[:, start : start + length]) for start in starts]
+
+
+def window_label(record: Record, start: int, length: int) -> str | None:
+    """The rhythm label in force over ``[start, start + length)``, from the record's annotations.
+
+    That is the last label at or before ``start``; None when there is none, or when another label
+    starts inside the window (a mixed window, e.g. neither clean AF nor clean non-AF).
+    """
+    current = None
+    for sample, label in record.annotations:
+        if sample <= start:
+            current = label
+        elif sample < start + length and label != current:
+            return None
+    return current
