@@ -58,10 +58,10 @@ class PatientPairSampler(torch.utils.data.Sampler[list[int]]):
 
     Patients with a single ECG cannot form a positive pair: they are left out, and their number is
     ``skipped_patients``. The draw is a function of ``(seed, epoch)`` only; call :meth:`set_epoch`
-    before each epoch for fresh pairs.
+    before each epoch for fresh pairs (Lightning does), or pass ``fixed`` for the same pairs always.
     """
 
-    def __init__(self, patient_ids: Sequence[str], batch_size: int, *, seed: int = 0):
+    def __init__(self, patient_ids: Sequence[str], batch_size: int, *, seed: int = 0, fixed: bool = False):
         if batch_size < 2:
             raise InputError(
                 f"batch_size must be at least 2 pairs (each pair needs negatives), got {batch_size}"
@@ -82,11 +82,13 @@ class PatientPairSampler(torch.utils.data.Sampler[list[int]]):
             )
         self.batch_size = batch_size
         self.seed = seed
+        self.fixed = fixed  # validation: the same pairs every epoch, so its losses compare
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose pairs :meth:`__iter__` yields."""
-        self.epoch = epoch
+        """Select the epoch whose pairs :meth:`__iter__` yields (ignored when ``fixed``)."""
+        if not self.fixed:
+            self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.groups) // self.batch_size

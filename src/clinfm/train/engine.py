@@ -223,7 +223,19 @@ def is_global_zero() -> bool:
 
 
 def make_loader(dataset, config: TrainConfig, *, train: bool) -> torch.utils.data.DataLoader:
-    """Batches of similar length (training: shuffled per epoch), assembled by the dataset's ``collate``."""
+    """Batches of similar length (training: shuffled per epoch), assembled by the dataset's ``collate``.
+
+    A dataset whose batches have a structure of their own (PCLR's pairs of one patient's ECGs)
+    provides ``batch_sampler(config, train=...)`` and is batched by it instead.
+    """
+    if hasattr(dataset, "batch_sampler"):
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=dataset.batch_sampler(config, train=train),
+            collate_fn=dataset.collate,
+            num_workers=config.num_workers,
+            persistent_workers=config.num_workers > 0,
+        )
     # Validation is not sharded: every process scores the whole tuning set, so metrics that need
     # all of it (AUROC) come out the same everywhere without gathering uneven pieces.
     sampler = BucketBatchSampler(
