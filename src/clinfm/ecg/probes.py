@@ -1,0 +1,176 @@
+"""Linear probes on frozen ECG representations at several training-set sizes (PCLR, Diamant et al.).
+
+Patients are split once into train and test. For each size (a number of TRAINING PATIENTS, not
+ECGs) and each seed, that many training patients are drawn, a standardised linear model is fit on
+all of their ECGs and every test ECG is scored. The seeds' test scores are averaged, and the point
+is the metric of that seed-averaged prediction with a 95% bootstrap interval over test patients.
+
+Binary tasks use logistic regression and AUROC; regression tasks use ridge regression and R^2
+(``sklearn.metrics.r2_score``; R^2 rather than Pearson r because it also penalises mis-scaled or
+offset predictions). A binary draw with one class only is redrawn a few times, then the point is
+skipped with a ``"skipped"`` reason. Sizes beyond the number of training patients become "all".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import r2_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from clinfm.errors import InputError
+from clinfm.evaluate.metrics import auroc, bootstrap
+
+PAPER_SIZES: tuple[int | None, ...] = (10, 25, 50, 100, 250, None)
+TASKS = ("binary", "regression")
+REDRAWS = 10  # attempts at a binary training draw holding both classes
+
+
+def patient_split(
+    patient_ids: object, *, test_share: float = 0.25, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (train, test) row masks; every ECG of a patient falls on one side, same seed same split."""
+    ids = np.asarray(patient_ids).reshape(-1)
+    patients = np.unique(ids)
+    if len(patients) < 2:
+        raise InputError(f"patient_split needs at least 2 patients; got {len(patients)}")
+    if not 0 < test_share < 1:
+        raise InputError(f"test_share must be between 0 and 1; got {test_share}")
+    n_test = min(len(patients) - 1, max(1, round(test_share * len(patients))))
+    test_patients = np.random.default_rng(seed).permutation(patients)[:n_test]
+    test = np.isin(ids, test_patients)
+    return ~test, test
+
+
+def r2(y: object, p: object, *, weights: object | None = None) -> float | np.ndarray:
+    """R^2 (sklearn's ``r2_score``); with ``(B, n)`` count weights, one value per bootstrap resample."""
+    y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    if weights is None:
+        return float(r2_score(y, p)) if len(y) > 1 else float("nan")
+    w = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    total = w.sum(axis=1, keepdims=True)
+    mean = (w @ y)[:, None] / total
+    ss_tot = (w * (y[None, :] - mean) ** 2).sum(axis=1)
+    ss_res = w @ (y - p) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.nan)
+    return float(out[0]) if np.ndim(weights) == 1 else out
+
+
+def _check_inputs(features: object, labels: object, patient_ids: object, task: str):
+    """Features (n x d), labels (n,) and patient ids (n,) as arrays, or one InputError."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels).reshape(-1)
+    ids = np.asarray(patient_ids).reshape(-1)
+    if task not in TASKS:
+        raise InputError(f"task must be one of {TASKS}; got {task!r}")
+    if x.ndim != 2 or not (len(x) == len(y) == len(ids)):
+        raise InputError(
+            f"need features (n x d), labels (n,), patient ids (n,); got {x.shape}, {y.shape}, {ids.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise InputError("features hold NaN or infinite values")
+    if task == "binary" and not np.isin(y, (0, 1)).all():
+        raise InputError(f"binary labels must be 0/1; found {np.unique(y)[:5].tolist()}")
+    return x, y.astype(np.float64), ids
+
+
+def _sizes(sizes: Sequence[int | None], n_patients: int) -> list[int]:
+    """Requested sizes clipped to the available training patients, deduplicated, ascending."""
+    out = set()
+    for size in sizes:
+        if size is not None and (int(size) != size or size < 1):
+            raise InputError(f"sizes must be positive integers or None (all); got {size!r}")
+        out.add(n_patients if size is None else min(int(size), n_patients))
+    return sorted(out)
+
+
+def _draw(rng, train_patients, size, y_of_patient, binary: bool) -> np.ndarray | None:
+    """``size`` training patients; for binary tasks, None unless some draw holds both classes."""
+    for _ in range(REDRAWS if binary and size < len(train_patients) else 1):
+        chosen = rng.choice(len(train_patients), size=size, replace=False)
+        if not binary or len(np.unique(np.concatenate([y_of_patient[i] for i in chosen]))) == 2:
+            return train_patients[chosen]
+    return None
+
+
+def _fit_predict(x_train, y_train, x_test, binary: bool, seed: int) -> np.ndarray:
+    """Standardised logistic (probability of 1) or ridge predictions for the test rows."""
+    if binary:
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0, random_state=seed))
+        return model.fit(x_train, y_train).predict_proba(x_test)[:, 1]
+    return make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x_train, y_train).predict(x_test)
+
+
+def probe_curve(
+    features: object,
+    labels: object,
+    patient_ids: object,
+    *,
+    task: str = "binary",
+    sizes: Sequence[int | None] = PAPER_SIZES,
+    seeds: Sequence[int] = (0, 1, 2),
+    test_share: float = 0.25,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> list[dict]:
+    """One dict per training size: size, n_train_patients, n_train_ecgs, metric, value, low, high, seeds.
+
+    A point whose draws never hold both classes has ``value``/``low``/``high`` None and a ``skipped``
+    reason; ``n_train_ecgs`` is averaged over the seeds' draws when they differ.
+    """
+    x, y, ids = _check_inputs(features, labels, patient_ids, task)
+    if not len(seeds):
+        raise InputError("seeds is empty; give at least one seed")
+    binary = task == "binary"
+    train, test = patient_split(ids, test_share=test_share, seed=seed)
+    train_patients = np.unique(ids[train])
+    rows_of = {p: np.flatnonzero(ids == p) for p in train_patients}
+    y_of_patient = [y[rows_of[p]] for p in train_patients]
+    points = []
+    for size in _sizes(sizes, len(train_patients)):
+        point = {"size": "all" if size == len(train_patients) else size, "n_train_patients": size}
+        points.append(
+            point
+            | _point(
+                x, y, ids, test, rows_of, train_patients, y_of_patient, size, binary, seeds, n_bootstrap, seed
+            )
+        )
+    return points
+
+
+def _point(
+    x, y, ids, test, rows_of, train_patients, y_of_patient, size, binary, seeds, n_bootstrap, seed
+) -> dict:
+    """Seed-averaged test predictions at one size and their metric with a patient-bootstrap CI."""
+    name = "auroc" if binary else "r2"
+    predictions, n_ecgs = [], []
+    for s in seeds:
+        chosen = _draw(np.random.default_rng([seed, size, s]), train_patients, size, y_of_patient, binary)
+        if chosen is None:
+            reason = f"no draw of {size} training patients held both classes in {REDRAWS} tries (seed {s})"
+            return {
+                "n_train_ecgs": None,
+                "metric": name,
+                "value": None,
+                "low": None,
+                "high": None,
+                "seeds": len(seeds),
+                "skipped": reason,
+            }
+        rows = np.concatenate([rows_of[p] for p in chosen])
+        n_ecgs.append(len(rows))
+        predictions.append(_fit_predict(x[rows], y[rows], x[test], binary, s))
+    estimate = bootstrap(
+        auroc if binary else r2,
+        y[test],
+        np.mean(predictions, axis=0),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        groups=ids[test],
+    )
+    n_train_ecgs = n_ecgs[0] if len(set(n_ecgs)) == 1 else float(np.mean(n_ecgs))
+    return {"n_train_ecgs": n_train_ecgs, "metric": name, **estimate.to_dict(), "seeds": len(seeds)}
