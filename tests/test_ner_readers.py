@@ -176,7 +176,7 @@ def test_to_entities_is_lenient_like_conlleval():
         Entity("Effect", ((13, 15),)),
     ]
     assert to_entities([], []) == []
-    with pytest.raises(ValueError, match="not an IOB tag"):
+    with pytest.raises(ValueError, match="not IOB2"):
         to_entities([(0, 1)], ["S-Drug"])
 
 

@@ -6,6 +6,7 @@ Registered in clinfm/cli.py with ``app.add_typer(ner_app, name="ner")``.
 from __future__ import annotations
 
 import json
+import logging
 from enum import StrEnum
 from pathlib import Path
 
@@ -55,6 +56,13 @@ OVERLAP_OPTION = typer.Option(
     Overlap.longest,
     help="Which of overlapping or nested entities becomes the BIO label: longest (outermost) or shortest.",
 )
+PRESET_OPTION = typer.Option(
+    NerPreset.paper,
+    help="transformer-*: paper (DistilBERT config, 6 x 768, 65M parameters) or small (2 x 256, for CPU).",
+)
+ENCODER_OPTION = typer.Option(
+    None, help="bert-*: a local Hugging Face encoder folder (default: the embedded all-MiniLM-L6-v2)."
+)
 BATCH_OPTION = typer.Option(64, min=1, help="Sequences per batch when tagging.")
 
 
@@ -72,13 +80,8 @@ def train_command(
         None, "--dev", help="Development data: the epoch kept has its lowest loss."
     ),
     model: ModelName = typer.Option(ModelName.transformer_crf, "--model", help="Which tagger."),
-    preset: NerPreset = typer.Option(
-        NerPreset.paper,
-        help="transformer-*: paper (DistilBERT config, 6 x 768, 65M parameters) or small (2 x 256, for CPU).",
-    ),
-    encoder: str | None = typer.Option(
-        None, help="bert-*: a local Hugging Face encoder folder (default: the embedded all-MiniLM-L6-v2)."
-    ),
+    preset: NerPreset = PRESET_OPTION,
+    encoder: str | None = ENCODER_OPTION,
     tokenizer: str | None = typer.Option(
         None,
         help="A local Hugging Face tokenizer (default: the encoder's; transformer-*: learned from --train).",
@@ -131,6 +134,14 @@ def train_command(
 def _overrides(model: str, preset: str, training: dict) -> dict | None:
     """The user's training options over the model's own defaults (the paper's or the small preset's)."""
     if model == "feature-crf":
+        given = [
+            f"--{k.replace('_', '-')}" for k in ("epochs", "batch_size", "lr") if training[k] is not None
+        ]
+        if given:
+            logging.getLogger(__name__).warning(
+                "%s do not apply to the feature CRF (CRFsuite, 100 L-BFGS iterations); ignored",
+                ", ".join(given),
+            )
         return None
     from clinfm.ner.recipes import training_settings as defaults
 
@@ -212,8 +223,8 @@ def compare_command(
     sambd_keep: float = typer.Option(
         0.08, min=0.0, max=1.0, help="SamBD: probability of keeping a sentence without entities."
     ),
-    preset: NerPreset = typer.Option(NerPreset.paper, help="Size of the transformer-* encoders."),
-    encoder: str | None = typer.Option(None, help="bert-*: a local Hugging Face encoder folder."),
+    preset: NerPreset = PRESET_OPTION,
+    encoder: str | None = ENCODER_OPTION,
     types: str | None = TYPES_OPTION,
     overlap: Overlap = OVERLAP_OPTION,
     resume: bool = RESUME_OPTION,

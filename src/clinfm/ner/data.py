@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from clinfm.errors import InputError
-from clinfm.ner.document import OUTSIDE, Sentence
+from clinfm.ner.document import OUTSIDE, Sentence, counting_units
 from clinfm.pretrained import offline_huggingface
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,9 @@ def train_wordpiece(
 
 def _distinct_words_per_document(sentences: Sequence[Sentence]) -> list[str]:
     """Each document's distinct words (as one text), so a word's count is its document frequency."""
-    single = len({s.document for s in sentences}) <= 1
     words: dict[str, set[str]] = {}
-    for index, sentence in enumerate(sentences):
-        words.setdefault(str(index) if single else sentence.document, set()).update(sentence.tokens)
+    for unit, sentence in zip(counting_units(sentences), sentences, strict=True):
+        words.setdefault(unit, set()).update(sentence.tokens)
     return [" ".join(sorted(distinct)) for distinct in words.values()]
 
 

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 OUTSIDE = "O"
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """'B-Drug' -> ('B', 'Drug'), 'O' -> ('O', ''); ValueError for anything that is not IOB2."""
+    if tag == OUTSIDE:
+        return OUTSIDE, ""
+    if tag[:2] in ("B-", "I-") and len(tag) > 2:
+        return tag[0], tag[2:]
+    raise ValueError(f"tag {tag!r} is not IOB2 (expected 'O', 'B-<type>' or 'I-<type>')")
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,15 @@ class Sentence:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def counting_units(sentences: Sequence[Sentence]) -> list[str]:
+    """The unit each sentence counts in when words are counted, or scores resampled, by document:
+    its document, or the sentence itself when the corpus has no document boundaries (a CoNLL file
+    reads as one pseudo-document)."""
+    if len({s.document for s in sentences}) <= 1:
+        return [str(index) for index in range(len(sentences))]
+    return [s.document for s in sentences]
 
 
 @dataclass

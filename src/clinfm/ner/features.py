@@ -22,7 +22,7 @@ import pycrfsuite
 
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory
-from clinfm.ner.document import Sentence
+from clinfm.ner.document import Sentence, counting_units
 
 FORMAT = "clinfm-feature-crf"
 VERSION = 1
@@ -129,10 +129,8 @@ def word_features(tokens: Sequence[str], i: int) -> dict[str, object]:
 def _frequent_words(sentences: Sequence[Sentence]) -> set[str]:
     """Lower-cased words found in at least ``MIN_WORD_DOCUMENTS`` documents (sentences, for a
     corpus without document boundaries): the only ones whose identity a saved model may hold."""
-    single = len({s.document for s in sentences}) <= 1
     seen: dict[str, set[str]] = {}
-    for index, sentence in enumerate(sentences):
-        unit = str(index) if single else sentence.document
+    for unit, sentence in zip(counting_units(sentences), sentences, strict=True):
         for token in sentence.tokens:
             seen.setdefault(token.lower(), set()).add(unit)
     return {word for word, units in seen.items() if len(units) >= MIN_WORD_DOCUMENTS}

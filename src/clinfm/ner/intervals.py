@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clinfm.ner.metrics import merge_bi, overlaps, spans, split_tag
+from clinfm.ner.document import split_tag
+from clinfm.ner.metrics import merge_bi, overlaps, spans
 
 Tags = Sequence[Sequence[str]]
 

@@ -20,7 +20,7 @@ from collections import Counter
 
 from sklearn.metrics import precision_recall_fscore_support
 
-from .document import OUTSIDE
+from .document import OUTSIDE, split_tag
 
 Tags = list[list[str]]
 
@@ -35,15 +35,6 @@ def check_shapes(gold: Tags, pred: Tags) -> None:
     for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
         if len(g) != len(p):
             raise ValueError(f"sentence {i}: gold has {len(g)} tags but predictions have {len(p)}")
-
-
-def split_tag(tag: str) -> tuple[str, str]:
-    """'B-Drug' -> ('B', 'Drug'), 'O' -> ('O', ''); ValueError for anything that is not IOB2."""
-    if tag == OUTSIDE:
-        return OUTSIDE, ""
-    if tag[:2] in ("B-", "I-") and len(tag) > 2:
-        return tag[0], tag[2:]
-    raise ValueError(f"tag {tag!r} is not IOB2 (expected 'O', 'B-<type>' or 'I-<type>')")
 
 
 def spans(tags: list[str]) -> list[tuple[str, int, int]]:

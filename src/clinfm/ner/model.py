@@ -151,7 +151,7 @@ class Tagger(nn.Module):
         layered: dict[int, list[nn.Parameter]] = {}
         for name, parameter in self.encoder.named_parameters():
             match = re.search(r"\blayers?\.(\d+)\.", name)
-            if name.startswith("embeddings.") or "embeddings." in name:
+            if "embeddings." in name:
                 index = -1
             elif match:
                 index = int(match.group(1))

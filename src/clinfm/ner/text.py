@@ -22,7 +22,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
-from clinfm.ner.document import OUTSIDE, Document, Entity, ReadReport, Sentence
+from clinfm.ner.document import OUTSIDE, Document, Entity, ReadReport, Sentence, split_tag
 
 # Runs of digits (a decimal "2.5" or "1,000" stays whole), runs of letters, or any other single
 # non-space character. Letter/digit transitions split ("25mg" -> "25" "mg"), and so do hyphens and
@@ -241,23 +241,13 @@ def to_entities(offsets: Sequence[tuple[int, int]], tags: Sequence[str]) -> list
     entities = []
     label, first = None, 0  # the open entity's type and first token, if any
     for index, tag in enumerate((*tags, OUTSIDE)):  # the sentinel closes a run at the end
-        prefix, kind = _split_tag(tag)
+        prefix, kind = split_tag(tag)
         if label is not None and (prefix != "I" or kind != label):
             entities.append(Entity(label, ((offsets[first][0], offsets[index - 1][1]),)))
             label = None
         if prefix in ("B", "I") and label is None:
             label, first = kind, index
     return entities
-
-
-def _split_tag(tag: str) -> tuple[str, str | None]:
-    """("B", "Drug") for "B-Drug", ("O", None) for "O"; ValueError for anything else."""
-    if tag == OUTSIDE:
-        return OUTSIDE, None
-    prefix, _, kind = tag.partition("-")
-    if prefix not in ("B", "I") or not kind:
-        raise ValueError(f"not an IOB tag: {tag!r} (expected O, B-TYPE or I-TYPE)")
-    return prefix, kind
 
 
 def entities_from_sentences(
@@ -283,7 +273,7 @@ def iob2(tags: Sequence[str]) -> tuple[list[str], int]:
     repaired, changed = [], 0
     previous = None  # type of the run the previous tag belongs to
     for tag in tags:
-        prefix, kind = _split_tag(tag)
+        prefix, kind = split_tag(tag)
         if prefix == "I" and kind != previous:
             tag, changed = f"B-{kind}", changed + 1
         repaired.append(tag)
