@@ -46,11 +46,30 @@ def test_small_preset_shapes():
         assert torch.equal(model.encoder.embed(x), model.representation(x))
 
 
-@pytest.mark.parametrize("shape", [(2, 12, 4096), (2, 8, 1024), (12, 1024)])
+@pytest.mark.parametrize("samples", [1024, 512, 256, 4096])
+def test_any_multiple_of_the_downsampling_is_encoded(samples):
+    encoder = ECGResNet(PRESETS["small"]).eval()
+    assert encoder.downsampling == 256 == ECGResNet(PRESETS["paper"]).downsampling
+    with torch.no_grad():
+        assert encoder(torch.randn(2, 12, samples)).shape == (2, 80)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 1024), (2, 12, 1000), (2, 12, 128), (2, 12, 0), (12, 1024)])
 def test_wrong_input_shape(shape):
     model = ECGResNet(PRESETS["small"])
-    with pytest.raises(InputError, match=r"\(12, 1024\)"):
+    with pytest.raises(InputError, match=r"12 leads x samples, samples a positive multiple of 256") as error:
         model(torch.randn(*shape))
+    assert "\n" not in str(error.value)
+
+
+def test_features_are_what_the_representation_pools():
+    torch.manual_seed(0)
+    encoder = ECGResNet(PRESETS["small"]).eval()
+    x = torch.randn(3, 12, 1024)
+    with torch.no_grad():
+        features = encoder.features(x)
+        assert features.shape == (3, 80, 4)
+        assert torch.equal(encoder(x), features.mean(dim=-1))
 
 
 def test_config_rejects_non_dividing_units():
@@ -161,6 +180,8 @@ def test_loss_backward_and_training_lowers_it():
         optimizer.step()
     final, _ = model.loss(batch, "contrastive")
     assert final.item() < start
-    assert model.predict(batch, "contrastive").shape == (4, config.representation)
+    assert model.predict({"ecg": batch["first"]}, "embed").shape == (4, config.representation)
+    with pytest.raises(InputError, match="lacks 'ecg'"):
+        model.predict(batch, "embed")
     with pytest.raises(InputError):
         model.loss({"first": batch["first"]}, "contrastive")

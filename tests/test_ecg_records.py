@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.io
 import wfdb
 
 from _shared import shared_path
@@ -11,8 +12,12 @@ from clinfm.ecg.records import (
     LEADS_12,
     PAPER_SAMPLES,
     Record,
+    find_records,
+    header_fields,
     quality_problems,
     read_numpy,
+    read_record,
+    read_records,
     read_wfdb,
     resample,
     select_leads,
@@ -44,6 +49,21 @@ def _write(tmp_path, name="data_7_3", units="mV", scale=1.0, fmt="16", signal=No
     return tmp_path / name
 
 
+def _write_challenge(tmp_path, name="A0001", n=5000, fmt="16+24") -> tuple:
+    """A PhysioNet/CinC Challenge record: WFDB header naming a MATLAB v4 ``.mat`` holding ``val``."""
+    val = np.random.default_rng(0).integers(-3000, 3000, size=(12, n)).astype(np.int16)
+    gains = np.array([1000.0] * 6 + [500.0] * 6)
+    baselines = np.arange(12) * 10 - 40
+    scipy.io.savemat(tmp_path / f"{name}.mat", {"val": val}, format="4")
+    lines = [f"{name} 12 500 {n} 05-Feb-2020 11:39:16"]
+    for i, lead in enumerate(LEADS_12):
+        lines.append(f"{name}.mat {fmt} {gains[i]:g}({baselines[i]})/mV 16 0 {val[i, 0]} 0 0 {lead}")
+    lines += ["#Age: 53", "#Sex: Male", "#Dx: 164889003,59118001", "#Rx: Unknown"]
+    (tmp_path / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    millivolts = (val - baselines[:, None]) / gains[:, None]
+    return tmp_path / f"{name}.hea", millivolts
+
+
 def _record(signal, leads, annotations=(), fs=FS) -> Record:
     return Record("r", "p", np.asarray(signal, dtype=np.float32), float(fs), tuple(leads), (), annotations)
 
@@ -58,6 +78,14 @@ def test_wfdb_round_trip_in_millivolts(tmp_path):
     assert rec.comments == ("paroxysmal atrial fibrillation",)
     assert rec.annotations == ()
     assert read_wfdb(base.with_suffix(".hea"), patient_id="x").patient_id == "x"
+
+
+def test_wfdb_patient_from_header_comment(tmp_path):
+    base = _write(tmp_path)
+    hea = base.with_suffix(".hea")
+    hea.write_text(hea.read_text() + "# patient_id: P00042\n")
+    assert read_wfdb(base).patient_id == "P00042"
+    assert read_wfdb(base, patient_id="x").patient_id == "x"
 
 
 def test_wfdb_microvolts_converted(tmp_path):
@@ -114,6 +142,113 @@ def test_unknown_format_code(tmp_path):
     with pytest.raises(InputError) as info:
         read_wfdb(base)
     assert "data_7_3.hea" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_challenge_mat_record_in_millivolts(tmp_path):
+    hea, millivolts = _write_challenge(tmp_path)
+    mat = hea.with_suffix(".mat")
+    assert mat.stat().st_size == 24 + 2 * 12 * 5000  # MATLAB v4 header of "val" is 24 bytes
+    for path in (hea, mat, tmp_path / "A0001"):
+        rec = read_wfdb(path)
+        assert rec.record_id == "A0001" and rec.leads == LEADS_12 and rec.sampling_rate == 500
+        np.testing.assert_allclose(rec.signal, millivolts, rtol=1e-6, atol=1e-6)
+    assert read_record(hea).comments == ("Age: 53", "Sex: Male", "Dx: 164889003,59118001", "Rx: Unknown")
+    assert header_fields(read_record(hea)) == {
+        "age": "53",
+        "sex": "Male",
+        "dx": "164889003,59118001",
+        "rx": "Unknown",
+    }
+
+
+def test_truncated_mat_names_the_file(tmp_path):
+    hea, _ = _write_challenge(tmp_path)
+    mat = hea.with_suffix(".mat")
+    mat.write_bytes(mat.read_bytes()[: 24 + 2 * 12 * 1000])
+    with pytest.raises(InputError) as info:
+        read_wfdb(hea)
+    message = str(info.value)
+    assert "\n" not in message and "A0001.mat" in message
+    assert "declares 5000 samples" in message and "holds 1000" in message
+    mat.write_bytes(b"")
+    with pytest.raises(InputError, match=r"A0001\.mat.*holds 0"):
+        read_wfdb(hea)
+    mat.unlink()
+    with pytest.raises(InputError, match=r"A0001\.mat.*missing"):
+        read_wfdb(hea)
+
+
+def test_mat_that_wfdb_would_misread(tmp_path):
+    hea, _ = _write_challenge(tmp_path, fmt="16+32")
+    with pytest.raises(InputError, match=r"A0001\.mat: data starts at byte 24 but the header says 16\+32"):
+        read_wfdb(hea)
+    hea, _ = _write_challenge(tmp_path)
+    scipy.io.savemat(hea.with_suffix(".mat"), {"val": np.zeros((12, 5000), np.int16)})  # MATLAB v5
+    with pytest.raises(InputError, match="MATLAB v5/v7"):
+        read_wfdb(hea)
+    scipy.io.savemat(hea.with_suffix(".mat"), {"val": np.zeros((12, 5000))}, format="4")  # doubles
+    with pytest.raises(InputError, match="type code"):
+        read_wfdb(hea)
+
+
+def test_header_fields():
+    comments = ("Age: 53", "#Sex: Male", "Dx: 164889003", "label = AF", "paroxysmal atrial fibrillation")
+    rec = Record("r", "p", np.zeros((1, 10), np.float32), 100.0, ("I",), comments)
+    assert header_fields(rec) == {"age": "53", "sex": "Male", "dx": "164889003", "label": "AF"}
+    assert header_fields(_record(np.zeros((1, 3)), ["I"])) == {}
+
+
+def test_find_records_in_a_mixed_folder(tmp_path):
+    (tmp_path / "wfdb").mkdir()
+    _write(tmp_path / "wfdb", name="rec1")
+    _write_challenge(tmp_path / "wfdb")
+    (tmp_path / "arrays" / "deep").mkdir(parents=True)
+    np.save(tmp_path / "arrays" / "deep" / "b.npy", np.zeros((12, 100)))
+    np.save(tmp_path / "arrays" / "a.npy", np.zeros((12, 100)))
+    np.save(tmp_path / "wfdb" / "rec1.npy", np.zeros((2, 100)))  # a copy of a WFDB record: listed once
+    (tmp_path / "notes.txt").write_text("not a record")
+    found = find_records(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "arrays/a.npy",
+        "arrays/deep/b.npy",
+        "wfdb/A0001.hea",
+        "wfdb/rec1.hea",
+    ]
+    assert find_records(tmp_path / "arrays" / "a.npy") == [tmp_path / "arrays" / "a.npy"]
+    assert find_records(tmp_path / "wfdb" / "A0001.mat") == [tmp_path / "wfdb" / "A0001.hea"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no ECG records \(\.hea or \.npy\) under .*empty"):
+        find_records(tmp_path / "empty")
+    with pytest.raises(InputError, match="no ECG records"):
+        find_records(tmp_path / "nothere")
+
+
+def test_read_record_dispatches_by_suffix(tmp_path):
+    base = _write(tmp_path)
+    assert read_record(base.with_suffix(".hea"), patient_id="x").patient_id == "x"
+    assert read_record(base.with_suffix(".hea"), sampling_rate=999).sampling_rate == FS  # header wins
+    array = np.random.default_rng(0).normal(size=(12, 300))
+    np.save(tmp_path / "one.npy", array)
+    with pytest.raises(InputError) as info:
+        read_record(tmp_path / "one.npy")
+    assert "one.npy" in str(info.value) and "--sampling-rate" in str(info.value)
+    rec = read_record(tmp_path / "one.npy", sampling_rate=30, patient_id="p1")
+    assert rec.leads == LEADS_12 and rec.sampling_rate == 30 and rec.patient_id == "p1"
+    np.testing.assert_allclose(rec.signal, array, rtol=1e-6)
+    np.save(tmp_path / "two.npy", array[:2])
+    assert read_record(tmp_path / "two.npy", sampling_rate=30).leads == ("I", "II")  # standard order
+    assert read_record(tmp_path / "two.npy", sampling_rate=30, leads=("II", "V5")).leads == ("II", "V5")
+    np.save(tmp_path / "many.npy", np.zeros((15, 300)))
+    with pytest.raises(InputError, match="array has 15 leads; pass their names"):
+        read_record(tmp_path / "many.npy", sampling_rate=30)
+    np.save(tmp_path / "batch.npy", np.stack([array, array]))
+    with pytest.raises(InputError, match="holds 2 records"):
+        read_record(tmp_path / "batch.npy", sampling_rate=30)
+    batch = read_records(tmp_path / "batch.npy", sampling_rate=30)
+    assert [r.record_id for r in batch] == ["batch_0", "batch_1"] and batch[1].leads == LEADS_12
+    assert [r.record_id for r in read_records(base.with_suffix(".hea"))] == ["data_7_3"]
+    with pytest.raises(InputError, match="--sampling-rate"):
+        read_records(tmp_path / "batch.npy")
 
 
 def test_read_numpy(tmp_path):

@@ -25,6 +25,7 @@ from clinfm.cli_common import (
     user_facing,
 )
 from clinfm.concepts.cli import concepts_app
+from clinfm.ecg.cli import ecg_app
 from clinfm.errors import InputError
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHARD
 from clinfm.ner.cli import ner_app
@@ -42,6 +43,7 @@ convert_app = typer.Typer(
 app.add_typer(convert_app, name="convert")
 app.add_typer(concepts_app, name="concepts")
 app.add_typer(ner_app, name="ner")
+app.add_typer(ecg_app, name="ecg")
 
 SHARD_OPTION = typer.Option(
     None,

@@ -14,8 +14,16 @@ from clinfm.errors import InputError
 
 
 def _clinfm_output(path: Path) -> bool:
-    """A folder clinfm may replace: a MEDS dataset, a clinfm run, checkpoint or demo, or an empty folder."""
-    markers = ("metadata/dataset.json", "summary.json", "run.json", "model.safetensors", "model.crfsuite")
+    """A folder clinfm may replace: a MEDS dataset, a clinfm run, checkpoint, demo or prepared ECG set,
+    or an empty folder."""
+    markers = (
+        "metadata/dataset.json",
+        "summary.json",
+        "run.json",
+        "model.safetensors",
+        "model.crfsuite",
+        "ecg_set.json",
+    )
     return path.is_dir() and (any((path / marker).exists() for marker in markers) or not any(path.iterdir()))
 
 

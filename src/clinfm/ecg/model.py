@@ -132,27 +132,51 @@ class ECGResNet(nn.Module):
             if isinstance(module, nn.Conv1d):  # Keras' he_normal: fan-in, gain sqrt(2)
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
 
+    @property
+    def downsampling(self) -> int:
+        """Total down-sampling from input to the last unit (256 for both presets)."""
+        return self.config.samples // self.config.units[-1][0]
+
     def check(self, x: torch.Tensor) -> None:
-        """Raise InputError unless ``x`` is batch x leads x samples of this configuration."""
-        expected = (self.config.leads, self.config.samples)
-        if x.ndim != 3 or tuple(x.shape[1:]) != expected:
+        """Raise InputError unless ``x`` is batch x leads x samples, samples a multiple of the down-sampling.
+
+        Any such length maps onto whole samples at every unit, so shorter segments (CLOCS' half
+        windows) encode with the same weights; the representation is still a mean over time.
+        """
+        leads, factor = self.config.leads, self.downsampling
+        if x.ndim != 3 or x.shape[1] != leads or x.shape[2] == 0 or x.shape[2] % factor:
             raise InputError(
-                f"ECG batch must be batch x leads x samples with (leads, samples) = {expected}, "
-                f"got shape {tuple(x.shape)}"
+                f"ECG batch must be batch x {leads} leads x samples, samples a positive multiple of "
+                f"{factor} (trained on {self.config.samples}), got shape {tuple(x.shape)}"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation: global average pool of the last unit's activated output."""
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last unit's activated output: batch x last filters x (samples / down-sampling)."""
         self.check(x)
         x = self.stem(x)
         y = x
         for unit in self.units:
             x, y = unit(x, y)
-        return x.mean(dim=-1)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation: global average pool of :meth:`features` over time."""
+        return self.features(x).mean(dim=-1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`forward`: the representation probes use."""
         return self(x)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The stem, then each residual unit (input to output)."""
+        return [list(self.stem.parameters())] + [list(unit.parameters()) for unit in self.units]
+
+
+def batch_ecgs(batch: dict) -> torch.Tensor:
+    """``batch["ecg"]``, the single ECGs every model's ``predict`` reads, or one clear error."""
+    if "ecg" not in batch:
+        raise InputError(f"batch lacks 'ecg' (batch x leads x samples); it has {sorted(batch)}")
+    return batch["ecg"]
 
 
 class ProjectionHead(nn.Module):
@@ -171,8 +195,10 @@ class PCLRModel(nn.Module):
     """Encoder plus projection head, trained with NT-Xent on pairs of ECGs of the same patient.
 
     Follows the training engine's protocol: ``loss(batch, objective)`` with ``batch = {"first": B x L
-    x S, "second": B x L x S}`` (row i of each is one patient's pair); ``predict`` gives the
-    representation of ``batch["first"]``. There is one objective, so ``objective`` is not consulted.
+    x S, "second": B x L x S}`` (row i of each is one patient's pair, as :class:`~clinfm.ecg.data.ECGPairs`
+    batches); ``predict`` gives the representation of ``batch["ecg"]``, the single-ECG key every ECG
+    model reads (:class:`~clinfm.ecg.data.ECGWindows`). There is one objective, so ``objective`` is
+    not consulted.
     """
 
     def __init__(self, config: ResNetConfig | None = None):
@@ -207,14 +233,10 @@ class PCLRModel(nn.Module):
         a, b = z.chunk(2)
         return nt_xent(a, b, self.config.temperature), {}
 
-    def predict(self, batch: dict, objective: str = "contrastive") -> torch.Tensor:
-        """The representation of ``batch["first"]``."""
-        if "first" not in batch:
-            raise InputError("batch lacks 'first', the ECGs to represent")
-        return self.representation(batch["first"])
+    def predict(self, batch: dict, objective: str = "embed") -> torch.Tensor:
+        """The representation of ``batch["ecg"]``, whatever the objective."""
+        return self.representation(batch_ecgs(batch))
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Stem, each residual unit, then the projection head (input to output)."""
-        groups = [list(self.encoder.stem.parameters())]
-        groups += [list(unit.parameters()) for unit in self.encoder.units]
-        return [*groups, list(self.head.parameters())]
+        return [*self.encoder.layer_groups(), list(self.head.parameters())]

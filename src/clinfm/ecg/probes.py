@@ -13,7 +13,8 @@ skipped with a ``"skipped"`` reason. Sizes beyond the number of training patient
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -21,12 +22,15 @@ from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from clinfm.ecg.features import impute_median
 from clinfm.errors import InputError
 from clinfm.evaluate.metrics import auroc, bootstrap
 
 PAPER_SIZES: tuple[int | None, ...] = (10, 25, 50, 100, 250, None)
 TASKS = ("binary", "regression")
 REDRAWS = 10  # attempts at a binary training draw holding both classes
+# (training rows, test rows, seed) -> predictions for the test rows
+FitPredict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def patient_split(
@@ -61,17 +65,19 @@ def r2(y: object, p: object, *, weights: object | None = None) -> float | np.nda
 
 
 def _check_inputs(features: object, labels: object, patient_ids: object, task: str):
-    """Features (n x d), labels (n,) and patient ids (n,) as arrays, or one InputError."""
-    x = np.asarray(features, dtype=np.float64)
+    """Features (n x d, or None when a custom ``fit_predict`` reads its own inputs), labels (n,) and
+    patient ids (n,) as arrays, or one InputError."""
     y = np.asarray(labels).reshape(-1)
     ids = np.asarray(patient_ids).reshape(-1)
+    x = None if features is None else np.asarray(features, dtype=np.float64)
     if task not in TASKS:
         raise InputError(f"task must be one of {TASKS}; got {task!r}")
-    if x.ndim != 2 or not (len(x) == len(y) == len(ids)):
+    shape = (len(y), 1) if x is None else x.shape
+    if len(shape) != 2 or not (shape[0] == len(y) == len(ids)):
         raise InputError(
-            f"need features (n x d), labels (n,), patient ids (n,); got {x.shape}, {y.shape}, {ids.shape}"
+            f"need features (n x d), labels (n,), patient ids (n,); got {shape}, {y.shape}, {ids.shape}"
         )
-    if not np.isfinite(x).all():
+    if x is not None and not np.isfinite(x).all():
         raise InputError("features hold NaN or infinite values")
     if task == "binary" and not np.isin(y, (0, 1)).all():
         raise InputError(f"binary labels must be 0/1; found {np.unique(y)[:5].tolist()}")
@@ -97,12 +103,55 @@ def _draw(rng, train_patients, size, y_of_patient, binary: bool) -> np.ndarray |
     return None
 
 
-def _fit_predict(x_train, y_train, x_test, binary: bool, seed: int) -> np.ndarray:
-    """Standardised logistic (probability of 1) or ridge predictions for the test rows."""
-    if binary:
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, C=1.0, random_state=seed))
-        return model.fit(x_train, y_train).predict_proba(x_test)[:, 1]
-    return make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x_train, y_train).predict(x_test)
+def linear_probe(x: np.ndarray, y: np.ndarray, binary: bool, *, impute_missing: bool = False) -> FitPredict:
+    """Standardised logistic (probability of 1) or ridge regression on the rows' features.
+
+    ``impute_missing`` fills NaN (a feature an ECG did not allow measuring) with the training rows'
+    column median, so nothing about the test rows leaks into the fit.
+    """
+
+    def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray, seed: int) -> np.ndarray:
+        x_train, x_test = x[train_rows], x[test_rows]
+        if impute_missing:
+            x_train, x_test = impute_median(x_train, x_test)
+        if binary:
+            model = make_pipeline(
+                StandardScaler(), LogisticRegression(max_iter=1000, C=1.0, random_state=seed)
+            )
+            return model.fit(x_train, y[train_rows]).predict_proba(x_test)[:, 1]
+        return make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x_train, y[train_rows]).predict(x_test)
+
+    return fit_predict
+
+
+@dataclass(frozen=True)
+class _Split:
+    """One evaluation split: the training patients to draw from and the test rows."""
+
+    train_patients: np.ndarray
+    rows_of: dict
+    labels_of: list
+    test_rows: np.ndarray
+
+
+def _splits(ids: np.ndarray, y: np.ndarray, test_share: float, folds: int | None, seed: int) -> list[_Split]:
+    """One train/test split of patients, or ``folds`` folds each holding a share of the patients out."""
+    if folds is None:
+        test = patient_split(ids, test_share=test_share, seed=seed)[1]
+        tests = [np.flatnonzero(test)]
+    else:
+        patients = np.random.default_rng(seed).permutation(np.unique(ids))
+        if not 2 <= folds <= len(patients):
+            raise InputError(
+                f"folds must be between 2 and the number of patients ({len(patients)}); got {folds}"
+            )
+        tests = [np.flatnonzero(np.isin(ids, held_out)) for held_out in np.array_split(patients, folds)]
+    splits = []
+    for test_rows in tests:
+        train_patients = np.setdiff1d(np.unique(ids), np.unique(ids[test_rows]))
+        rows_of = {p: np.flatnonzero(ids == p) for p in train_patients}
+        splits.append(_Split(train_patients, rows_of, [y[rows_of[p]] for p in train_patients], test_rows))
+    return splits
 
 
 def probe_curve(
@@ -114,63 +163,71 @@ def probe_curve(
     sizes: Sequence[int | None] = PAPER_SIZES,
     seeds: Sequence[int] = (0, 1, 2),
     test_share: float = 0.25,
+    folds: int | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    fit_predict: FitPredict | None = None,
 ) -> list[dict]:
     """One dict per training size: size, n_train_patients, n_train_ecgs, metric, value, low, high, seeds.
 
-    A point whose draws never hold both classes has ``value``/``low``/``high`` None and a ``skipped``
-    reason; ``n_train_ecgs`` is averaged over the seeds' draws when they differ.
+    Patients are split once into train and test (``test_share``), or into ``folds`` folds that each
+    serve as the test set once (leave-patients-out, for cohorts of a few patients), with the test
+    predictions of all folds pooled into one score. ``fit_predict(train_rows, test_rows, seed)``
+    replaces the linear probe (e.g. a network trained from scratch; ``features`` may then be None).
+    A point whose draws never hold both classes has ``value``/``low``/``high`` None and a
+    ``skipped`` reason; ``n_train_ecgs`` is averaged over the seeds' (and folds') draws.
     """
     x, y, ids = _check_inputs(features, labels, patient_ids, task)
     if not len(seeds):
         raise InputError("seeds is empty; give at least one seed")
     binary = task == "binary"
-    train, test = patient_split(ids, test_share=test_share, seed=seed)
-    train_patients = np.unique(ids[train])
-    rows_of = {p: np.flatnonzero(ids == p) for p in train_patients}
-    y_of_patient = [y[rows_of[p]] for p in train_patients]
+    if fit_predict is None:
+        if x is None:
+            raise InputError("give features, or a fit_predict that reads its own inputs")
+        fit_predict = linear_probe(x, y, binary)
+    splits = _splits(ids, y, test_share, folds, seed)
+    available = min(len(split.train_patients) for split in splits)
     points = []
-    for size in _sizes(sizes, len(train_patients)):
-        point = {"size": "all" if size == len(train_patients) else size, "n_train_patients": size}
-        points.append(
-            point
-            | _point(
-                x, y, ids, test, rows_of, train_patients, y_of_patient, size, binary, seeds, n_bootstrap, seed
-            )
-        )
+    for size in _sizes(sizes, available):
+        point = {"size": "all" if size == available else size, "n_train_patients": size}
+        points.append(point | _point(y, ids, splits, size, binary, seeds, n_bootstrap, seed, fit_predict))
     return points
 
 
-def _point(
-    x, y, ids, test, rows_of, train_patients, y_of_patient, size, binary, seeds, n_bootstrap, seed
-) -> dict:
+def _point(y, ids, splits, size, binary, seeds, n_bootstrap, seed, fit_predict) -> dict:
     """Seed-averaged test predictions at one size and their metric with a patient-bootstrap CI."""
     name = "auroc" if binary else "r2"
+    test_rows = np.concatenate([split.test_rows for split in splits])
     predictions, n_ecgs = [], []
     for s in seeds:
-        chosen = _draw(np.random.default_rng([seed, size, s]), train_patients, size, y_of_patient, binary)
-        if chosen is None:
-            reason = f"no draw of {size} training patients held both classes in {REDRAWS} tries (seed {s})"
-            return {
-                "n_train_ecgs": None,
-                "metric": name,
-                "value": None,
-                "low": None,
-                "high": None,
-                "seeds": len(seeds),
-                "skipped": reason,
-            }
-        rows = np.concatenate([rows_of[p] for p in chosen])
-        n_ecgs.append(len(rows))
-        predictions.append(_fit_predict(x[rows], y[rows], x[test], binary, s))
+        pooled = []
+        for fold, split in enumerate(splits):
+            rng = np.random.default_rng([seed, size, s] + ([fold] if len(splits) > 1 else []))
+            chosen = _draw(rng, split.train_patients, size, split.labels_of, binary)
+            if chosen is None:
+                reason = (
+                    f"no draw of {size} training patients held both classes in {REDRAWS} tries (seed {s})"
+                )
+                return {
+                    "n_train_ecgs": None,
+                    "metric": name,
+                    "value": None,
+                    "low": None,
+                    "high": None,
+                    "seeds": len(seeds),
+                    "skipped": reason,
+                }
+            rows = np.concatenate([split.rows_of[p] for p in chosen])
+            n_ecgs.append(len(rows))
+            pooled.append(fit_predict(rows, split.test_rows, s))
+        predictions.append(np.concatenate(pooled))
     estimate = bootstrap(
         auroc if binary else r2,
-        y[test],
+        y[test_rows],
         np.mean(predictions, axis=0),
         n_bootstrap=n_bootstrap,
         seed=seed,
-        groups=ids[test],
+        groups=ids[test_rows],
     )
     n_train_ecgs = n_ecgs[0] if len(set(n_ecgs)) == 1 else float(np.mean(n_ecgs))
     return {"n_train_ecgs": n_train_ecgs, "metric": name, **estimate.to_dict(), "seeds": len(seeds)}

@@ -1,5 +1,11 @@
 """ECG records: read WFDB or NumPy waveforms into millivolts, check quality, apply PCLR preprocessing.
 
+WFDB records may keep their samples in a ``.dat`` file or, as in the PhysioNet/CinC Challenges
+2020-2021, in a MATLAB v4 ``.mat`` file named in the header with format ``16+24`` (int16 samples
+after a 24-byte MATLAB header); wfdb reads both, and :func:`read_wfdb` checks either file first.
+:func:`find_records` lists the records under a folder; :func:`read_record` reads one by suffix and
+:func:`read_records` every record in a file (a ``.npy`` may hold a batch).
+
 A :class:`Record` holds one recording as a float32 array (leads x samples) in millivolts, as the
 design's waveform data contract asks. PCLR (PAPERS.md section 5) interpolates each 10 s, 12-lead
 window linearly onto 4,096 samples, with no filtering or normalisation; :func:`resample` does exactly
@@ -10,6 +16,8 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +36,10 @@ BYTES_PER_SAMPLE = {"16": 2.0, "212": 1.5, "80": 1.0}
 TO_MILLIVOLTS = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 FLAT_MV = 1e-3
 _CPSC_NAME = re.compile(r"^data_(\w+?)_(\w+)$")
+_HEADER_FIELD = re.compile(r"^\s*([^:=]+?)\s*[:=]\s*(.*?)\s*$")
+# MATLAB v4 matrix header: type code, rows, columns, imaginary flag, name length (int32 each).
+_MAT4_HEADER = struct.Struct("<5i")
+_MAT4_INT16 = 30  # type code 0*1000 + 0*100 + 3*10 + 0: little-endian, int16, full numeric matrix
 
 
 @dataclass(frozen=True)
@@ -59,9 +71,9 @@ def patient_from_name(record_id: str) -> str:
 
 
 def _record_base(path: str | Path) -> Path:
-    """The record path without a ``.hea`` / ``.dat`` / ``.atr`` extension."""
+    """The record path without a ``.hea`` / ``.dat`` / ``.mat`` / ``.atr`` extension."""
     path = Path(path)
-    return path.with_suffix("") if path.suffix in (".hea", ".dat", ".atr") else path
+    return path.with_suffix("") if path.suffix in (".hea", ".dat", ".mat", ".atr") else path
 
 
 def _read_header(base: Path):
@@ -97,16 +109,53 @@ def _check_signal_files(base: Path, header) -> None:
             )
         if not file.is_file():
             raise InputError(f"signal file named in the header {base.name}.hea is missing", path=file)
-        _check_size(file, fmt, len(channels), header)
+        offset = (header.byte_offset or [None] * len(header.fmt))[channels[0]] or 0
+        if file.suffix.lower() == ".mat":
+            _check_mat4(file, fmt, offset, len(channels))
+        _check_size(file, fmt, offset, len(channels), header)
 
 
-def _check_size(file: Path, fmt: str, n_channels: int, header) -> None:
-    """Raise when a format 16 / 212 / 80 file holds fewer samples than the header's sig_len."""
+def _check_mat4(file: Path, fmt: str, offset: int, n_channels: int) -> None:
+    """Check a Challenge ``.mat`` signal file is the MATLAB v4 int16 matrix the header describes.
+
+    wfdb skips ``offset`` bytes (the ``+24`` of ``16+24``) and reads the rest as format 16; that is
+    only right when the file is MATLAB v4, int16, one row per signal, and its header is exactly
+    ``offset`` bytes long (20 bytes plus the variable name and its NUL: 24 for ``val``).
+    """
+    with file.open("rb") as handle:
+        head = handle.read(128)
+    if head.startswith(b"MATLAB"):
+        raise InputError(
+            "MATLAB v5/v7 .mat file; WFDB headers can only name MATLAB v4 files (save -v4)", path=file
+        )
+    if len(head) < _MAT4_HEADER.size:
+        return  # cut inside the MATLAB header: the size check reports the missing samples
+    if fmt != "16":
+        raise InputError(
+            f"WFDB format {fmt} in a .mat file (MATLAB v4 signal files are format 16)", path=file
+        )
+    type_code, rows, _columns, imaginary, name_length = _MAT4_HEADER.unpack_from(head)
+    data_start = _MAT4_HEADER.size + name_length
+    problems = []
+    if type_code != _MAT4_INT16 or imaginary:
+        problems.append(f"MATLAB v4 type code {type_code} (expected {_MAT4_INT16}, little-endian int16)")
+    if data_start != offset:
+        problems.append(f"data starts at byte {data_start} but the header says {fmt}+{offset}")
+    if rows != n_channels:
+        problems.append(f"matrix has {rows} rows for {n_channels} signals")
+    if problems:
+        raise InputError("; ".join(problems), path=file)
+
+
+def _check_size(file: Path, fmt: str, offset: int, n_channels: int, header) -> None:
+    """Raise when a format 16 / 212 / 80 file holds fewer samples than the header's sig_len.
+
+    ``offset`` is the header's byte offset for the file (``16+24``: 24), skipped before the samples.
+    """
     per_sample = BYTES_PER_SAMPLE.get(fmt)
     if per_sample is None or header.sig_len is None:
         return
-    offsets = [o for o in (header.byte_offset or []) if o]
-    data_bytes = file.stat().st_size - (offsets[0] if offsets else 0)
+    data_bytes = max(0, file.stat().st_size - offset)
     needed = math.ceil(n_channels * header.sig_len * per_sample)
     if data_bytes < needed:
         held = int(data_bytes // (n_channels * per_sample))
@@ -147,7 +196,9 @@ def _read_rhythm_labels(base: Path) -> tuple[tuple[int, str], ...]:
 def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
     """Read a WFDB record (``.hea`` + signal file, optional ``.atr``) into millivolts.
 
-    ``path`` is the record path with or without extension. Header problems, missing or short signal
+    ``path`` is the record path with or without extension. The patient is ``patient_id`` when
+    given, else a ``patient_id: ...`` header comment, else taken from the record name
+    (:func:`patient_from_name`). Header problems, missing or short signal
     files, unknown formats and unknown units raise a one-line :class:`InputError` naming the file.
     """
     import wfdb
@@ -161,13 +212,16 @@ def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
         raise InputError(f"unreadable WFDB signal: {_one_line(exc)}", path=base.with_suffix(".hea")) from None
     scale = _millivolt_scale(rec.units, base.with_suffix(".hea"))
     signal = (np.asarray(rec.p_signal, dtype=np.float64).T * scale).astype(np.float32)
+    comments = tuple(rec.comments or ())
+    if patient_id is None:
+        patient_id = _comment_fields(comments).get("patient_id") or patient_from_name(base.name)
     return Record(
         record_id=base.name,
-        patient_id=patient_id if patient_id is not None else patient_from_name(base.name),
+        patient_id=patient_id,
         signal=signal,
         sampling_rate=float(rec.fs),
         leads=tuple(str(n) for n in rec.sig_name),
-        comments=tuple(rec.comments or ()),
+        comments=comments,
         annotations=_read_rhythm_labels(base),
     )
 
@@ -204,6 +258,119 @@ def read_numpy(
         Record(rid, str(pid), array[i].astype(np.float32), float(sampling_rate), tuple(leads))
         for i, (rid, pid) in enumerate(zip(ids, patients, strict=True))
     ]
+
+
+def header_fields(record: Record) -> dict[str, str]:
+    """``key: value`` and ``key=value`` comment lines as a dict with lower-case keys.
+
+    Challenge headers carry ``#Age: 53``, ``#Sex: Male``, ``#Dx: 164889003,59118001``; values are
+    kept as written (stripped). Lines without a separator are skipped; a repeated key keeps its
+    first value.
+    """
+    return _comment_fields(record.comments)
+
+
+def _comment_fields(comments: Iterable[str]) -> dict[str, str]:
+    """``key: value`` / ``key=value`` lines of WFDB comments (``#`` already stripped by wfdb)."""
+    fields: dict[str, str] = {}
+    for comment in comments:
+        match = _HEADER_FIELD.match(comment.lstrip("#"))
+        if match:
+            fields.setdefault(match.group(1).lower(), match.group(2))
+    return fields
+
+
+def find_records(path: str | Path) -> list[Path]:
+    """The ECG records at ``path``, sorted: one ``.hea`` per WFDB record, or ``.npy`` without a ``.hea``.
+
+    ``path`` is a record file (``.hea``, ``.npy``, or a WFDB record's signal file or base name) or
+    a folder searched recursively.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.is_file() and _is_record_file(p)]
+    elif path.is_file() and path.suffix.lower() in (".hea", ".npy"):
+        found = [path]
+    elif _record_base(path).with_suffix(".hea").is_file():
+        found = [_record_base(path).with_suffix(".hea")]
+    else:
+        found = []
+    if not found:
+        raise InputError(f"no ECG records (.hea or .npy) under {path}")
+    return sorted(found)
+
+
+def _is_record_file(path: Path) -> bool:
+    """A WFDB header, or a NumPy array with no WFDB header of the same name beside it."""
+    suffix = path.suffix.lower()
+    return suffix == ".hea" or (suffix == ".npy" and not path.with_suffix(".hea").exists())
+
+
+def read_record(
+    path: str | Path,
+    *,
+    sampling_rate: float | None = None,
+    patient_id: str | None = None,
+    leads: tuple[str, ...] | None = None,
+) -> Record:
+    """One record by suffix: ``.npy`` with :func:`read_numpy`, anything else with :func:`read_wfdb`.
+
+    A WFDB header gives its own rate and leads, so ``sampling_rate`` and ``leads`` only apply to
+    ``.npy`` arrays, which must hold one record (leads x samples); see :func:`read_records` for
+    their defaults and for batches.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return read_wfdb(path, patient_id=patient_id)
+    shape, rate, names = _npy_settings(path, sampling_rate, leads)
+    if len(shape) == 3 and shape[0] != 1:
+        raise InputError(
+            f"array holds {shape[0]} records; read_record reads one (read_records reads them all)",
+            path=path,
+        )
+    patients = None if patient_id is None else [patient_id]
+    return read_numpy(path, sampling_rate=rate, leads=names, patient_ids=patients)[0]
+
+
+def read_records(
+    path: str | Path, *, sampling_rate: float | None = None, leads: tuple[str, ...] | None = None
+) -> list[Record]:
+    """Every record in one file: one for a WFDB record, one per record of a ``.npy`` batch.
+
+    A ``.npy`` has no sampling rate, so it must be given. Without ``leads``, an array of n <= 12
+    leads is taken to hold the first n of the standard order (12: I ... V6; 2: I and II); other
+    lead sets must be named.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return [read_wfdb(path)]
+    _, rate, names = _npy_settings(path, sampling_rate, leads)
+    return read_numpy(path, sampling_rate=rate, leads=names)
+
+
+def _npy_settings(
+    path: Path, sampling_rate: float | None, leads: tuple[str, ...] | None
+) -> tuple[tuple[int, ...], float, tuple[str, ...]]:
+    """The array's shape, its sampling rate (required) and lead names (given, or standard order)."""
+    if sampling_rate is None:
+        raise InputError("a .npy array has no sampling rate; pass it (--sampling-rate, in Hz)", path=path)
+    shape = _npy_shape(path)
+    if leads is None:
+        if shape[-2] > len(LEADS_12):
+            raise InputError(f"array has {shape[-2]} leads; pass their names (--leads)", path=path)
+        leads = LEADS_12[: shape[-2]]
+    return shape, float(sampling_rate), tuple(leads)
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The array's shape, read from a memory map without loading the samples."""
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except Exception as exc:
+        raise InputError(f"unreadable .npy array: {_one_line(exc)}", path=path) from None
+    if len(shape) not in (2, 3):
+        raise InputError(f"array has {len(shape)} dimensions (expected leads x samples)", path=path)
+    return shape
 
 
 def quality_problems(record: Record) -> list[str]:

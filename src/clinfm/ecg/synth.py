@@ -157,6 +157,40 @@ def _comments(patient: Patient) -> tuple[str, ...]:
     return tuple(f"{key}={value}" if key == "sex" else f"{key}={value:g}" for key, value in values.items())
 
 
+def patient_records(
+    patient: Patient,
+    ecgs_per_patient: tuple[int, int] = (2, 5),
+    *,
+    seconds: float = 10.0,
+    sampling_rate: int = 250,
+    seed: int = 0,
+) -> list[Record]:
+    """One patient's ECGs, between ``ecgs_per_patient`` of them (inclusive).
+
+    Each patient draws from its own random stream (``seed`` and the patient's number), so patients
+    can be rendered in any order or in parallel processes with the same result.
+    """
+    low, high = ecgs_per_patient
+    if low < 1 or high < low:
+        raise InputError(
+            f"ecgs_per_patient must be (low, high) with 1 <= low <= high, got {ecgs_per_patient}"
+        )
+    rng = np.random.default_rng([seed, 1, int(patient.patient_id.lstrip("P"))])
+    rhythm = "(AFIB" if patient.atrial_fibrillation else "(N"
+    return [
+        Record(
+            record_id=f"{patient.patient_id}_{k}",
+            patient_id=patient.patient_id,
+            signal=synthetic_ecg(patient, seconds=seconds, sampling_rate=sampling_rate, rng=rng),
+            sampling_rate=float(sampling_rate),
+            leads=LEADS_12,
+            comments=_comments(patient),
+            annotations=((0, rhythm),),
+        )
+        for k in range(int(rng.integers(low, high + 1)))
+    ]
+
+
 def synthetic_records(
     n_patients: int,
     ecgs_per_patient: tuple[int, int] = (2, 5),
@@ -166,29 +200,14 @@ def synthetic_records(
     seed: int = 0,
 ) -> tuple[list[Record], list[Patient]]:
     """Records for ``n_patients`` patients, each with between ``ecgs_per_patient`` ECGs (inclusive)."""
-    low, high = ecgs_per_patient
-    if low < 1 or high < low:
-        raise InputError(
-            f"ecgs_per_patient must be (low, high) with 1 <= low <= high, got {ecgs_per_patient}"
-        )
     patients = synthetic_patients(n_patients, seed=seed)
-    rng = np.random.default_rng([seed, 1])
-    records = []
-    for patient in patients:
-        rhythm = "(AFIB" if patient.atrial_fibrillation else "(N"
-        for k in range(int(rng.integers(low, high + 1))):
-            signal = synthetic_ecg(patient, seconds=seconds, sampling_rate=sampling_rate, rng=rng)
-            records.append(
-                Record(
-                    record_id=f"{patient.patient_id}_{k}",
-                    patient_id=patient.patient_id,
-                    signal=signal,
-                    sampling_rate=float(sampling_rate),
-                    leads=LEADS_12,
-                    comments=_comments(patient),
-                    annotations=((0, rhythm),),
-                )
-            )
+    records = [
+        record
+        for patient in patients
+        for record in patient_records(
+            patient, ecgs_per_patient, seconds=seconds, sampling_rate=sampling_rate, seed=seed
+        )
+    ]
     return records, patients
 
 

@@ -32,6 +32,11 @@ METHOD_LABELS = {
     "logistic_regression": "Logistic regression",
     "gradient_boosting": "Gradient boosting",
     "gru": "GRU over visits",
+    "pclr": "PCLR",
+    "clocs": "CLOCS-style",
+    "autoencoder": "Autoencoder",
+    "scratch": "Scratch (supervised)",
+    "handcrafted": "Hand-crafted features",
 }
 METHOD_DESCRIPTIONS = {
     "pretrained": "A transformer first pre-trained on unlabeled patient histories, then fine-tuned on "
@@ -51,6 +56,14 @@ KIND_INTROS = {
     "pretrain": "This run pre-trains a model on unlabeled patient histories; pre-training has no prediction "
     "task of its own, so there are no test metrics.",
     "nextvisit": "This run predicts which codes will be recorded at each patient's next visit.",
+    "ecg-compare": "This run compares ECG representations the way PCLR does: each pre-trained encoder is "
+    "frozen and a linear model is fit on its output for each label, at several numbers of labelled "
+    "training patients, against hand-crafted features and networks trained from scratch on the same "
+    "patients.",
+    "ecg-probe": "This run fits linear models on frozen ECG representations for each label, at several "
+    "numbers of labelled training patients.",
+    "ecg-pretrain": "This run pre-trains an ECG encoder without labels; the pre-training has no prediction "
+    "task of its own, so there are no test metrics.",
     "ner-compare": "This run trains named-entity taggers on the same annotations (with and without SamBD "
     "down-sampling, where asked) and scores each on the same test documents.",
 }
@@ -314,6 +327,7 @@ def render(folder: RunFolder) -> str:
         _metrics_section(folder, styles),
         _protocol_section(folder),
         _ner_section(folder),
+        _ecg_section(folder),
         _efficiency_section(folder, styles),
         _predictions_section(folder, styles),
         _training_section(folder),
@@ -760,6 +774,55 @@ def _ner_section(folder: RunFolder) -> str:
         f"{header}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
     )
     return _section("ner", "Taggers compared", table + _ner_types_table(rows))
+
+
+def _ecg_section(folder: RunFolder) -> str:
+    """ECG probe curves (one panel per label) and their table, with PCLR's mean relative gains."""
+    curves = _dig(folder.metrics, ("ecg", "probes"))
+    if not isinstance(curves, list) or not curves:
+        return ""
+    methods = list(dict.fromkeys(c.get("method") for c in curves))
+    order = [m for m in ("pclr", "clocs", "autoencoder", "scratch", "handcrafted") if m in methods]
+    order += [m for m in methods if m not in order]
+    styles = plots.method_styles(order)
+    svg = plots.probe_svg(curves, {m: styles[m] for m in order}, {m: method_label(m) for m in order})
+    caption = (
+        "Test AUROC (binary labels) or R\u00b2 (numbers) against the number of labelled training patients; "
+        "bands and brackets are bootstrap 95% intervals resampling test patients; each point averages the "
+        "test predictions of several training draws."
+    )
+    header = "".join(f"<th>{_e(method_label(m))}</th>" for m in order)
+    body = []
+    for label in dict.fromkeys(c.get("label") for c in curves):
+        by_method = {
+            c["method"]: {p.get("n_train_patients"): p for p in c.get("points", [])}
+            for c in curves
+            if c.get("label") == label
+        }
+        sizes = sorted({n for points in by_method.values() for n in points if n is not None})
+        for size in sizes:
+            cells = "".join(f"<td>{format_estimate(by_method.get(m, {}).get(size), 3)}</td>" for m in order)
+            body.append(f"<tr><th scope='row'>{_e(label)}</th><td>{_count(size)}</td>{cells}</tr>")
+    table = (
+        f'<table class="results">\n<caption>{_e(caption)}</caption>\n<thead><tr><th>Label</th>'
+        f"<th>Training patients</th>{header}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>"
+    )
+    gains = _dig(folder.metrics, ("ecg", "gains")) or {}
+    gain_text = "; ".join(
+        f"{_e(method_label(m))} {g['mean_relative_gain']:+.0%} over {g['points']} points"
+        for m, g in gains.items()
+        if isinstance(g, Mapping) and g.get("mean_relative_gain") is not None
+    )
+    note = (
+        f"<p>PCLR's mean relative gain ((PCLR \u2212 other) / |other|, over labels and sizes): {gain_text}. "
+        "The paper reports +51% over scratch without naming its metric; read these with the intervals.</p>"
+        if gain_text
+        else ""
+    )
+    figure = f"<figure>{svg}<figcaption>Probe curves.</figcaption></figure>"
+    return _section("ecg", "Representations probed", f"{figure}\n{note}{table}")
 
 
 def _ner_cell(scores: Mapping, path: Sequence[str], interval: Sequence[str] | None) -> str:

@@ -119,6 +119,40 @@ def efficiency_svg(
     return to_svg(fig, "efficiency")
 
 
+def probe_svg(
+    curves: Sequence[Mapping], styles: Mapping[str, Style], method_labels: Mapping[str, str]
+) -> str:
+    """ECG probes: one panel per label, each method's metric against labelled training patients."""
+    labels = list(dict.fromkeys(c["label"] for c in curves))
+    columns = min(len(labels), 3)
+    rows = -(-len(labels) // columns)
+    fig = _new_figure(4.2 * columns, 3.1 * rows + 0.4)
+    grid = fig.subplots(rows, columns, squeeze=False).ravel()
+    for unused in grid[len(labels) :]:
+        unused.set_visible(False)
+    for ax, label in zip(grid, labels, strict=False):
+        of_label = [c for c in curves if c["label"] == label]
+        points = [
+            {"method": c["method"], "n_train": p.get("n_train_patients"), "metrics": {label: p}}
+            for c in of_label
+            for p in c["points"]
+        ]
+        for method, style in styles.items():
+            _efficiency_line(ax, points, method, label, style, method_labels.get(method, method))
+        sizes = sorted({p["n_train"] for p in points if p["n_train"]})
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator(sizes))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{n:,}" for n in sizes], fontsize=8)
+        ax.set_xlabel("labelled training patients")
+        metric = next((p.get("metric") for c in of_label for p in c["points"] if p.get("metric")), "")
+        ax.set_ylabel("AUROC" if metric == "auroc" else "R²" if metric == "r2" else metric)
+        ax.set_title(label, fontsize=10)
+        _tidy(ax)
+    _figure_legend(fig, grid[: len(labels)])
+    return to_svg(fig, "probes")
+
+
 def _efficiency_line(
     ax: Axes, points: Sequence[Mapping], method: str, metric: str, style: Style, label: str
 ) -> None:

@@ -1,0 +1,768 @@
+"""What ``clinfm ecg`` does: synthesise, prepare, pre-train, embed, probe and compare (PCLR).
+
+Every command takes records (WFDB / Challenge .mat / .npy files or folders) or a prepared set
+(:mod:`clinfm.ecg.corpus`); raw records are prepared into the run's work folder first, so training
+streams windows from disk. Outputs are written atomically; pre-training and comparisons resume
+after an interruption (rerun the same command).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clinfm import __version__, progress
+from clinfm.ecg.checkpoint import load_encoder, save_encoder
+from clinfm.ecg.corpus import ECGSet, PrepareSettings, is_prepared, open_set, prepare
+from clinfm.ecg.labels import Label, label_values, read_labels
+from clinfm.ecg.model import PRESETS, ResNetConfig
+from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
+from clinfm.errors import InputError
+from clinfm.io import atomic_directory, check_output, write_json_atomic
+from clinfm.train.engine import FitResult, TrainConfig, fit, predict
+from clinfm.train.runs import copy_logs, now, resume_note, work_dir
+
+log = logging.getLogger(__name__)
+
+PRETRAINING_OBJECTIVES = ("pclr", "clocs", "autoencoder")
+HANDCRAFTED = "handcrafted"
+SCRATCH = "scratch"
+METHODS = (*PRETRAINING_OBJECTIVES, SCRATCH, HANDCRAFTED)
+METHOD_LABELS = {
+    "pclr": "PCLR",
+    "clocs": "CLOCS-style",
+    "autoencoder": "Autoencoder",
+    SCRATCH: "Scratch (supervised)",
+    HANDCRAFTED: "Hand-crafted features",
+}
+# Pre-training: Adam as in the paper's code, at 1e-3 for every objective (the code's 1e-1 for PCLR,
+# 1e-2 for CLOCS and 1e-4 for the autoencoder are reachable with --lr; see docs/ecg.md).
+PRETRAINING = TrainConfig(max_epochs=50, batch_size=64, optimizer="adam", lr=1e-3, patience=5)
+# From-scratch networks per probe point: a fixed number of steps whatever the training size, so
+# 10 patients are not trained for 30 steps while 250 get 800; no validation (none to spare).
+SCRATCH_TRAINING = TrainConfig(
+    max_epochs=20, batch_size=32, optimizer="adam", lr=1e-3, patience=None, steps_per_epoch=10, logger="none"
+)
+VALIDATION_SHARE = 0.1  # of pre-training patients, for early stopping
+MIN_VALIDATION_PATIENTS = 20  # fewer patients than this: no validation split, every epoch runs
+
+
+# ------------------------------------------------------------------------------------------ synth
+
+
+def synth(
+    out: str | os.PathLike,
+    *,
+    pretrain_patients: int = 400,
+    cohort_patients: int = 200,
+    ecgs_per_patient: tuple[int, int] = (2, 5),
+    seconds: float = 10.0,
+    sampling_rate: int = 250,
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+) -> dict:
+    """Synthetic WFDB records: ``pretrain/`` (unlabelled patients) and ``cohort/`` (other patients,
+    with ``labels.csv``), each ECG with its rhythm as a WFDB annotation, as a real corpus has."""
+    from clinfm.ecg.synth import LABELS, synthetic_patients
+
+    if pretrain_patients < 0 or cohort_patients < 1:
+        raise InputError("need at least one cohort patient and no negative counts")
+    patients = synthetic_patients(pretrain_patients + cohort_patients, seed=seed)
+    parts = {"pretrain": patients[:pretrain_patients], "cohort": patients[pretrain_patients:]}
+    counts = {}
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        for part, members in parts.items():
+            folder = tmp / part
+            folder.mkdir()
+            jobs = [(p, ecgs_per_patient, seconds, sampling_rate, seed, folder) for p in members]
+            counts[part] = {"patients": len(members), "ecgs": sum(_map(_write_patient, jobs, workers, part))}
+        _write_labels(tmp / "cohort" / "labels.csv", parts["cohort"], LABELS)
+        write_json_atomic(
+            tmp / "run.json",
+            {
+                "kind": "ecg-synth",
+                "title": "Synthetic ECGs",
+                "created": now(),
+                "clinfm_version": __version__,
+                "config": {
+                    "seed": seed,
+                    "ecgs_per_patient": list(ecgs_per_patient),
+                    "seconds": seconds,
+                    "sampling_rate": sampling_rate,
+                },
+                "results": counts,
+                "notes": ["neurokit2's ECGSYN simulator; approximations in clinfm.ecg.synth and docs/ecg.md"],
+            },
+        )
+    return counts
+
+
+def _map(function, jobs: list, workers: int, what: str) -> list:
+    """``function`` over ``jobs`` in ``workers`` processes (1: in this one), with a progress bar."""
+    if workers <= 1 or len(jobs) < 2:
+        return [function(job) for job in progress.track(jobs, f"synthesising {what} ECGs")]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(progress.track(pool.map(function, jobs), f"synthesising {what} ECGs", total=len(jobs)))
+
+
+def _write_patient(job: tuple) -> int:
+    """Render one patient's ECGs and write each as a WFDB record (16-bit, 1 uV steps) + rhythm .atr."""
+    import wfdb
+
+    from clinfm.ecg.synth import patient_records
+
+    torch.set_num_threads(1)
+    patient, ecgs_per_patient, seconds, sampling_rate, seed, folder = job
+    records = patient_records(
+        patient, ecgs_per_patient, seconds=seconds, sampling_rate=sampling_rate, seed=seed
+    )
+    for record in records:
+        wfdb.wrsamp(
+            record.record_id,
+            fs=record.sampling_rate,
+            units=["mV"] * len(record.leads),
+            sig_name=list(record.leads),
+            p_signal=record.signal.T.astype(np.float64),
+            fmt=["16"] * len(record.leads),
+            adc_gain=[1000.0] * len(record.leads),
+            baseline=[0] * len(record.leads),
+            comments=[f"patient_id: {record.patient_id}", *record.comments],
+            write_dir=str(folder),
+        )
+        samples = [start for start, _ in record.annotations]
+        notes = [note for _, note in record.annotations]
+        wfdb.wrann(
+            record.record_id,
+            "atr",
+            np.array(samples),
+            symbol=["+"] * len(samples),
+            aux_note=notes,
+            write_dir=str(folder),
+        )
+    return len(records)
+
+
+def _write_labels(path: Path, patients, labels: Sequence[str]) -> None:
+    lines = ["patient_id," + ",".join(labels)]
+    for patient in patients:
+        values = patient.labels()
+        lines.append(patient.patient_id + "," + ",".join(f"{values[name]:g}" for name in labels))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------- prepare
+
+
+def prepare_command(
+    records: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    settings: PrepareSettings,
+    *,
+    overwrite: bool,
+) -> list[str]:
+    """``clinfm ecg prepare``: a prepared set at ``out``; the report's lines."""
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        report = prepare(list(records), tmp, settings)
+    return report.lines()
+
+
+def resolve_set(records: Sequence[str | os.PathLike], work: Path, settings: PrepareSettings) -> ECGSet:
+    """A prepared set given as such (checked against ``settings``), or ``records`` prepared into
+    ``work/set`` (kept there, so a resumed run does not prepare again)."""
+    records = [Path(r) for r in records]
+    if not records:
+        raise InputError("no records given")
+    if len(records) == 1 and is_prepared(records[0]):
+        ecg_set = open_set(records[0])
+        _check_prepared(ecg_set, settings)
+        return ecg_set
+    target = work / "set"
+    if is_prepared(target):
+        return open_set(target)
+    shutil.rmtree(target, ignore_errors=True)
+    for line in prepare(records, target, settings).lines():
+        log.info("%s", line)
+    return open_set(target)
+
+
+def _check_prepared(ecg_set: ECGSet, settings: PrepareSettings) -> None:
+    have = ecg_set.meta["settings"]
+    for name in ("samples", "seconds", "center"):
+        if have[name] != getattr(settings, name):
+            raise InputError(
+                f"was prepared with {name} = {have[name]}, but this model needs {getattr(settings, name)}; "
+                "prepare it again with matching settings, or pass the raw records",
+                path=ecg_set.path,
+            )
+    if tuple(have["leads"]) != tuple(settings.leads):
+        raise InputError(
+            f"was prepared with leads {','.join(have['leads'])}, but this model needs "
+            f"{','.join(settings.leads)}",
+            path=ecg_set.path,
+        )
+
+
+class Rows:
+    """Some rows of a (memory-mapped) array, read only when indexed: a subset without a copy."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray):
+        self.array, self.rows = array, np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.ndim, self.dtype = array.ndim, array.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.array[self.rows[index]]
+
+
+# --------------------------------------------------------------------------------------- pretrain
+
+
+def encoder_config(preset: str, leads: int) -> ResNetConfig:
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return ResNetConfig(**{**PRESETS[preset].__dict__, "leads": leads})
+
+
+def pretrain(
+    records: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    objective: str = "pclr",
+    preset: str = "paper",
+    training: TrainConfig = PRETRAINING,
+    settings: PrepareSettings | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> dict:
+    """Pre-train an encoder with ``objective`` on every window of ``records``; write it to ``out``."""
+    out = check_output(out, overwrite)
+    if objective not in PRETRAINING_OBJECTIVES:
+        raise InputError(
+            f"unknown objective {objective!r}; choose one of {', '.join(PRETRAINING_OBJECTIVES)}"
+        )
+    settings = settings or PrepareSettings()
+    config = encoder_config(preset, len(settings.leads))
+    settings = PrepareSettings(**{**settings.__dict__, "samples": config.samples})
+    recorded = {
+        "records": [str(r) for r in records],
+        "objective": objective,
+        "preset": preset,
+        "training": training.to_dict(),
+        "prepare": {**settings.__dict__, "leads": list(settings.leads)},
+    }
+    with work_dir(out, recorded, resume) as work:
+        ecg_set = resolve_set(records, work, settings)
+        model, result, counts = train_encoder(ecg_set, objective, config, training, work)
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            save_encoder(tmp, model, objective, settings, {"training": training.to_dict(), "data": counts})
+            _write_run(
+                tmp,
+                "ecg-pretrain",
+                f"ECG encoder pre-trained with {METHOD_LABELS[objective]}",
+                recorded,
+                {"data": counts, "epochs": result.epochs, "best": {result.monitor: result.best_score}},
+                resume_note(result) + counts.pop("notes", []),
+            )
+            copy_logs(work, tmp)
+            from clinfm.report.html import write_report
+
+            write_report(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+def train_encoder(
+    ecg_set: ECGSet, objective: str, config: ResNetConfig, training: TrainConfig, work: Path
+) -> tuple[torch.nn.Module, FitResult, dict]:
+    """Fit a pre-training model on the set's windows (a share of patients for early stopping)."""
+    from clinfm.ecg.baselines import pretraining_model
+
+    ids = ecg_set.patient_ids
+    patients = np.unique(ids)
+    if len(patients) >= MIN_VALIDATION_PATIENTS:
+        held_out = np.random.default_rng(training.seed).permutation(patients)[
+            : max(2, round(VALIDATION_SHARE * len(patients)))
+        ]
+        val_rows, train_rows = np.flatnonzero(np.isin(ids, held_out)), np.flatnonzero(~np.isin(ids, held_out))
+    else:
+        val_rows, train_rows = np.array([], dtype=np.int64), np.arange(len(ids))
+    train_data = _pretraining_data(objective, ecg_set, train_rows)
+    val_data = _pretraining_data(objective, ecg_set, val_rows) if len(val_rows) else None
+    notes = []
+    if objective == "pclr":
+        training, capped = _cap_pair_batches(training, train_data, val_data)
+        notes += capped
+    torch.manual_seed(training.seed)
+    model = pretraining_model(objective, config)
+    started = time.perf_counter()
+    result = fit(model, "pretrain", train_data, val_data, training, work, name=objective)
+    counts = {
+        "windows": len(ids),
+        "patients": len(patients),
+        "train_windows": len(train_rows),
+        "validation_windows": len(val_rows),
+        "seconds": round(time.perf_counter() - started, 1),
+        "notes": notes,
+    }
+    if objective == "pclr":
+        counts["single_ecg_patients"] = int(train_data.batch_sampler(training, train=True).skipped_patients)
+    return model, result, counts
+
+
+def _pretraining_data(objective: str, ecg_set: ECGSet, rows: np.ndarray):
+    from clinfm.ecg.data import ECGPairs, ECGWindows
+
+    signals, ids = Rows(ecg_set.signals, rows), ecg_set.patient_ids[rows]
+    return ECGPairs(signals, ids) if objective == "pclr" else ECGWindows(signals, ids)
+
+
+def _cap_pair_batches(training: TrainConfig, *datasets) -> tuple[TrainConfig, list[str]]:
+    """PCLR batches hold distinct patients with 2+ ECGs: no more per batch than a split has."""
+    available = min(_pair_patients(d) for d in datasets if d is not None)
+    if available < 2:
+        raise InputError(
+            "PCLR needs patients with at least two ECGs (windows), and fewer than 2 have them; "
+            "use --objective clocs or autoencoder, or add records"
+        )
+    if available >= training.batch_size:
+        return training, []
+    note = f"batch size lowered from {training.batch_size} to {available} pairs: the patients with 2+ ECGs"
+    log.info("%s", note)
+    return training.replace(batch_size=available), [note]
+
+
+def _pair_patients(data) -> int:
+    _, counts = np.unique(data.patient_ids, return_counts=True)
+    return int((counts >= 2).sum())
+
+
+# ------------------------------------------------------------------------------------------ embed
+
+
+def representations(method: str | Path, ecg_set: ECGSet, *, batch_size: int = 256) -> np.ndarray:
+    """Every window's representation: the encoder's 320-d pooled output, or hand-crafted features."""
+    from clinfm.ecg.data import ECGWindows
+
+    if str(method) == HANDCRAFTED:
+        from clinfm.ecg.features import feature_matrix
+
+        rate = ecg_set.samples / float(ecg_set.meta["settings"]["seconds"])
+        return feature_matrix(ecg_set.signals, rate, ecg_set.leads)
+    model, _, _ = load_encoder(method)
+    data = ECGWindows(ecg_set.signals, ecg_set.patient_ids)
+    return predict(model, data, "embed", batch_size=batch_size).numpy()
+
+
+def embed(
+    model: str | os.PathLike,
+    records: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    settings: PrepareSettings | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """``embeddings.npy`` (windows x dimensions) + ``windows.csv`` for ``records`` under ``model``
+    (a checkpoint folder, or "handcrafted")."""
+    out = check_output(out, overwrite)
+    if str(model) == HANDCRAFTED:
+        settings = settings or PrepareSettings()
+        described = HANDCRAFTED
+    else:
+        _, settings, config = load_encoder(model)
+        described = {"checkpoint": str(model), "objective": config["objective"]}
+    with work_dir(out, {"model": str(model), "records": [str(r) for r in records]}, False) as work:
+        ecg_set = resolve_set(records, work, settings)
+        vectors = representations(model, ecg_set)
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            np.save(tmp / "embeddings.npy", vectors.astype(np.float32))
+            shutil.copy(ecg_set.path / "windows.csv", tmp / "windows.csv")
+            counts = {"windows": len(vectors), "dimensions": int(vectors.shape[1])}
+            _write_run(
+                tmp,
+                "ecg-embed",
+                "ECG representations",
+                {"model": described, "set": str(ecg_set.path)},
+                counts,
+                [],
+            )
+    shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ probe
+
+
+def read_embeddings(folder: str | os.PathLike) -> tuple[np.ndarray, list[dict]]:
+    """(vectors, window rows) from a folder ``embed`` wrote."""
+    import csv
+
+    folder = Path(folder)
+    try:
+        vectors = np.load(folder / "embeddings.npy", allow_pickle=False)
+        with open(folder / "windows.csv", newline="", encoding="utf-8") as table:
+            rows = list(csv.DictReader(table))
+    except (OSError, ValueError) as error:
+        raise InputError(f"not an embeddings folder from clinfm ecg embed ({error})", path=folder) from None
+    if vectors.ndim != 2 or len(vectors) != len(rows):
+        raise InputError(f"embeddings {vectors.shape} do not match {len(rows)} windows", path=folder)
+    return vectors, rows
+
+
+def probe_label(
+    method: str,
+    label: Label,
+    patient_ids: np.ndarray,
+    *,
+    vectors: np.ndarray | None = None,
+    fit_predict=None,
+    sizes: Sequence[int | None] = PAPER_SIZES,
+    seeds: Sequence[int] = (0, 1, 2),
+    folds: int | None = None,
+    test_share: float = 0.25,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """One method's probe curve for one label, over the windows that have the label."""
+    known = label.known
+    rows = np.flatnonzero(known)
+    if fit_predict is None:
+        x = vectors[rows]
+        impute = not np.isfinite(x).all()  # hand-crafted features the ECG did not allow measuring
+        fit_predict = linear_probe(x, label.values[rows], label.task == "binary", impute_missing=impute)
+    else:
+        inner = fit_predict
+        fit_predict = lambda train, test, s: inner(rows[train], rows[test], s)  # noqa: E731
+    points = probe_curve(
+        None,
+        label.values[rows],
+        patient_ids[rows],
+        task=label.task,
+        sizes=sizes,
+        seeds=seeds,
+        folds=folds,
+        test_share=test_share,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        fit_predict=fit_predict,
+    )
+    values = label.values[rows]
+    return {
+        "method": method,
+        "label": label.name,
+        "task": label.task,
+        "windows": len(rows),
+        "patients": len(np.unique(patient_ids[rows])),
+        "windows_without_label": int((~known).sum()),
+        "positives": int(values.sum()) if label.task == "binary" else None,
+        "points": points,
+    }
+
+
+def parse_labels(specs: Sequence[str], rows: list[dict], labels_csv: str | os.PathLike | None) -> list[Label]:
+    if not specs:
+        raise InputError("name at least one --label (a labels CSV column, or e.g. rhythm=AFIB)")
+    table = read_labels(labels_csv) if labels_csv else None
+    return [label_values(spec, rows, table) for spec in specs]
+
+
+def probe(
+    embeddings: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    labels: Sequence[str],
+    labels_csv: str | os.PathLike | None = None,
+    sizes: Sequence[int | None] = PAPER_SIZES,
+    seeds: Sequence[int] = (0, 1, 2),
+    folds: int | None = None,
+    test_share: float = 0.25,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> list[dict]:
+    """``clinfm ecg probe``: linear probes of one embeddings folder for each label."""
+    out = check_output(out, overwrite)
+    vectors, rows = read_embeddings(embeddings)
+    targets = parse_labels(labels, rows, labels_csv)
+    ids = np.array([row["patient_id"] for row in rows], dtype=str)
+    run = (
+        json.loads((Path(embeddings) / "run.json").read_text())
+        if (Path(embeddings) / "run.json").exists()
+        else {}
+    )
+    method = _method_of(run)
+    curves = [
+        probe_label(
+            method,
+            label,
+            ids,
+            vectors=vectors,
+            sizes=sizes,
+            seeds=seeds,
+            folds=folds,
+            test_share=test_share,
+            seed=seed,
+        )
+        for label in progress.track(targets, "probing")
+    ]
+    recorded = {
+        "embeddings": str(embeddings),
+        "labels": list(labels),
+        "labels_csv": str(labels_csv),
+        "sizes": _sizes_json(sizes),
+        "seeds": list(seeds),
+        "folds": folds,
+        "test_share": test_share,
+    }
+    _write_results(out, "ecg-probe", "Linear probes on ECG representations", recorded, curves, [], overwrite)
+    return curves
+
+
+def _method_of(run: dict) -> str:
+    model = (run.get("config") or {}).get("model")
+    if model == HANDCRAFTED:
+        return HANDCRAFTED
+    return model.get("objective", "encoder") if isinstance(model, dict) else "encoder"
+
+
+def _sizes_json(sizes: Sequence[int | None]) -> list:
+    return ["all" if size is None else int(size) for size in sizes]
+
+
+def _write_results(
+    out, kind: str, title: str, recorded: dict, curves: list[dict], notes: list[str], overwrite: bool
+):
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        write_json_atomic(tmp / "metrics.json", {"ecg": {"probes": curves, "gains": relative_gains(curves)}})
+        (tmp / "table.md").write_text(curves_table(curves) + "\n", encoding="utf-8")
+        _write_run(tmp, kind, title, recorded, {"metrics": "metrics.json"}, notes)
+        from clinfm.report.html import write_report
+
+        write_report(tmp)
+
+
+def relative_gains(curves: list[dict], reference: str = "pclr") -> dict:
+    """PCLR's mean relative gain over each other method across labels and sizes (the paper's "+51%"
+    statistic, whose exact metric the paper does not state: here (PCLR - other) / |other| of AUROC or
+    R^2, over the points both have), with the number of points averaged."""
+    by = {(c["method"], c["label"]): {p["n_train_patients"]: p["value"] for p in c["points"]} for c in curves}
+    gains = {}
+    for method in sorted({m for m, _ in by if m != reference}):
+        ratios = []
+        for (m, label), points in by.items():
+            if m != method or (reference, label) not in by:
+                continue
+            for size, value in points.items():
+                mine = by[(reference, label)].get(size)
+                if value is not None and mine is not None and value != 0:
+                    ratios.append((mine - value) / abs(value))
+        if ratios:
+            gains[method] = {"mean_relative_gain": float(np.mean(ratios)), "points": len(ratios)}
+    return gains
+
+
+def curves_table(curves: list[dict]) -> str:
+    """A Markdown table: one row per label and training size, one column per method."""
+    methods = list(dict.fromkeys(c["method"] for c in curves))
+    header = "| label | metric | patients | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |"
+    lines = [header, "|" + "---|" * (3 + len(methods))]
+    for label in dict.fromkeys(c["label"] for c in curves):
+        of_label = {
+            c["method"]: {p["n_train_patients"]: p for p in c["points"]}
+            for c in curves
+            if c["label"] == label
+        }
+        sizes = sorted({size for points in of_label.values() for size in points})
+        for size in sizes:
+            cells, metric = [], ""
+            for method in methods:
+                point = of_label.get(method, {}).get(size)
+                metric = metric or (point or {}).get("metric", "")
+                cells.append(_estimate_text(point))
+            lines.append(f"| {label} | {metric} | {size} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _estimate_text(point: dict | None) -> str:
+    if not point or point.get("value") is None:
+        return "—"
+    if point.get("low") is None:
+        return f"{point['value']:.3f}"
+    return f"{point['value']:.3f} ({point['low']:.3f}-{point['high']:.3f})"
+
+
+def _write_run(folder: Path, kind: str, title: str, config: dict, results: dict, notes: list[str]) -> None:
+    write_json_atomic(
+        folder / "run.json",
+        {
+            "kind": kind,
+            "title": title,
+            "created": now(),
+            "clinfm_version": __version__,
+            "config": config,
+            "results": results,
+            "notes": notes,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------- compare
+
+
+def scratch_fit_predict(ecg_set: ECGSet, label: Label, config: ResNetConfig, training: TrainConfig):
+    """A network trained from scratch on the training rows' ECGs, predicting the test rows."""
+    from clinfm.ecg.baselines import SupervisedModel
+    from clinfm.ecg.data import ECGWindows
+
+    objective = "classify" if label.task == "binary" else "regress"
+    ids = ecg_set.patient_ids
+
+    def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray, seed: int) -> np.ndarray:
+        torch.manual_seed(seed)
+        model = SupervisedModel(config, label.task)
+        train = ECGWindows(Rows(ecg_set.signals, train_rows), ids[train_rows], label.values[train_rows])
+        with _scratch_folder() as work:
+            fit(model, objective, train, None, training.replace(seed=seed), work, resume=False)
+        test = ECGWindows(Rows(ecg_set.signals, test_rows), ids[test_rows])
+        return predict(model, test, objective).numpy().reshape(-1)
+
+    return fit_predict
+
+
+def _scratch_folder():
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix="clinfm-scratch-")
+
+
+def compare(
+    records: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    labels: Sequence[str],
+    labels_csv: str | os.PathLike | None = None,
+    pretrain_records: Sequence[str | os.PathLike] | None = None,
+    methods: Sequence[str] = METHODS,
+    preset: str = "small",
+    training: TrainConfig = PRETRAINING,
+    scratch_training: TrainConfig = SCRATCH_TRAINING,
+    settings: PrepareSettings | None = None,
+    sizes: Sequence[int | None] = PAPER_SIZES,
+    seeds: Sequence[int] = (0, 1, 2),
+    folds: int | None = None,
+    test_share: float = 0.25,
+    seed: int = 0,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> list[dict]:
+    """The paper's comparison: each pre-training objective's frozen representation, hand-crafted
+    features and networks trained from scratch, probed on each label at each training size.
+
+    Encoders pre-train on ``pretrain_records`` (default: ``records`` themselves, every window but
+    no labels, which a caveat notes); probes train and test on ``records``' labelled windows.
+    """
+    out = check_output(out, overwrite)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    settings = settings or PrepareSettings()
+    config = encoder_config(preset, len(settings.leads))
+    settings = PrepareSettings(**{**settings.__dict__, "samples": config.samples})
+    recorded = {
+        "records": [str(r) for r in records],
+        "pretrain_records": [str(r) for r in pretrain_records] if pretrain_records else None,
+        "labels": list(labels),
+        "labels_csv": str(labels_csv) if labels_csv else None,
+        "methods": list(methods),
+        "preset": preset,
+        "training": training.to_dict(),
+        "scratch_training": scratch_training.to_dict(),
+        "prepare": {**settings.__dict__, "leads": list(settings.leads)},
+        "sizes": _sizes_json(sizes),
+        "seeds": list(seeds),
+        "folds": folds,
+        "test_share": test_share,
+        "seed": seed,
+    }
+    notes = []
+    with work_dir(out, recorded, resume) as work:
+        cohort = resolve_set(records, work, settings)
+        targets = parse_labels(labels, cohort.windows, labels_csv)
+        unlabelled = cohort
+        if pretrain_records:
+            unlabelled = resolve_set(pretrain_records, work / "pretrain", settings)
+        elif any(m in PRETRAINING_OBJECTIVES for m in methods):
+            notes.append(
+                "Encoders were pre-trained on the probed records themselves (their windows, not their "
+                "labels), test patients included; pass --pretrain-records for a separate unlabelled set."
+            )
+        ids = cohort.patient_ids
+        curves = []
+        for method in methods:
+            vectors, fit_predict = None, None
+            if method == SCRATCH:
+                fit_predicts = {
+                    t.name: scratch_fit_predict(cohort, t, config, scratch_training) for t in targets
+                }
+            else:
+                vectors = _method_vectors(method, cohort, unlabelled, config, training, work)
+            for target in targets:
+                cached = work / "points" / f"{method}__{_safe(target.name)}.json"
+                if cached.exists():
+                    curves.append(json.loads(cached.read_text()))
+                    continue
+                log.info("probing %s with %s", target.name, METHOD_LABELS[method])
+                if method == SCRATCH:
+                    fit_predict = fit_predicts[target.name]
+                curve = probe_label(
+                    method,
+                    target,
+                    ids,
+                    vectors=vectors,
+                    fit_predict=fit_predict,
+                    sizes=sizes,
+                    seeds=seeds,
+                    folds=folds,
+                    test_share=test_share,
+                    seed=seed,
+                )
+                write_json_atomic(cached, curve)
+                curves.append(curve)
+        _write_results(out, "ecg-compare", "ECG representations compared", recorded, curves, notes, overwrite)
+    shutil.rmtree(work, ignore_errors=True)
+    return curves
+
+
+def _method_vectors(method, cohort, unlabelled, config, training, work: Path) -> np.ndarray:
+    """The cohort's representations under ``method`` (cached in the work folder)."""
+    cached = work / "points" / f"{method}.npy"
+    if cached.exists():
+        return np.load(cached, allow_pickle=False)
+    if method == HANDCRAFTED:
+        vectors = representations(HANDCRAFTED, cohort)
+    else:
+        from clinfm.ecg.data import ECGWindows
+
+        log.info("pre-training %s", METHOD_LABELS[method])
+        model, _, _ = train_encoder(unlabelled, method, config, training, work / "models" / method)
+        vectors = predict(
+            model, ECGWindows(cohort.signals, cohort.patient_ids), "embed", batch_size=256
+        ).numpy()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cached, vectors)
+    return vectors
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
