@@ -92,6 +92,13 @@ def test_demo_writes_two_valid_sites_claims_and_transfer_reports(tmp_path, monke
     assert (demo / "ner" / "corpus" / "test" / "annotation.conf").exists()
     assert ".tmp" not in (ner / "models" / "feature-crf" / "run.json").read_text()
     assert "Clinical NER" in result.output
+    ecg = demo / "ecg" / "compare"
+    curves = json.loads((ecg / "metrics.json").read_text())["ecg"]["probes"]
+    assert {c["method"] for c in curves} == {"pclr", "clocs", "autoencoder", "scratch", "handcrafted"}
+    assert {c["label"] for c in curves} == {"af", "age"}
+    assert "Representations probed" in (ecg / "report.html").read_text()
+    assert (demo / "ecg" / "synthetic" / "cohort" / "labels.csv").exists()
+    assert "ECG representations probed" in result.output
 
 
 @pytest.mark.parametrize(

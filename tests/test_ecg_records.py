@@ -340,3 +340,12 @@ def test_real_cpsc2021_record():
     assert len(windows(rec, seconds=1.0)) == 111
     assert select_leads(rec).shape == (12, 22355)
     assert resample(windows(rec)[0][1]).shape == (2, PAPER_SAMPLES)
+
+
+@pytest.mark.shared_data
+def test_real_cpsc2021_rhythms_from_annotations_or_record_class():
+    paroxysmal = read_wfdb(shared_path("ecg", "cpsc2021", "data_101_6.hea")).annotations
+    assert {label for _, label in paroxysmal} == {"(AFIB", "(N"}  # beats' "None" notes are not rhythms
+    assert read_wfdb(shared_path("ecg", "cpsc2021", "data_8_2.hea")).annotations[0] == (0, "(AFIB")
+    # no rhythm annotations: the header's class "non atrial fibrillation" holds throughout
+    assert read_wfdb(shared_path("ecg", "cpsc2021", "data_21_7.hea")).annotations == ((0, "(N"),)

@@ -602,7 +602,8 @@ def demo(
 ):
     """Two synthetic sites; Claim-PT pre-trained and compared with baselines on two tasks; transfer
     from site A to site B (the concept-embedding paper's protocol); NER taggers compared on synthetic
-    medication sentences; a report for each."""
+    medication sentences; ECG representations (PCLR and baselines) probed with few labels; a report
+    for each."""
     patients = patients or (4_000 if quick else 20_000)
     result = clinfm.demo(out, patients=patients, quick=quick, overwrite=overwrite)
     for site in result.sites:
@@ -613,8 +614,12 @@ def demo(
     console.print(_site_comparison(result.sites))
     for task, run in (result.runs or {}).items():
         kind, _, name = task.rpartition("/")
-        if kind == "ner":
-            console.rule("Clinical NER on synthetic medication sentences")
+        if kind in ("ner", "ecg"):
+            title = {
+                "ner": "Clinical NER on synthetic medication sentences",
+                "ecg": "ECG representations probed",
+            }
+            console.rule(title[kind])
             console.print((run / "table.md").read_text())
             continue
         console.rule(f"Transfer site_a -> site_b: {name}" if kind == "transfer" else f"Claim-PT: {task}")

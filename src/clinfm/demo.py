@@ -6,7 +6,9 @@ fine-tuned on both population-specific tasks at several label fractions against 
 the baselines, each task with its HTML report; then cross-site transfer from A to B with the
 concept-embedding paper's protocol (one-hot vs text-embedded findings); then clinical NER on a
 synthetic medication corpus (TransformerCRF from scratch vs BERT-CRF vs a feature CRF, with and
-without SamBD). Later systems add their parts here.
+without SamBD); then ECG representations (PCLR pre-trained on synthetic patients' ECGs, probed with
+few labels against CLOCS-style and autoencoder pre-training, hand-crafted features and networks
+trained from scratch). Later systems add their parts here.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ class DemoPlan:
     ner_models: tuple[str, ...] = ("transformer-crf", "bert-crf", "feature-crf")
     ner_epochs: int | None = None  # None: each model's own (small preset: 10; BERT-CRF: the paper's 3)
 
+    ecg_patients: tuple[int, int] = (150, 100)  # unlabelled (pre-training), labelled cohort
+    ecg_epochs: int = 10
+    ecg_labels: tuple[str, ...] = ("af", "wide_qrs", "age")
+    ecg_sizes: tuple[int | None, ...] = (10, 25, None)
+    ecg_seeds: tuple[int, ...] = (0, 1)
+    ecg_scratch_steps: int = 100
+
     @classmethod
     def quick(cls) -> DemoPlan:
         return cls(
@@ -56,6 +65,12 @@ class DemoPlan:
             ner_documents=(200, 60, 60),
             ner_models=("transformer-crf", "feature-crf"),
             ner_epochs=2,
+            ecg_patients=(40, 40),
+            ecg_epochs=3,
+            ecg_labels=("af", "age"),
+            ecg_sizes=(10, None),
+            ecg_seeds=(0,),
+            ecg_scratch_steps=30,
         )
 
 
@@ -85,6 +100,7 @@ def demo(
     quick: bool = False,
     claims: bool = True,
     ner: bool = True,
+    ecg: bool = True,
     overwrite: bool = False,
 ) -> DemoResult:
     """Synthesize, validate and describe two sites, then pre-train and evaluate Claim-PT on site A.
@@ -92,7 +108,8 @@ def demo(
     Everything goes under ``out`` (written atomically): the sites, ``claims/pretrained`` (the
     checkpoint), ``claims/<task>/`` (a label-efficiency run with ``report.html`` per task) and
     ``transfer/<task>/`` (site A to site B, the concept-embedding paper's protocol),
-    ``ner/corpus`` (synthetic brat) and ``ner/compare`` (taggers compared), and ``summary.json``.
+    ``ner/corpus`` (synthetic brat) and ``ner/compare`` (taggers compared), ``ecg/synthetic`` (WFDB
+    records) and ``ecg/compare`` (representations probed), and ``summary.json``.
     """
     out = Path(out)
     sites = []
@@ -109,6 +126,8 @@ def demo(
             runs = _claims(tmp, plan) | _transfer(tmp, plan)
         if ner:
             runs |= _ner(tmp, plan, seed)
+        if ecg:
+            runs |= _ecg(tmp, plan, seed)
         _relocate(tmp, out)
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
@@ -132,6 +151,7 @@ def _relocate(tmp: Path, out: Path) -> None:
         *tmp.glob("claims/*/run.json"),
         *tmp.glob("transfer/*/run.json"),
         *tmp.glob("ner/compare/run.json"),
+        *tmp.glob("ecg/compare/run.json"),
     ]
     for record in [*reports, *tmp.glob("ner/compare/models/*/run.json")]:
         record.write_text(record.read_text().replace(str(tmp), str(out.resolve())))
@@ -212,3 +232,35 @@ def _ner(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
         seed=seed,
     )
     return {"ner/compare": run}
+
+
+def _ecg(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
+    """Synthetic ECGs of unlabelled and labelled patients; PCLR and the baselines probed on them."""
+    from clinfm.ecg.recipes import PRETRAINING, SCRATCH_TRAINING, compare, synth
+
+    unlabelled, labelled = plan.ecg_patients
+    records = tmp / "ecg" / "synthetic"
+    synth(
+        records,
+        pretrain_patients=unlabelled,
+        cohort_patients=labelled,
+        seed=seed,
+        workers=os.cpu_count() or 1,
+    )
+    steps = SCRATCH_TRAINING.steps_per_epoch
+    compare(
+        [records / "cohort"],
+        tmp / "ecg" / "compare",
+        labels=plan.ecg_labels,
+        labels_csv=records / "cohort" / "labels.csv",
+        pretrain_records=[records / "pretrain"],
+        preset="small",
+        training=PRETRAINING.replace(max_epochs=plan.ecg_epochs, seed=seed),
+        scratch_training=SCRATCH_TRAINING.replace(
+            max_epochs=max(1, plan.ecg_scratch_steps // steps), seed=seed
+        ),
+        sizes=plan.ecg_sizes,
+        seeds=plan.ecg_seeds,
+        seed=seed,
+    )
+    return {"ecg/compare": tmp / "ecg" / "compare"}

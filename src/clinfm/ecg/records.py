@@ -178,7 +178,11 @@ def _millivolt_scale(units: list[str], path: Path) -> np.ndarray:
 
 
 def _read_rhythm_labels(base: Path) -> tuple[tuple[int, str], ...]:
-    """Non-empty ``aux_note`` labels of ``<record>.atr`` with their sample, or () without a file."""
+    """Rhythm labels of ``<record>.atr`` with their sample, or () without a file.
+
+    Rhythm changes are ``+`` annotations whose ``aux_note`` names the rhythm (``(AFIB``, ``(N``);
+    beat annotations' notes (CPSC 2021 writes ``None`` on every beat) are not rhythms.
+    """
     import wfdb
 
     atr = base.with_suffix(".atr")
@@ -189,8 +193,21 @@ def _read_rhythm_labels(base: Path) -> tuple[tuple[int, str], ...]:
     except Exception as exc:
         raise InputError(f"unreadable WFDB annotations: {_one_line(exc)}", path=atr) from None
     notes = ann.aux_note or [""] * len(ann.sample)
-    labels = [(int(s), n.strip("\x00 ")) for s, n in zip(ann.sample, notes, strict=False)]
-    return tuple(sorted((s, n) for s, n in labels if n))
+    symbols = ann.symbol or ["+"] * len(ann.sample)
+    labels = [
+        (int(s), n.strip("\x00 "))
+        for s, n, symbol in zip(ann.sample, notes, symbols, strict=False)
+        if symbol == "+" and n.strip("\x00 ").startswith("(")
+    ]
+    return tuple(sorted(labels))
+
+
+def _record_rhythm(comments: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """CPSC 2021's record classes: a record without rhythm annotations whose header says it is
+    "non atrial fibrillation" (or "persistent atrial fibrillation") is that rhythm throughout."""
+    classes = {"non atrial fibrillation": "(N", "persistent atrial fibrillation": "(AFIB"}
+    found = [classes[c.strip().lower()] for c in comments if c.strip().lower() in classes]
+    return ((0, found[0]),) if len(found) == 1 else ()
 
 
 def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
@@ -222,7 +239,7 @@ def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
         sampling_rate=float(rec.fs),
         leads=tuple(str(n) for n in rec.sig_name),
         comments=comments,
-        annotations=_read_rhythm_labels(base),
+        annotations=_read_rhythm_labels(base) or _record_rhythm(comments),
     )
 
 
