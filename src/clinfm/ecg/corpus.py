@@ -111,7 +111,7 @@ class PrepareReport:
         return out
 
 
-class _WindowWriter:
+class WindowWriter:
     """Appends windows to a .npy file whose header is rewritten with the final count on close."""
 
     def __init__(self, path: Path, leads: int, samples: int):
@@ -150,7 +150,7 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = PrepareReport()
-    writer = _WindowWriter(out / SIGNALS_FILE, len(settings.leads), settings.samples)
+    writer = WindowWriter(out / SIGNALS_FILE, len(settings.leads), settings.samples)
     patients: set[str] = set()
     with open(out / WINDOWS_FILE, "w", newline="", encoding="utf-8") as table:
         rows = csv.writer(table)
@@ -187,7 +187,7 @@ def _records(path: Path, paths: list[Path], settings: PrepareSettings, report: P
     return found
 
 
-def _add_windows(record: Record, path: Path, writer: _WindowWriter, settings: PrepareSettings, report):
+def _add_windows(record: Record, path: Path, writer: WindowWriter, settings: PrepareSettings, report):
     """Append the record's usable windows; yield their table rows."""
     if settings.missing_leads == "skip" and _absent_leads(record, settings.leads):
         report.skipped_records += 1
