@@ -83,6 +83,8 @@ def test_compare_every_method_with_folds(corpus, tmp_path):
     assert set(metrics["gains"]) == {"clocs", "autoencoder", "scratch", "handcrafted"}
     assert (run / "table.md").read_text().startswith("| label |")
     assert not (tmp_path / ".compare.partial").exists()
+    for method in ("pclr", "clocs", "autoencoder"):  # the encoders are kept, loadable by ecg embed
+        assert json.loads((run / "models" / method / "config.json").read_text())["objective"] == method
 
 
 def test_prepared_set_is_reused_and_checked(corpus, tmp_path):

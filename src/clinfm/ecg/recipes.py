@@ -28,7 +28,7 @@ from clinfm.ecg.model import PRESETS, ResNetConfig
 from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory, check_output, write_json_atomic
-from clinfm.train.engine import FitResult, TrainConfig, fit, predict
+from clinfm.train.engine import FitResult, TrainConfig, fit, is_global_zero, predict
 from clinfm.train.runs import copy_logs, now, resume_note, work_dir
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,8 @@ def pretrain(
     with work_dir(out, recorded, resume) as work:
         ecg_set = resolve_set(records, work, settings)
         model, result, counts = train_encoder(ecg_set, objective, config, training, work)
+        if not is_global_zero():  # under DDP every process trained; one writes
+            return counts
         with atomic_directory(out, overwrite=overwrite) as tmp:
             save_encoder(tmp, model, objective, settings, {"training": training.to_dict(), "data": counts})
             _write_run(
@@ -519,7 +521,7 @@ def probe(
     recorded = {
         "embeddings": str(embeddings),
         "labels": list(labels),
-        "labels_csv": str(labels_csv),
+        "labels_csv": str(labels_csv) if labels_csv else None,
         "sizes": _sizes_json(sizes),
         "seeds": list(seeds),
         "folds": folds,
@@ -541,9 +543,19 @@ def _sizes_json(sizes: Sequence[int | None]) -> list:
 
 
 def _write_results(
-    out, kind: str, title: str, recorded: dict, curves: list[dict], notes: list[str], overwrite: bool
+    out,
+    kind: str,
+    title: str,
+    recorded: dict,
+    curves: list[dict],
+    notes: list[str],
+    overwrite: bool,
+    encoders: dict[str, Path] | None = None,
 ):
+    """The run folder: metrics.json, table.md, run.json, report.html (+ ``models/<method>/``)."""
     with atomic_directory(out, overwrite=overwrite) as tmp:
+        for method, folder in (encoders or {}).items():
+            shutil.move(folder, tmp / "models" / method)
         write_json_atomic(tmp / "metrics.json", {"ecg": {"probes": curves, "gains": relative_gains(curves)}})
         (tmp / "table.md").write_text(curves_table(curves) + "\n", encoding="utf-8")
         _write_run(tmp, kind, title, recorded, {"metrics": "metrics.json"}, notes)
@@ -716,7 +728,7 @@ def compare(
                     t.name: scratch_fit_predict(cohort, t, config, scratch_training) for t in targets
                 }
             else:
-                vectors = _method_vectors(method, cohort, unlabelled, config, training, work)
+                vectors = _method_vectors(method, cohort, unlabelled, config, training, settings, work)
             for target in targets:
                 cached = work / "points" / f"{method}__{_safe(target.name)}.json"
                 if cached.exists():
@@ -737,15 +749,21 @@ def compare(
                     test_share=test_share,
                     seed=seed,
                 )
-                write_json_atomic(cached, curve)
+                if is_global_zero():
+                    write_json_atomic(cached, curve)
                 curves.append(curve)
-        _write_results(out, "ecg-compare", "ECG representations compared", recorded, curves, notes, overwrite)
+        if not is_global_zero():  # under DDP every process trained the encoders; one writes
+            return curves
+        encoders = {m: work / "models" / m / "encoder" for m in methods if m in PRETRAINING_OBJECTIVES}
+        title = "ECG representations compared"
+        _write_results(out, "ecg-compare", title, recorded, curves, notes, overwrite, encoders)
     shutil.rmtree(work, ignore_errors=True)
     return curves
 
 
-def _method_vectors(method, cohort, unlabelled, config, training, work: Path) -> np.ndarray:
-    """The cohort's representations under ``method`` (cached in the work folder)."""
+def _method_vectors(method, cohort, unlabelled, config, training, settings, work: Path) -> np.ndarray:
+    """The cohort's representations under ``method`` (cached in the work folder, with the encoder
+    a pre-training method trained, which the run keeps under ``models/<method>``)."""
     cached = work / "points" / f"{method}.npy"
     if cached.exists():
         return np.load(cached, allow_pickle=False)
@@ -755,12 +773,16 @@ def _method_vectors(method, cohort, unlabelled, config, training, work: Path) ->
         from clinfm.ecg.data import ECGWindows
 
         log.info("pre-training %s", METHOD_LABELS[method])
-        model, _, _ = train_encoder(unlabelled, method, config, training, work / "models" / method)
+        model, _, counts = train_encoder(unlabelled, method, config, training, work / "models" / method)
+        if is_global_zero():
+            extra = {"training": training.to_dict(), "data": counts}
+            save_encoder(work / "models" / method / "encoder", model, method, settings, extra)
         vectors = predict(
             model, ECGWindows(cohort.signals, cohort.patient_ids), "embed", batch_size=256
         ).numpy()
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cached, vectors)
+    if is_global_zero():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cached, vectors)
     return vectors
 
 
