@@ -68,12 +68,39 @@ def test_sizes_larger_than_available_are_clipped_and_deduplicated():
 def test_one_class_draw_is_redrawn_or_skipped():
     x, y, ids = _synthetic("binary", n_patients=100, per_patient=1)
     y = np.zeros_like(y)
-    y[ids == 0] = 1  # a single positive patient: small draws rarely hold both classes
-    train, _ = patient_split(ids)
-    y[ids == ids[train][0]] = 1  # make sure a positive sits in the training set
+    y[np.isin(ids, [0, 1])] = 1  # two positive patients, one each side of the stratified split
     points = probe_curve(x, y, ids, sizes=(2, None), seeds=(0,), n_bootstrap=20)
     assert "no draw of 2 training patients" in points[0]["skipped"] and points[0]["value"] is None
     assert "skipped" not in points[-1]
+
+
+def test_splits_and_folds_are_stratified_so_a_rare_class_reaches_the_test_set():
+    x, y, ids = _synthetic("binary", n_patients=40, per_patient=2)
+    y = np.isin(ids, [3, 17, 29]).astype(float)  # three positive patients of forty
+    for seed in range(5):
+        _, test = patient_split(ids, seed=seed, strata={p: int(p in (3, 17, 29)) for p in np.unique(ids)})
+        assert y[test].any() and not y[test].all()
+        points = probe_curve(x, y, ids, sizes=(None,), seeds=(0,), folds=3, n_bootstrap=20, seed=seed)
+        assert points[0]["value"] is not None
+
+
+def test_all_with_folds_trains_on_every_training_patient_of_each_fold():
+    _, y, ids = _synthetic("regression", n_patients=10, per_patient=1)
+    seen = []
+
+    def fit_predict(train_rows, test_rows, seed):
+        seen.append(len(train_rows))
+        return np.zeros(len(test_rows))
+
+    probe_curve(None, y, ids, task="regression", sizes=(None,), seeds=(0,), folds=3, fit_predict=fit_predict)
+    assert sorted(seen) == [6, 7, 7]  # folds of 4, 3, 3 patients held out
+
+
+def test_a_test_set_of_one_class_is_a_skipped_point_with_its_reason():
+    x, y, ids = _synthetic("binary", n_patients=10, per_patient=1)
+    y = (ids == 0).astype(float)  # one positive patient: it is in training or in test, not both
+    points = probe_curve(x, y, ids, sizes=(None,), seeds=(0,), n_bootstrap=20)
+    assert points[0]["value"] is None and points[0]["skipped"]
 
 
 def test_bad_inputs_raise_input_error():

@@ -56,20 +56,33 @@ class PatientPairSampler(torch.utils.data.Sampler[list[int]]):
     then their partners, the layout :func:`nt_xent` expects (use it as a DataLoader's
     ``batch_sampler`` and split the collated batch into halves).
 
-    Patients with a single ECG cannot form a positive pair: they are left out, and their number is
+    With ``record_ids``, the two must come from different recordings (windows of one long recording
+    are not two ECGs); without, every index is its own recording. Patients with a single ECG
+    (recording) cannot form a positive pair: they are left out, and their number is
     ``skipped_patients``. The draw is a function of ``(seed, epoch)`` only; call :meth:`set_epoch`
     before each epoch for fresh pairs (Lightning does), or pass ``fixed`` for the same pairs always.
     """
 
-    def __init__(self, patient_ids: Sequence[str], batch_size: int, *, seed: int = 0, fixed: bool = False):
+    def __init__(
+        self,
+        patient_ids: Sequence[str],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        fixed: bool = False,
+        record_ids: Sequence[str] | None = None,
+    ):
         if batch_size < 2:
             raise InputError(
                 f"batch_size must be at least 2 pairs (each pair needs negatives), got {batch_size}"
             )
-        by_patient: dict[str, list[int]] = {}
-        for index, patient in enumerate(patient_ids):
-            by_patient.setdefault(str(patient), []).append(index)
-        self.groups = [indices for indices in by_patient.values() if len(indices) >= 2]
+        # patient -> record -> indices: a pair is two windows of two different recordings, so two
+        # windows cut from one long recording never stand for "two ECGs of the patient"
+        records = record_ids if record_ids is not None else range(len(patient_ids))
+        by_patient: dict[str, dict[str, list[int]]] = {}
+        for index, (patient, record) in enumerate(zip(patient_ids, records, strict=True)):
+            by_patient.setdefault(str(patient), {}).setdefault(str(record), []).append(index)
+        self.groups = [list(recs.values()) for recs in by_patient.values() if len(recs) >= 2]
         self.skipped_patients = len(by_patient) - len(self.groups)
         if len(self.groups) < 2:
             raise InputError(
@@ -97,8 +110,11 @@ class PatientPairSampler(torch.utils.data.Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.groups))
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            pairs = [
-                rng.choice(self.groups[g], size=2, replace=False)
-                for g in order[start : start + self.batch_size]
-            ]
+            pairs = [self._pair(self.groups[g], rng) for g in order[start : start + self.batch_size]]
             yield [int(p[0]) for p in pairs] + [int(p[1]) for p in pairs]
+
+    @staticmethod
+    def _pair(records: list[list[int]], rng: np.random.Generator) -> tuple[int, int]:
+        """A window of each of two different recordings of one patient."""
+        first, second = rng.choice(len(records), size=2, replace=False)
+        return rng.choice(records[first]), rng.choice(records[second])

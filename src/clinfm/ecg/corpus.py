@@ -260,15 +260,16 @@ class ECGSet:
         return np.array([row["patient_id"] for row in self.windows], dtype=str)
 
     @property
+    def record_ids(self) -> np.ndarray:
+        return np.array([row["record_id"] for row in self.windows], dtype=str)
+
+    @property
     def leads(self) -> tuple[str, ...]:
         return tuple(self.meta["settings"]["leads"])
 
     @property
     def samples(self) -> int:
         return int(self.meta["settings"]["samples"])
-
-    def column(self, name: str) -> np.ndarray:
-        return np.array([row[name] for row in self.windows], dtype=object)
 
 
 def open_set(path: str | os.PathLike) -> ECGSet:

@@ -71,15 +71,30 @@ class ECGPairs(torch.utils.data.Dataset):
     ``{"first": N x leads x samples, "second": ...}``, row i of each from one patient.
 
     The engine batches it with :meth:`batch_sampler` (a :class:`PatientPairSampler`): training draws
-    new pairs each epoch, validation the same pairs every epoch. Batches are not sharded across
-    DDP processes (each process draws the same batches).
+    new pairs each epoch, validation the same pairs every epoch (in batches no larger than its
+    patients allow). With ``record_ids``, a pair is two windows of different recordings. Batches
+    are not sharded across DDP processes (each process draws the same batches).
     """
 
-    def __init__(self, signals: np.ndarray, patient_ids: Sequence[str]):
+    def __init__(
+        self, signals: np.ndarray, patient_ids: Sequence[str], record_ids: Sequence[str] | None = None
+    ):
         _check_signals(signals, patient_ids)
+        if record_ids is not None and len(record_ids) != len(patient_ids):
+            raise InputError(f"{len(record_ids)} record ids for {len(patient_ids)} ECGs")
         self.signals = signals  # kept as given: a memmap stays on disk
         self.patient_ids = [str(p) for p in patient_ids]
+        self.record_ids = None if record_ids is None else [str(r) for r in record_ids]
         self.lengths = np.full(len(signals), signals.shape[2], dtype=np.int64)
+
+    @property
+    def pair_patients(self) -> int:
+        """Patients with two or more ECGs (recordings): those that can form a positive pair."""
+        records = self.record_ids if self.record_ids is not None else range(len(self.patient_ids))
+        recordings: dict[str, set] = {}
+        for patient, record in zip(self.patient_ids, records, strict=True):
+            recordings.setdefault(patient, set()).add(record)
+        return sum(len(r) >= 2 for r in recordings.values())
 
     def __len__(self) -> int:
         return len(self.signals)
@@ -88,7 +103,10 @@ class ECGPairs(torch.utils.data.Dataset):
         return index
 
     def batch_sampler(self, config, *, train: bool) -> PatientPairSampler:
-        return PatientPairSampler(self.patient_ids, config.batch_size, seed=config.seed, fixed=not train)
+        size = config.batch_size if train else min(config.batch_size, self.pair_patients)
+        return PatientPairSampler(
+            self.patient_ids, size, seed=config.seed, fixed=not train, record_ids=self.record_ids
+        )
 
     def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         half = len(indices) // 2

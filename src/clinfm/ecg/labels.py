@@ -67,7 +67,7 @@ def label_values(
         values = np.array([np.nan if not c else float(c == wanted) for c in cells])
         if not (values == 1).any():
             raise InputError(f"label {spec}: no window has {column} = {wanted!r}")
-        return Label(spec, values, "binary")
+        return _checked(Label(spec, values, "binary"))
     try:
         values = np.array([float(c) if c else np.nan for c in cells])
     except ValueError:
@@ -79,7 +79,17 @@ def label_values(
     known = values[~np.isnan(values)]
     if not len(known):
         raise InputError(f"label {column}: no window has a value")
-    return Label(spec, values, "binary" if np.isin(known, (0, 1)).all() else "regression")
+    return _checked(Label(spec, values, "binary" if np.isin(known, (0, 1)).all() else "regression"))
+
+
+def _checked(label: Label) -> Label:
+    """A binary label needs both classes among the labelled windows."""
+    classes = np.unique(label.values[label.known])
+    if label.task == "binary" and len(classes) < 2:
+        raise InputError(
+            f"label {label.name}: every labelled window is {classes[0]:g}; a probe needs both classes"
+        )
+    return label
 
 
 def _cells(column: str, windows: list[dict], labels) -> list[str]:

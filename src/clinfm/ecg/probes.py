@@ -34,17 +34,31 @@ FitPredict = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def patient_split(
-    patient_ids: object, *, test_share: float = 0.25, seed: int = 0
+    patient_ids: object, *, test_share: float = 0.25, seed: int = 0, strata: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean (train, test) row masks; every ECG of a patient falls on one side, same seed same split."""
+    """Boolean (train, test) row masks; every ECG of a patient falls on one side, same seed same split.
+
+    With ``strata`` (patient -> class, e.g. whether the patient has any positive ECG), each class
+    is split in the same proportion, so a rare outcome is not missing from the test set by chance.
+    """
     ids = np.asarray(patient_ids).reshape(-1)
     patients = np.unique(ids)
     if len(patients) < 2:
         raise InputError(f"patient_split needs at least 2 patients; got {len(patients)}")
     if not 0 < test_share < 1:
         raise InputError(f"test_share must be between 0 and 1; got {test_share}")
-    n_test = min(len(patients) - 1, max(1, round(test_share * len(patients))))
-    test_patients = np.random.default_rng(seed).permutation(patients)[:n_test]
+    rng = np.random.default_rng(seed)
+    groups = (
+        [patients]
+        if strata is None
+        else [patients[[strata[p] == c for p in patients]] for c in sorted(set(strata.values()))]
+    )
+    test_patients = []
+    for group in groups:
+        n_test = min(len(group) - 1, max(1, round(test_share * len(group)))) if len(group) > 1 else 0
+        test_patients += list(rng.permutation(group)[:n_test])
+    if not test_patients:  # every class a single patient: hold one patient out
+        test_patients = [rng.choice(patients)]
     test = np.isin(ids, test_patients)
     return ~test, test
 
@@ -134,21 +148,27 @@ class _Split:
     test_rows: np.ndarray
 
 
-def _splits(ids: np.ndarray, y: np.ndarray, test_share: float, folds: int | None, seed: int) -> list[_Split]:
-    """One train/test split of patients, or ``folds`` folds each holding a share of the patients out."""
+def _splits(
+    ids: np.ndarray, y: np.ndarray, binary: bool, test_share: float, folds: int | None, seed: int
+) -> list[_Split]:
+    """One train/test split of patients, or ``folds`` folds each holding a share of the patients
+    out; for binary labels both are stratified by whether a patient has a positive ECG."""
+    patients = np.unique(ids)
+    strata = {p: int(y[ids == p].max()) for p in patients} if binary else None
     if folds is None:
-        test = patient_split(ids, test_share=test_share, seed=seed)[1]
-        tests = [np.flatnonzero(test)]
+        tests = [np.flatnonzero(patient_split(ids, test_share=test_share, seed=seed, strata=strata)[1])]
     else:
-        patients = np.random.default_rng(seed).permutation(np.unique(ids))
         if not 2 <= folds <= len(patients):
             raise InputError(
                 f"folds must be between 2 and the number of patients ({len(patients)}); got {folds}"
             )
-        tests = [np.flatnonzero(np.isin(ids, held_out)) for held_out in np.array_split(patients, folds)]
+        order = np.random.default_rng(seed).permutation(patients)
+        if strata is not None:  # classes one after the other, then dealt round the folds
+            order = order[np.argsort([strata[p] for p in order], kind="stable")]
+        tests = [np.flatnonzero(np.isin(ids, order[k::folds])) for k in range(folds)]
     splits = []
     for test_rows in tests:
-        train_patients = np.setdiff1d(np.unique(ids), np.unique(ids[test_rows]))
+        train_patients = np.setdiff1d(patients, np.unique(ids[test_rows]))
         rows_of = {p: np.flatnonzero(ids == p) for p in train_patients}
         splits.append(_Split(train_patients, rows_of, [y[rows_of[p]] for p in train_patients], test_rows))
     return splits
@@ -185,38 +205,38 @@ def probe_curve(
         if x is None:
             raise InputError("give features, or a fit_predict that reads its own inputs")
         fit_predict = linear_probe(x, y, binary)
-    splits = _splits(ids, y, test_share, folds, seed)
+    splits = _splits(ids, y, binary, test_share, folds, seed)
     available = min(len(split.train_patients) for split in splits)
     points = []
     for size in _sizes(sizes, available):
-        point = {"size": "all" if size == available else size, "n_train_patients": size}
-        points.append(point | _point(y, ids, splits, size, binary, seeds, n_bootstrap, seed, fit_predict))
+        everyone = size == available  # "all": every training patient of each split (folds differ by one)
+        point = {"size": "all" if everyone else size, "n_train_patients": size}
+        points.append(
+            point | _point(y, ids, splits, size, everyone, binary, seeds, n_bootstrap, seed, fit_predict)
+        )
     return points
 
 
-def _point(y, ids, splits, size, binary, seeds, n_bootstrap, seed, fit_predict) -> dict:
+def _point(y, ids, splits, size, everyone, binary, seeds, n_bootstrap, seed, fit_predict) -> dict:
     """Seed-averaged test predictions at one size and their metric with a patient-bootstrap CI."""
     name = "auroc" if binary else "r2"
     test_rows = np.concatenate([split.test_rows for split in splits])
+    if binary and len(np.unique(y[test_rows])) < 2:
+        return _skipped(name, seeds, "the test patients' ECGs hold one class only")
     predictions, n_ecgs = [], []
     for s in seeds:
         pooled = []
         for fold, split in enumerate(splits):
             rng = np.random.default_rng([seed, size, s] + ([fold] if len(splits) > 1 else []))
-            chosen = _draw(rng, split.train_patients, size, split.labels_of, binary)
+            n = len(split.train_patients) if everyone else size
+            chosen = _draw(rng, split.train_patients, n, split.labels_of, binary)
             if chosen is None:
-                reason = (
-                    f"no draw of {size} training patients held both classes in {REDRAWS} tries (seed {s})"
+                tries = 1 if n == len(split.train_patients) else REDRAWS
+                return _skipped(
+                    name,
+                    seeds,
+                    f"no draw of {n} training patients held both classes ({tries} tries, seed {s})",
                 )
-                return {
-                    "n_train_ecgs": None,
-                    "metric": name,
-                    "value": None,
-                    "low": None,
-                    "high": None,
-                    "seeds": len(seeds),
-                    "skipped": reason,
-                }
             rows = np.concatenate([split.rows_of[p] for p in chosen])
             n_ecgs.append(len(rows))
             pooled.append(fit_predict(rows, split.test_rows, s))
@@ -231,3 +251,15 @@ def _point(y, ids, splits, size, binary, seeds, n_bootstrap, seed, fit_predict) 
     )
     n_train_ecgs = n_ecgs[0] if len(set(n_ecgs)) == 1 else float(np.mean(n_ecgs))
     return {"n_train_ecgs": n_train_ecgs, "metric": name, **estimate.to_dict(), "seeds": len(seeds)}
+
+
+def _skipped(metric: str, seeds, reason: str) -> dict:
+    return {
+        "n_train_ecgs": None,
+        "metric": metric,
+        "value": None,
+        "low": None,
+        "high": None,
+        "seeds": len(seeds),
+        "skipped": reason,
+    }

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from clinfm.ecg.corpus import ECGSet, PrepareSettings, is_prepared, open_set, pr
 from clinfm.ecg.labels import Label, label_values, read_labels
 from clinfm.ecg.model import PRESETS, ResNetConfig
 from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
+from clinfm.ecg.records import PAPER_SAMPLES
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import FitResult, TrainConfig, fit, is_global_zero, predict
@@ -255,7 +257,7 @@ def pretrain(
         )
     settings = settings or PrepareSettings()
     config = encoder_config(preset, len(settings.leads))
-    settings = PrepareSettings(**{**settings.__dict__, "samples": config.samples})
+    settings = replace(settings, samples=config.samples)
     recorded = {
         "records": [str(r) for r in records],
         "objective": objective,
@@ -305,7 +307,7 @@ def train_encoder(
     val_data = _pretraining_data(objective, ecg_set, val_rows) if len(val_rows) else None
     notes = []
     if objective == "pclr":
-        training, capped = _cap_pair_batches(training, train_data, val_data)
+        training, val_data, capped = _fit_pair_batches(training, train_data, val_data)
         notes += capped
     torch.manual_seed(training.seed)
     model = pretraining_model(objective, config)
@@ -328,27 +330,32 @@ def _pretraining_data(objective: str, ecg_set: ECGSet, rows: np.ndarray):
     from clinfm.ecg.data import ECGPairs, ECGWindows
 
     signals, ids = Rows(ecg_set.signals, rows), ecg_set.patient_ids[rows]
-    return ECGPairs(signals, ids) if objective == "pclr" else ECGWindows(signals, ids)
+    if objective == "pclr":
+        return ECGPairs(signals, ids, record_ids=ecg_set.record_ids[rows])
+    return ECGWindows(signals, ids)
 
 
-def _cap_pair_batches(training: TrainConfig, *datasets) -> tuple[TrainConfig, list[str]]:
-    """PCLR batches hold distinct patients with 2+ ECGs: no more per batch than a split has."""
-    available = min(_pair_patients(d) for d in datasets if d is not None)
+def _fit_pair_batches(training: TrainConfig, train_data, val_data) -> tuple[TrainConfig, object, list[str]]:
+    """PCLR batches hold distinct patients with two recordings: no more per batch than training has
+    (validation batches are capped by the dataset itself); too few in validation: none."""
+    available = train_data.pair_patients
     if available < 2:
         raise InputError(
-            "PCLR needs patients with at least two ECGs (windows), and fewer than 2 have them; "
+            f"PCLR needs patients with at least two ECGs (recordings), and {available} have them; "
             "use --objective clocs or autoencoder, or add records"
         )
-    if available >= training.batch_size:
-        return training, []
-    note = f"batch size lowered from {training.batch_size} to {available} pairs: the patients with 2+ ECGs"
-    log.info("%s", note)
-    return training.replace(batch_size=available), [note]
-
-
-def _pair_patients(data) -> int:
-    _, counts = np.unique(data.patient_ids, return_counts=True)
-    return int((counts >= 2).sum())
+    notes = []
+    if val_data is not None and val_data.pair_patients < 2:
+        val_data = None
+        notes.append("no validation: fewer than 2 held-out patients have two ECGs; every epoch runs")
+    if available < training.batch_size:
+        notes.append(
+            f"batch size lowered from {training.batch_size} to {available} pairs: the patients with 2+ ECGs"
+        )
+        training = training.replace(batch_size=available)
+    for note in notes:
+        log.info("%s", note)
+    return training, val_data, notes
 
 
 # ------------------------------------------------------------------------------------------ embed
@@ -383,7 +390,9 @@ def embed(
         settings = settings or PrepareSettings()
         described = HANDCRAFTED
     else:
+        rate = settings.sampling_rate if settings else None
         _, settings, config = load_encoder(model)
+        settings = replace(settings, sampling_rate=rate)  # .npy records carry none; the user's
         described = {"checkpoint": str(model), "objective": config["objective"]}
     with work_dir(out, {"model": str(model), "records": [str(r) for r in records]}, False) as work:
         ecg_set = resolve_set(records, work, settings)
@@ -442,7 +451,13 @@ def probe_label(
     rows = np.flatnonzero(known)
     if fit_predict is None:
         x = vectors[rows]
-        impute = not np.isfinite(x).all()  # hand-crafted features the ECG did not allow measuring
+        # NaN is a hand-crafted feature an ECG did not allow measuring; in a network's output it is
+        # a diverged model, which must not be scored as chance
+        if method != HANDCRAFTED and not np.isfinite(vectors).all():
+            raise InputError(
+                f"{METHOD_LABELS.get(method, method)} representations hold NaN or infinite values"
+            )
+        impute = method == HANDCRAFTED
         fit_predict = linear_probe(x, label.values[rows], label.task == "binary", impute_missing=impute)
     else:
         inner = fit_predict
@@ -554,8 +569,8 @@ def _write_results(
 ):
     """The run folder: metrics.json, table.md, run.json, report.html (+ ``models/<method>/``)."""
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        for method, folder in (encoders or {}).items():
-            shutil.move(folder, tmp / "models" / method)
+        for method, folder in (encoders or {}).items():  # copied: the work folder goes only on success
+            shutil.copytree(folder, tmp / "models" / method)
         write_json_atomic(tmp / "metrics.json", {"ecg": {"probes": curves, "gains": relative_gains(curves)}})
         (tmp / "table.md").write_text(curves_table(curves) + "\n", encoding="utf-8")
         _write_run(tmp, kind, title, recorded, {"metrics": "metrics.json"}, notes)
@@ -643,11 +658,15 @@ def scratch_fit_predict(ecg_set: ECGSet, label: Label, config: ResNetConfig, tra
     def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray, seed: int) -> np.ndarray:
         torch.manual_seed(seed)
         model = SupervisedModel(config, label.task)
-        train = ECGWindows(Rows(ecg_set.signals, train_rows), ids[train_rows], label.values[train_rows])
+        y = label.values[train_rows]
+        # Regression targets (ages of 20-85) standardised on the training rows, as the probes'
+        # ridge sees them: an output starting near 0 would otherwise spend its steps on the scale.
+        shift, scale = (0.0, 1.0) if label.task == "binary" else (y.mean(), y.std() or 1.0)
+        train = ECGWindows(Rows(ecg_set.signals, train_rows), ids[train_rows], (y - shift) / scale)
         with _scratch_folder() as work:
             fit(model, objective, train, None, training.replace(seed=seed), work, resume=False)
         test = ECGWindows(Rows(ecg_set.signals, test_rows), ids[test_rows])
-        return predict(model, test, objective).numpy().reshape(-1)
+        return predict(model, test, objective).numpy().reshape(-1) * scale + shift
 
     return fit_predict
 
@@ -690,7 +709,7 @@ def compare(
         raise InputError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
     settings = settings or PrepareSettings()
     config = encoder_config(preset, len(settings.leads))
-    settings = PrepareSettings(**{**settings.__dict__, "samples": config.samples})
+    settings = replace(settings, samples=config.samples)
     recorded = {
         "records": [str(r) for r in records],
         "pretrain_records": [str(r) for r in pretrain_records] if pretrain_records else None,
@@ -727,6 +746,8 @@ def compare(
                 fit_predicts = {
                     t.name: scratch_fit_predict(cohort, t, config, scratch_training) for t in targets
                 }
+            elif method == HANDCRAFTED:
+                vectors = _handcrafted_vectors(records, cohort, settings, work)
             else:
                 vectors = _method_vectors(method, cohort, unlabelled, config, training, settings, work)
             for target in targets:
@@ -761,25 +782,40 @@ def compare(
     return curves
 
 
+def _handcrafted_vectors(records, cohort: ECGSet, settings: PrepareSettings, work: Path) -> np.ndarray:
+    """Hand-crafted features of the cohort's windows, measured at no fewer samples than the paper's
+    4,096 per window (the small preset's 1,024 would time QRS and PR to 10 ms at 10 s windows)."""
+    cached = work / "points" / f"{HANDCRAFTED}.npy"
+    if cached.exists():
+        return np.load(cached, allow_pickle=False)
+    fine = cohort
+    if cohort.samples < PAPER_SAMPLES:
+        fine = resolve_set(records, work / "features", replace(settings, samples=PAPER_SAMPLES))
+    vectors = representations(HANDCRAFTED, fine)
+    if len(vectors) != len(cohort.windows):
+        raise InputError(
+            f"{len(vectors)} feature rows for {len(cohort.windows)} windows: the records changed"
+        )
+    if is_global_zero():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cached, vectors)
+    return vectors
+
+
 def _method_vectors(method, cohort, unlabelled, config, training, settings, work: Path) -> np.ndarray:
     """The cohort's representations under ``method`` (cached in the work folder, with the encoder
     a pre-training method trained, which the run keeps under ``models/<method>``)."""
     cached = work / "points" / f"{method}.npy"
     if cached.exists():
         return np.load(cached, allow_pickle=False)
-    if method == HANDCRAFTED:
-        vectors = representations(HANDCRAFTED, cohort)
-    else:
-        from clinfm.ecg.data import ECGWindows
+    from clinfm.ecg.data import ECGWindows
 
-        log.info("pre-training %s", METHOD_LABELS[method])
-        model, _, counts = train_encoder(unlabelled, method, config, training, work / "models" / method)
-        if is_global_zero():
-            extra = {"training": training.to_dict(), "data": counts}
-            save_encoder(work / "models" / method / "encoder", model, method, settings, extra)
-        vectors = predict(
-            model, ECGWindows(cohort.signals, cohort.patient_ids), "embed", batch_size=256
-        ).numpy()
+    log.info("pre-training %s", METHOD_LABELS[method])
+    model, _, counts = train_encoder(unlabelled, method, config, training, work / "models" / method)
+    if is_global_zero():
+        extra = {"training": training.to_dict(), "data": counts}
+        save_encoder(work / "models" / method / "encoder", model, method, settings, extra)
+    vectors = predict(model, ECGWindows(cohort.signals, cohort.patient_ids), "embed", batch_size=256).numpy()
     if is_global_zero():
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.save(cached, vectors)

@@ -63,8 +63,14 @@ def work_dir(out: Path, settings: dict, resume: bool) -> Iterator[Path]:
     try:
         yield work
     except BaseException:
-        # A run's own resume state, or finished parts of a run of several models (kept at any depth)
-        finished = [*work.rglob("last.ckpt"), *work.glob("points/*.npy"), *work.glob("models/*/run.json")]
+        # A run's own resume state, finished parts of a run of several models (kept at any depth),
+        # or a prepared ECG set (a corpus read once)
+        finished = [
+            *work.rglob("last.ckpt"),
+            *work.glob("points/*"),
+            *work.glob("models/*/run.json"),
+            *work.rglob("ecg_set.json"),
+        ]
         resumable = bool(finished)
         if is_global_zero() and not resumable:
             shutil.rmtree(work, ignore_errors=True)
