@@ -236,7 +236,8 @@ def _ner(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
 
 def _ecg(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
     """Synthetic ECGs of unlabelled and labelled patients; PCLR and the baselines probed on them."""
-    from clinfm.ecg.recipes import PRETRAINING, SCRATCH_TRAINING, compare, synth
+    from clinfm.ecg.compare import compare, scratch_training
+    from clinfm.ecg.recipes import PRETRAINING, synth
 
     unlabelled, labelled = plan.ecg_patients
     records = tmp / "ecg" / "synthetic"
@@ -247,7 +248,6 @@ def _ecg(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
         seed=seed,
         workers=os.cpu_count() or 1,
     )
-    steps = SCRATCH_TRAINING.steps_per_epoch
     compare(
         [records / "cohort"],
         tmp / "ecg" / "compare",
@@ -256,9 +256,7 @@ def _ecg(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
         pretrain_records=[records / "pretrain"],
         preset="small",
         training=PRETRAINING.replace(max_epochs=plan.ecg_epochs, seed=seed),
-        scratch_training=SCRATCH_TRAINING.replace(
-            max_epochs=max(1, plan.ecg_scratch_steps // steps), seed=seed
-        ),
+        scratch_training=scratch_training(plan.ecg_scratch_steps, seed=seed),
         sizes=plan.ecg_sizes,
         seeds=plan.ecg_seeds,
         seed=seed,

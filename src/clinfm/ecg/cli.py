@@ -258,6 +258,7 @@ def probe_command(
     """Linear (logistic / ridge) probes on frozen representations at several training-set sizes, with
     patient-level splits and bootstrap 95% intervals over test patients."""
     from clinfm.ecg import recipes
+    from clinfm.ecg.results import curves_table
 
     curves = recipes.probe(
         embeddings,
@@ -271,7 +272,7 @@ def probe_command(
         seed=seed,
         overwrite=overwrite,
     )
-    console.print(recipes.curves_table(curves))
+    console.print(curves_table(curves))
     console.print(f"wrote {out}")
 
 
@@ -309,16 +310,14 @@ def compare_command(
 ):
     """The paper's comparison: PCLR's frozen representation against CLOCS-style and autoencoder
     pre-training, hand-crafted features and networks trained from scratch, across training sizes."""
-    from clinfm.ecg import recipes
+    from clinfm.ecg.compare import compare, scratch_training
+    from clinfm.ecg.recipes import PRETRAINING
+    from clinfm.ecg.results import curves_table
+    from clinfm.train.engine import is_global_zero
 
-    pretraining = training_settings(recipes.PRETRAINING, **training)
-    steps = recipes.SCRATCH_TRAINING.steps_per_epoch
-    scratch = recipes.SCRATCH_TRAINING.replace(
-        max_epochs=max(1, -(-scratch_steps // steps)),
-        seed=pretraining.seed,
-        accelerator=pretraining.accelerator,
-    )
-    curves = recipes.compare(
+    pretraining = training_settings(PRETRAINING, **training)
+    scratch = scratch_training(scratch_steps, seed=pretraining.seed, accelerator=pretraining.accelerator)
+    curves = compare(
         records,
         out,
         labels=label,
@@ -337,5 +336,6 @@ def compare_command(
         overwrite=overwrite,
         resume=resume,
     )
-    console.print(recipes.curves_table(curves))
-    console.print(f"wrote {out}")
+    if is_global_zero():  # under DDP every device runs this command; one reports
+        console.print(curves_table(curves))
+        console.print(f"wrote {out}")

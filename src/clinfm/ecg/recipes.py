@@ -27,7 +27,13 @@ from clinfm.ecg.corpus import ECGSet, PrepareSettings, is_prepared, open_set, pr
 from clinfm.ecg.labels import Label, label_values, read_labels
 from clinfm.ecg.model import PRESETS, ResNetConfig
 from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
-from clinfm.ecg.records import PAPER_SAMPLES
+from clinfm.ecg.results import (
+    HANDCRAFTED,
+    METHOD_LABELS,
+    PRETRAINING_OBJECTIVES,
+    curves_table,
+    relative_gains,
+)
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import FitResult, TrainConfig, fit, is_global_zero, predict
@@ -35,25 +41,9 @@ from clinfm.train.runs import copy_logs, now, resume_note, work_dir
 
 log = logging.getLogger(__name__)
 
-PRETRAINING_OBJECTIVES = ("pclr", "clocs", "autoencoder")
-HANDCRAFTED = "handcrafted"
-SCRATCH = "scratch"
-METHODS = (*PRETRAINING_OBJECTIVES, SCRATCH, HANDCRAFTED)
-METHOD_LABELS = {
-    "pclr": "PCLR",
-    "clocs": "CLOCS-style",
-    "autoencoder": "Autoencoder",
-    SCRATCH: "Scratch (supervised)",
-    HANDCRAFTED: "Hand-crafted features",
-}
 # Pre-training: Adam as in the paper's code, at 1e-3 for every objective (the code's 1e-1 for PCLR,
 # 1e-2 for CLOCS and 1e-4 for the autoencoder are reachable with --lr; see docs/ecg.md).
 PRETRAINING = TrainConfig(max_epochs=50, batch_size=64, optimizer="adam", lr=1e-3, patience=5)
-# From-scratch networks per probe point: a fixed number of steps whatever the training size, so
-# 10 patients are not trained for 30 steps while 250 get 800; no validation (none to spare).
-SCRATCH_TRAINING = TrainConfig(
-    max_epochs=20, batch_size=32, optimizer="adam", lr=1e-3, patience=None, steps_per_epoch=10, logger="none"
-)
 VALIDATION_SHARE = 0.1  # of pre-training patients, for early stopping
 MIN_VALIDATION_PATIENTS = 20  # fewer patients than this: no validation split, every epoch runs
 
@@ -537,12 +527,12 @@ def probe(
         "embeddings": str(embeddings),
         "labels": list(labels),
         "labels_csv": str(labels_csv) if labels_csv else None,
-        "sizes": _sizes_json(sizes),
+        "sizes": sizes_json(sizes),
         "seeds": list(seeds),
         "folds": folds,
         "test_share": test_share,
     }
-    _write_results(out, "ecg-probe", "Linear probes on ECG representations", recorded, curves, [], overwrite)
+    write_results(out, "ecg-probe", "Linear probes on ECG representations", recorded, curves, [], overwrite)
     return curves
 
 
@@ -553,11 +543,11 @@ def _method_of(run: dict) -> str:
     return model.get("objective", "encoder") if isinstance(model, dict) else "encoder"
 
 
-def _sizes_json(sizes: Sequence[int | None]) -> list:
+def sizes_json(sizes: Sequence[int | None]) -> list:
     return ["all" if size is None else int(size) for size in sizes]
 
 
-def _write_results(
+def write_results(
     out,
     kind: str,
     title: str,
@@ -579,56 +569,6 @@ def _write_results(
         write_report(tmp)
 
 
-def relative_gains(curves: list[dict], reference: str = "pclr") -> dict:
-    """PCLR's mean relative gain over each other method across labels and sizes (the paper's "+51%"
-    statistic, whose exact metric the paper does not state: here (PCLR - other) / |other| of AUROC or
-    R^2, over the points both have), with the number of points averaged."""
-    by = {(c["method"], c["label"]): {p["n_train_patients"]: p["value"] for p in c["points"]} for c in curves}
-    gains = {}
-    for method in sorted({m for m, _ in by if m != reference}):
-        ratios = []
-        for (m, label), points in by.items():
-            if m != method or (reference, label) not in by:
-                continue
-            for size, value in points.items():
-                mine = by[(reference, label)].get(size)
-                if value is not None and mine is not None and value != 0:
-                    ratios.append((mine - value) / abs(value))
-        if ratios:
-            gains[method] = {"mean_relative_gain": float(np.mean(ratios)), "points": len(ratios)}
-    return gains
-
-
-def curves_table(curves: list[dict]) -> str:
-    """A Markdown table: one row per label and training size, one column per method."""
-    methods = list(dict.fromkeys(c["method"] for c in curves))
-    header = "| label | metric | patients | " + " | ".join(METHOD_LABELS.get(m, m) for m in methods) + " |"
-    lines = [header, "|" + "---|" * (3 + len(methods))]
-    for label in dict.fromkeys(c["label"] for c in curves):
-        of_label = {
-            c["method"]: {p["n_train_patients"]: p for p in c["points"]}
-            for c in curves
-            if c["label"] == label
-        }
-        sizes = sorted({size for points in of_label.values() for size in points})
-        for size in sizes:
-            cells, metric = [], ""
-            for method in methods:
-                point = of_label.get(method, {}).get(size)
-                metric = metric or (point or {}).get("metric", "")
-                cells.append(_estimate_text(point))
-            lines.append(f"| {label} | {metric} | {size} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _estimate_text(point: dict | None) -> str:
-    if not point or point.get("value") is None:
-        return "—"
-    if point.get("low") is None:
-        return f"{point['value']:.3f}"
-    return f"{point['value']:.3f} ({point['low']:.3f}-{point['high']:.3f})"
-
-
 def _write_run(folder: Path, kind: str, title: str, config: dict, results: dict, notes: list[str]) -> None:
     write_json_atomic(
         folder / "run.json",
@@ -642,185 +582,3 @@ def _write_run(folder: Path, kind: str, title: str, config: dict, results: dict,
             "notes": notes,
         },
     )
-
-
-# ---------------------------------------------------------------------------------------- compare
-
-
-def scratch_fit_predict(ecg_set: ECGSet, label: Label, config: ResNetConfig, training: TrainConfig):
-    """A network trained from scratch on the training rows' ECGs, predicting the test rows."""
-    from clinfm.ecg.baselines import SupervisedModel
-    from clinfm.ecg.data import ECGWindows
-
-    objective = "classify" if label.task == "binary" else "regress"
-    ids = ecg_set.patient_ids
-
-    def fit_predict(train_rows: np.ndarray, test_rows: np.ndarray, seed: int) -> np.ndarray:
-        torch.manual_seed(seed)
-        model = SupervisedModel(config, label.task)
-        y = label.values[train_rows]
-        # Regression targets (ages of 20-85) standardised on the training rows, as the probes'
-        # ridge sees them: an output starting near 0 would otherwise spend its steps on the scale.
-        shift, scale = (0.0, 1.0) if label.task == "binary" else (y.mean(), y.std() or 1.0)
-        train = ECGWindows(Rows(ecg_set.signals, train_rows), ids[train_rows], (y - shift) / scale)
-        with _scratch_folder() as work:
-            fit(model, objective, train, None, training.replace(seed=seed), work, resume=False)
-        test = ECGWindows(Rows(ecg_set.signals, test_rows), ids[test_rows])
-        return predict(model, test, objective).numpy().reshape(-1) * scale + shift
-
-    return fit_predict
-
-
-def _scratch_folder():
-    import tempfile
-
-    return tempfile.TemporaryDirectory(prefix="clinfm-scratch-")
-
-
-def compare(
-    records: Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    *,
-    labels: Sequence[str],
-    labels_csv: str | os.PathLike | None = None,
-    pretrain_records: Sequence[str | os.PathLike] | None = None,
-    methods: Sequence[str] = METHODS,
-    preset: str = "small",
-    training: TrainConfig = PRETRAINING,
-    scratch_training: TrainConfig = SCRATCH_TRAINING,
-    settings: PrepareSettings | None = None,
-    sizes: Sequence[int | None] = PAPER_SIZES,
-    seeds: Sequence[int] = (0, 1, 2),
-    folds: int | None = None,
-    test_share: float = 0.25,
-    seed: int = 0,
-    overwrite: bool = False,
-    resume: bool = True,
-) -> list[dict]:
-    """The paper's comparison: each pre-training objective's frozen representation, hand-crafted
-    features and networks trained from scratch, probed on each label at each training size.
-
-    Encoders pre-train on ``pretrain_records`` (default: ``records`` themselves, every window but
-    no labels, which a caveat notes); probes train and test on ``records``' labelled windows.
-    """
-    out = check_output(out, overwrite)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise InputError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
-    settings = settings or PrepareSettings()
-    config = encoder_config(preset, len(settings.leads))
-    settings = replace(settings, samples=config.samples)
-    recorded = {
-        "records": [str(r) for r in records],
-        "pretrain_records": [str(r) for r in pretrain_records] if pretrain_records else None,
-        "labels": list(labels),
-        "labels_csv": str(labels_csv) if labels_csv else None,
-        "methods": list(methods),
-        "preset": preset,
-        "training": training.to_dict(),
-        "scratch_training": scratch_training.to_dict(),
-        "prepare": {**settings.__dict__, "leads": list(settings.leads)},
-        "sizes": _sizes_json(sizes),
-        "seeds": list(seeds),
-        "folds": folds,
-        "test_share": test_share,
-        "seed": seed,
-    }
-    notes = []
-    with work_dir(out, recorded, resume) as work:
-        cohort = resolve_set(records, work, settings)
-        targets = parse_labels(labels, cohort.windows, labels_csv)
-        unlabelled = cohort
-        if pretrain_records:
-            unlabelled = resolve_set(pretrain_records, work / "pretrain", settings)
-        elif any(m in PRETRAINING_OBJECTIVES for m in methods):
-            notes.append(
-                "Encoders were pre-trained on the probed records themselves (their windows, not their "
-                "labels), test patients included; pass --pretrain-records for a separate unlabelled set."
-            )
-        ids = cohort.patient_ids
-        curves = []
-        for method in methods:
-            vectors, fit_predict = None, None
-            if method == SCRATCH:
-                fit_predicts = {
-                    t.name: scratch_fit_predict(cohort, t, config, scratch_training) for t in targets
-                }
-            elif method == HANDCRAFTED:
-                vectors = _handcrafted_vectors(records, cohort, settings, work)
-            else:
-                vectors = _method_vectors(method, cohort, unlabelled, config, training, settings, work)
-            for target in targets:
-                cached = work / "points" / f"{method}__{_safe(target.name)}.json"
-                if cached.exists():
-                    curves.append(json.loads(cached.read_text()))
-                    continue
-                log.info("probing %s with %s", target.name, METHOD_LABELS[method])
-                if method == SCRATCH:
-                    fit_predict = fit_predicts[target.name]
-                curve = probe_label(
-                    method,
-                    target,
-                    ids,
-                    vectors=vectors,
-                    fit_predict=fit_predict,
-                    sizes=sizes,
-                    seeds=seeds,
-                    folds=folds,
-                    test_share=test_share,
-                    seed=seed,
-                )
-                if is_global_zero():
-                    write_json_atomic(cached, curve)
-                curves.append(curve)
-        if not is_global_zero():  # under DDP every process trained the encoders; one writes
-            return curves
-        encoders = {m: work / "models" / m / "encoder" for m in methods if m in PRETRAINING_OBJECTIVES}
-        title = "ECG representations compared"
-        _write_results(out, "ecg-compare", title, recorded, curves, notes, overwrite, encoders)
-    shutil.rmtree(work, ignore_errors=True)
-    return curves
-
-
-def _handcrafted_vectors(records, cohort: ECGSet, settings: PrepareSettings, work: Path) -> np.ndarray:
-    """Hand-crafted features of the cohort's windows, measured at no fewer samples than the paper's
-    4,096 per window (the small preset's 1,024 would time QRS and PR to 10 ms at 10 s windows)."""
-    cached = work / "points" / f"{HANDCRAFTED}.npy"
-    if cached.exists():
-        return np.load(cached, allow_pickle=False)
-    fine = cohort
-    if cohort.samples < PAPER_SAMPLES:
-        fine = resolve_set(records, work / "features", replace(settings, samples=PAPER_SAMPLES))
-    vectors = representations(HANDCRAFTED, fine)
-    if len(vectors) != len(cohort.windows):
-        raise InputError(
-            f"{len(vectors)} feature rows for {len(cohort.windows)} windows: the records changed"
-        )
-    if is_global_zero():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cached, vectors)
-    return vectors
-
-
-def _method_vectors(method, cohort, unlabelled, config, training, settings, work: Path) -> np.ndarray:
-    """The cohort's representations under ``method`` (cached in the work folder, with the encoder
-    a pre-training method trained, which the run keeps under ``models/<method>``)."""
-    cached = work / "points" / f"{method}.npy"
-    if cached.exists():
-        return np.load(cached, allow_pickle=False)
-    from clinfm.ecg.data import ECGWindows
-
-    log.info("pre-training %s", METHOD_LABELS[method])
-    model, _, counts = train_encoder(unlabelled, method, config, training, work / "models" / method)
-    if is_global_zero():
-        extra = {"training": training.to_dict(), "data": counts}
-        save_encoder(work / "models" / method / "encoder", model, method, settings, extra)
-    vectors = predict(model, ECGWindows(cohort.signals, cohort.patient_ids), "embed", batch_size=256).numpy()
-    if is_global_zero():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cached, vectors)
-    return vectors
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from clinfm.ecg.results import METHOD_LABELS as ECG_METHOD_LABELS
+from clinfm.ecg.results import METHODS as ECG_METHODS
 from clinfm.errors import InputError
 from clinfm.evaluate.metrics import metric_info
 from clinfm.report import plots
@@ -32,11 +34,7 @@ METHOD_LABELS = {
     "logistic_regression": "Logistic regression",
     "gradient_boosting": "Gradient boosting",
     "gru": "GRU over visits",
-    "pclr": "PCLR",
-    "clocs": "CLOCS-style",
-    "autoencoder": "Autoencoder",
-    "scratch": "Scratch (supervised)",
-    "handcrafted": "Hand-crafted features",
+    **ECG_METHOD_LABELS,
 }
 METHOD_DESCRIPTIONS = {
     "pretrained": "A transformer first pre-trained on unlabeled patient histories, then fine-tuned on "
@@ -782,7 +780,7 @@ def _ecg_section(folder: RunFolder) -> str:
     if not isinstance(curves, list) or not curves:
         return ""
     methods = list(dict.fromkeys(c.get("method") for c in curves))
-    order = [m for m in ("pclr", "clocs", "autoencoder", "scratch", "handcrafted") if m in methods]
+    order = [m for m in ECG_METHODS if m in methods]
     order += [m for m in methods if m not in order]
     styles = plots.method_styles(order)
     svg = plots.probe_svg(curves, {m: styles[m] for m in order}, {m: method_label(m) for m in order})
