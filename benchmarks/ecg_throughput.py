@@ -56,11 +56,17 @@ def train_rate(signals, ids, preset: str, steps: int, batch: int) -> float:
     model = PCLRModel(PRESETS[preset])
     config = TrainConfig(batch_size=batch, optimizer="adam", lr=1e-3)
     optimiser = make_optimizer(parameter_groups(model, config), config)
-    batches = iter(make_loader(ECGPairs(signals, ids), config, train=True))
+    loader = make_loader(ECGPairs(signals, ids), config, train=True)
+    batches = iter(loader)
     model.train()
 
     def step():
-        loss, _ = model.loss(next(batches))
+        nonlocal batches
+        batch = next(batches, None)
+        if batch is None:  # an epoch of pairs is shorter than the steps asked for: start another
+            batches = iter(loader)
+            batch = next(batches)
+        loss, _ = model.loss(batch)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

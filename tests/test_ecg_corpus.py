@@ -86,7 +86,11 @@ def test_nan_windows_and_short_records_are_counted(tmp_path):
     np.save(tmp_path / "short.npy", _wave(5, 100).astype(np.float32))
     settings = PrepareSettings(samples=64, leads=("I", "II"), sampling_rate=100.0)
     report = prepare([tmp_path / "x.npy", tmp_path / "short.npy"], tmp_path / "set", settings)
-    assert report.windows == 1 and report.skipped_windows["NaN values"] == 1 and report.short_records == 1
+    assert (
+        report.windows == 1
+        and report.skipped_windows["NaN or infinite values"] == 1
+        and report.short_records == 1
+    )
 
 
 def test_missing_leads_can_skip_records(tmp_path):

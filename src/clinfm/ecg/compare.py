@@ -30,6 +30,7 @@ from clinfm.ecg.recipes import (
     representations,
     resolve_set,
     sizes_json,
+    sources,
     train_encoder,
     write_results,
 )
@@ -120,8 +121,8 @@ def compare(
     config = encoder_config(preset, len(settings.leads))
     settings = replace(settings, samples=config.samples)
     recorded = {
-        "records": [str(r) for r in records],
-        "pretrain_records": [str(r) for r in pretrain_records] if pretrain_records else None,
+        "records": sources(records),
+        "pretrain_records": sources(pretrain_records) if pretrain_records else None,
         "labels": list(labels),
         "labels_csv": str(labels_csv) if labels_csv else None,
         "methods": list(methods),

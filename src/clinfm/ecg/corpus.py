@@ -120,6 +120,8 @@ class WindowWriter:
         self.file.write(_npy_header((0, *self.shape)))
 
     def append(self, window: np.ndarray) -> None:
+        if window.shape != self.shape:
+            raise ValueError(f"window of shape {window.shape}, expected {self.shape}")
         self.file.write(np.ascontiguousarray(window, dtype="<f4").tobytes())
         self.count += 1
 
@@ -205,8 +207,8 @@ def _add_windows(record: Record, path: Path, writer: WindowWriter, settings: Pre
     if not cut:
         report.short_records += 1
     for start, window in cut:
-        if np.isnan(window).any():
-            report.skipped_windows["NaN values"] += 1
+        if not np.isfinite(window).all():
+            report.skipped_windows["NaN or infinite values"] += 1
             continue
         window = resample(window, settings.samples)
         if settings.center:

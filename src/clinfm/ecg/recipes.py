@@ -79,23 +79,14 @@ def synth(
             jobs = [(p, ecgs_per_patient, seconds, sampling_rate, seed, folder) for p in members]
             counts[part] = {"patients": len(members), "ecgs": sum(_map(_write_patient, jobs, workers, part))}
         _write_labels(tmp / "cohort" / "labels.csv", parts["cohort"], LABELS)
-        write_json_atomic(
-            tmp / "run.json",
-            {
-                "kind": "ecg-synth",
-                "title": "Synthetic ECGs",
-                "created": now(),
-                "clinfm_version": __version__,
-                "config": {
-                    "seed": seed,
-                    "ecgs_per_patient": list(ecgs_per_patient),
-                    "seconds": seconds,
-                    "sampling_rate": sampling_rate,
-                },
-                "results": counts,
-                "notes": ["neurokit2's ECGSYN simulator; approximations in clinfm.ecg.synth and docs/ecg.md"],
-            },
-        )
+        config = {
+            "seed": seed,
+            "ecgs_per_patient": list(ecgs_per_patient),
+            "seconds": seconds,
+            "sampling_rate": sampling_rate,
+        }
+        note = "neurokit2's ECGSYN simulator; approximations in clinfm.ecg.synth and docs/ecg.md"
+        _write_run(tmp, "ecg-synth", "Synthetic ECGs", config, counts, [note])
     return counts
 
 
@@ -249,7 +240,7 @@ def pretrain(
     config = encoder_config(preset, len(settings.leads))
     settings = replace(settings, samples=config.samples)
     recorded = {
-        "records": [str(r) for r in records],
+        "records": sources(records),
         "objective": objective,
         "preset": preset,
         "training": training.to_dict(),
@@ -384,7 +375,7 @@ def embed(
         _, settings, config = load_encoder(model)
         settings = replace(settings, sampling_rate=rate)  # .npy records carry none; the user's
         described = {"checkpoint": str(model), "objective": config["objective"]}
-    with work_dir(out, {"model": str(model), "records": [str(r) for r in records]}, False) as work:
+    with work_dir(out, {"model": str(model), "records": sources(records)}, False) as work:
         ecg_set = resolve_set(records, work, settings)
         vectors = representations(model, ecg_set)
         with atomic_directory(out, overwrite=overwrite) as tmp:
@@ -503,11 +494,7 @@ def probe(
     vectors, rows = read_embeddings(embeddings)
     targets = parse_labels(labels, rows, labels_csv)
     ids = np.array([row["patient_id"] for row in rows], dtype=str)
-    run = (
-        json.loads((Path(embeddings) / "run.json").read_text())
-        if (Path(embeddings) / "run.json").exists()
-        else {}
-    )
+    run = _read_run(Path(embeddings) / "run.json")
     method = _method_of(run)
     curves = [
         probe_label(
@@ -534,6 +521,27 @@ def probe(
     }
     write_results(out, "ecg-probe", "Linear probes on ECG representations", recorded, curves, [], overwrite)
     return curves
+
+
+def _read_run(path: Path) -> dict:
+    """A run.json when there is one ({} otherwise); one line when it is damaged."""
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"unreadable run.json: {error}", path=path) from None
+
+
+def sources(records: Sequence[str | os.PathLike]) -> list[str]:
+    """Where records came from, for run.json: folders as given, single files by their folder only
+    (a record's file name can be an id, and checkpoints hold none)."""
+    folders = [str(Path(r)) for r in records if not Path(r).is_file()]
+    files: dict[str, int] = {}
+    for record in records:
+        if Path(record).is_file():
+            files[str(Path(record).parent)] = files.get(str(Path(record).parent), 0) + 1
+    return folders + [f"{folder} ({n} files)" for folder, n in files.items()]
 
 
 def _method_of(run: dict) -> str:

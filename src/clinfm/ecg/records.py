@@ -256,7 +256,7 @@ def read_numpy(
     """
     path = Path(path)
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # records are read as they are used
     except Exception as exc:
         raise InputError(f"unreadable .npy array: {_one_line(exc)}", path=path) from None
     if array.ndim == 2:
@@ -272,7 +272,7 @@ def read_numpy(
         raise InputError(f"{len(patient_ids)} patient ids for {len(ids)} records", path=path)
     patients = list(patient_ids) if patient_ids is not None else ids
     return [
-        Record(rid, str(pid), array[i].astype(np.float32), float(sampling_rate), tuple(leads))
+        Record(rid, str(pid), np.asarray(array[i], dtype=np.float32), float(sampling_rate), tuple(leads))
         for i, (rid, pid) in enumerate(zip(ids, patients, strict=True))
     ]
 
@@ -318,9 +318,13 @@ def find_records(path: str | Path) -> list[Path]:
 
 
 def _is_record_file(path: Path) -> bool:
-    """A WFDB header, or a NumPy array with no WFDB header of the same name beside it."""
+    """A WFDB header, or a NumPy array with no WFDB header of the same name beside it that is not
+    part of a clinfm output (a prepared set's signals, an embeddings folder's vectors)."""
     suffix = path.suffix.lower()
-    return suffix == ".hea" or (suffix == ".npy" and not path.with_suffix(".hea").exists())
+    if suffix == ".hea":
+        return True
+    clinfm_output = any((path.parent / marker).exists() for marker in ("ecg_set.json", "run.json"))
+    return suffix == ".npy" and not path.with_suffix(".hea").exists() and not clinfm_output
 
 
 def read_record(
