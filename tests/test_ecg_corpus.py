@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clinfm.ecg.corpus import PrepareSettings, open_set, prepare
+from clinfm.ecg.corpus import PrepareSettings, open_set, prepare, read_record_fields
 from clinfm.ecg.labels import label_values, read_labels
 from clinfm.errors import InputError
 
@@ -136,6 +136,22 @@ def test_labels_join_on_patients_and_name_values(tmp_path):
         label_values("sex", windows, table)
     with pytest.raises(InputError, match="no label column 'lvh'"):
         label_values("lvh", windows, table)
+
+
+def test_challenge_header_fields_are_labels(tmp_path):
+    for name, age, sex in (("A1", 53, "Male"), ("A2", 61, "Female")):
+        _write(
+            tmp_path / "in",
+            name,
+            _wave(10, 100),
+            100,
+            comments=[f"Age: {age}", f"Sex: {sex}", "Dx: 426783006"],
+        )
+    prepare([tmp_path / "in"], tmp_path / "set", PrepareSettings(samples=64))
+    ecg_set, fields = open_set(tmp_path / "set"), read_record_fields(tmp_path / "set")
+    assert fields["A1"]["age"] == "53" and fields["A2"]["sex"] == "Female"
+    assert label_values("Age", ecg_set.windows, records=fields).values.tolist() == [53.0, 61.0]
+    assert label_values("sex=Male", ecg_set.windows, records=fields).values.tolist() == [1.0, 0.0]
 
 
 def test_labels_csv_needs_a_key_and_unique_rows(tmp_path):

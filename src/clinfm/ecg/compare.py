@@ -139,7 +139,7 @@ def compare(
     notes = []
     with work_dir(out, recorded, resume) as work:
         cohort = resolve_set(records, work, settings)
-        targets = parse_labels(labels, cohort.windows, labels_csv)
+        targets = parse_labels(labels, cohort.windows, labels_csv, cohort.path)
         unlabelled = cohort
         if pretrain_records:
             unlabelled = resolve_set(pretrain_records, work / "pretrain", settings)

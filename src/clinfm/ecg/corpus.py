@@ -37,6 +37,7 @@ from clinfm.ecg.records import (
     PAPER_SECONDS,
     Record,
     find_records,
+    header_fields,
     quality_problems,
     read_records,
     resample,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 SET_FILE = "ecg_set.json"
 SIGNALS_FILE = "signals.npy"
 WINDOWS_FILE = "windows.csv"
+RECORDS_FILE = "records.jsonl"  # one line per record: its ids and header fields (Age, Sex, Dx, ...)
 FORMAT = "clinfm-ecg-set"
 VERSION = 1
 WINDOW_COLUMNS = ("window", "record_id", "patient_id", "source", "start_s", "sampling_rate", "rhythm")
@@ -154,15 +156,21 @@ def prepare(
     report = PrepareReport()
     writer = WindowWriter(out / SIGNALS_FILE, len(settings.leads), settings.samples)
     patients: set[str] = set()
-    with open(out / WINDOWS_FILE, "w", newline="", encoding="utf-8") as table:
+    with (
+        open(out / WINDOWS_FILE, "w", newline="", encoding="utf-8") as table,
+        open(out / RECORDS_FILE, "w", encoding="utf-8") as headers,
+    ):
         rows = csv.writer(table)
         rows.writerow(WINDOW_COLUMNS)
         try:
             for path in progress.track(paths, "preparing ECG records"):
                 for record in _records(path, paths, settings, report):
+                    before = writer.count
                     for row in _add_windows(record, path, writer, settings, report):
                         rows.writerow(row)
                         patients.add(record.patient_id)
+                    if writer.count > before:
+                        headers.write(json.dumps(_record_row(record)) + "\n")
         finally:
             writer.finish()
     report.windows, report.patients = writer.count, len(patients)
@@ -224,6 +232,23 @@ def _add_windows(record: Record, path: Path, writer: WindowWriter, settings: Pre
             (rhythm or "").lstrip("("),
         )
         writer.append(window)
+
+
+def _record_row(record: Record) -> dict[str, str]:
+    """A record's ids and its header's ``key: value`` fields (labels such as a Challenge's Age, Sex, Dx)."""
+    return {**header_fields(record), "record_id": record.record_id, "patient_id": record.patient_id}
+
+
+def read_record_fields(folder: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """record_id -> header fields, from a prepared set's (or embeddings folder's) records.jsonl."""
+    path = Path(folder) / RECORDS_FILE
+    if not path.exists():
+        return {}
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    except (OSError, ValueError) as error:
+        raise InputError(f"unreadable record fields: {error}", path=path) from None
+    return {row["record_id"]: row for row in rows}
 
 
 def _absent_leads(record: Record, wanted: tuple[str, ...]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Labels for ECG windows: a CSV keyed by record or patient, or a column of the windows table.
+"""Labels for ECG windows: a CSV keyed by record or patient, a column of the windows table (such as
+``rhythm``), or a field of the records' headers (a Challenge header's ``Age``, ``Sex``, ``Dx``).
 
 A label is named ``COLUMN`` (numbers: 0/1 makes a binary task, anything else a regression) or
 ``COLUMN=VALUE`` (binary: 1 where the column equals VALUE, 0 where it holds another value). Windows
@@ -57,12 +58,16 @@ def read_labels(path: str | os.PathLike) -> tuple[str, dict[str, dict[str, str]]
 
 
 def label_values(
-    spec: str, windows: list[dict], labels: tuple[str, dict[str, dict[str, str]]] | None = None
+    spec: str,
+    windows: list[dict],
+    labels: tuple[str, dict[str, dict[str, str]]] | None = None,
+    records: dict[str, dict[str, str]] | None = None,
 ) -> Label:
     """The label ``spec`` (``COLUMN`` or ``COLUMN=VALUE``) for each window, from the labels CSV when
-    it has that column, else from the windows table itself (e.g. ``rhythm=AFIB``)."""
+    it has that column, else from the windows table itself (e.g. ``rhythm=AFIB``), else from the
+    header fields of each window's record (``records``: record_id -> fields; keys lower-case)."""
     column, _, wanted = spec.partition("=")
-    cells = _cells(column, windows, labels)
+    cells = _cells(column, windows, labels, records or {})
     if wanted:
         values = np.array([np.nan if not c else float(c == wanted) for c in cells])
         if not (values == 1).any():
@@ -92,7 +97,7 @@ def _checked(label: Label) -> Label:
     return label
 
 
-def _cells(column: str, windows: list[dict], labels) -> list[str]:
+def _cells(column: str, windows: list[dict], labels, records: dict[str, dict[str, str]]) -> list[str]:
     if labels is not None:
         key, table = labels
         first = next(iter(table.values()), {})
@@ -100,8 +105,11 @@ def _cells(column: str, windows: list[dict], labels) -> list[str]:
             return [(table.get(w[key]) or {}).get(column, "").strip() for w in windows]
     if windows and column in windows[0]:
         return [str(w[column]).strip() for w in windows]
+    if any(column.lower() in fields for fields in records.values()):
+        return [(records.get(w["record_id"]) or {}).get(column.lower(), "").strip() for w in windows]
+    header = {key for fields in records.values() for key in fields}
     available = sorted(
-        {*(next(iter(labels[1].values()), {}) if labels else {}), *(windows[0] if windows else {})}
+        {*(next(iter(labels[1].values()), {}) if labels else {}), *(windows[0] if windows else {}), *header}
     )
     raise InputError(f"no label column {column!r} (columns: {', '.join(available)})")
 

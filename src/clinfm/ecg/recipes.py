@@ -23,7 +23,16 @@ import torch
 
 from clinfm import __version__, progress
 from clinfm.ecg.checkpoint import load_encoder, save_encoder
-from clinfm.ecg.corpus import ECGSet, PrepareSettings, is_prepared, open_set, prepare
+from clinfm.ecg.corpus import (
+    RECORDS_FILE,
+    WINDOWS_FILE,
+    ECGSet,
+    PrepareSettings,
+    is_prepared,
+    open_set,
+    prepare,
+    read_record_fields,
+)
 from clinfm.ecg.labels import Label, label_values, read_labels
 from clinfm.ecg.model import PRESETS, ResNetConfig
 from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
@@ -380,7 +389,9 @@ def embed(
         vectors = representations(model, ecg_set)
         with atomic_directory(out, overwrite=overwrite) as tmp:
             np.save(tmp / "embeddings.npy", vectors.astype(np.float32))
-            shutil.copy(ecg_set.path / "windows.csv", tmp / "windows.csv")
+            for name in (WINDOWS_FILE, RECORDS_FILE):
+                if (ecg_set.path / name).exists():
+                    shutil.copy(ecg_set.path / name, tmp / name)
             counts = {"windows": len(vectors), "dimensions": int(vectors.shape[1])}
             _write_run(
                 tmp,
@@ -469,11 +480,15 @@ def probe_label(
     }
 
 
-def parse_labels(specs: Sequence[str], rows: list[dict], labels_csv: str | os.PathLike | None) -> list[Label]:
+def parse_labels(
+    specs: Sequence[str], rows: list[dict], labels_csv: str | os.PathLike | None, folder: Path
+) -> list[Label]:
+    """The labels named by ``specs`` for the window ``rows`` of a prepared set or embeddings ``folder``."""
     if not specs:
         raise InputError("name at least one --label (a labels CSV column, or e.g. rhythm=AFIB)")
     table = read_labels(labels_csv) if labels_csv else None
-    return [label_values(spec, rows, table) for spec in specs]
+    records = read_record_fields(folder)
+    return [label_values(spec, rows, table, records) for spec in specs]
 
 
 def probe(
@@ -492,7 +507,7 @@ def probe(
     """``clinfm ecg probe``: linear probes of one embeddings folder for each label."""
     out = check_output(out, overwrite)
     vectors, rows = read_embeddings(embeddings)
-    targets = parse_labels(labels, rows, labels_csv)
+    targets = parse_labels(labels, rows, labels_csv, Path(embeddings))
     ids = np.array([row["patient_id"] for row in rows], dtype=str)
     run = _read_run(Path(embeddings) / "run.json")
     method = _method_of(run)
