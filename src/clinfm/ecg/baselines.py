@@ -39,11 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clinfm.ecg.contrastive import nt_xent
 from clinfm.ecg.model import (
     ECGResNet,
     PCLRModel,
-    ProjectionHead,
     ResNetConfig,
     SameConv1d,
     batch_ecgs,
@@ -57,17 +55,8 @@ def split_halves(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :half], x[..., half:]
 
 
-class CLOCSModel(nn.Module):
-    """Encoder plus projection head, trained with NT-Xent on the two halves of each ECG."""
-
-    def __init__(self, config: ResNetConfig | None = None):
-        super().__init__()
-        self.config = config or ResNetConfig()
-        self.encoder = ECGResNet(self.config)
-        self.head = ProjectionHead(self.config)
-
-    def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+class CLOCSModel(PCLRModel):
+    """PCLR's encoder, projection head and NT-Xent; the two views are the halves of each ECG."""
 
     def loss(self, batch: dict, objective: str = "pretrain") -> tuple[torch.Tensor, dict]:
         """NT-Xent between the halves' projections, both halves encoded in one pass (shared BN)."""
@@ -80,16 +69,7 @@ class CLOCSModel(nn.Module):
                 f"got shape {tuple(x.shape)}"
             )
         first, second = split_halves(x)
-        a, b = self.head(self.encoder(torch.cat([first, second]))).chunk(2)
-        return nt_xent(a, b, self.config.temperature), {}
-
-    def predict(self, batch: dict, objective: str = "embed") -> torch.Tensor:
-        """The representation of the full-length ``batch["ecg"]``, whatever the objective."""
-        return self.representation(batch_ecgs(batch))
-
-    def layer_groups(self) -> list[list[nn.Parameter]]:
-        """Stem, each residual unit, then the projection head."""
-        return [*self.encoder.layer_groups(), list(self.head.parameters())]
+        return super().loss({"first": first, "second": second}, objective)
 
 
 class UpBlock(nn.Sequential):

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clinfm import __version__, progress
+from clinfm import progress
 from clinfm.ecg.checkpoint import load_encoder, save_encoder
 from clinfm.ecg.corpus import (
     RECORDS_FILE,
@@ -46,7 +46,7 @@ from clinfm.ecg.results import (
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import FitResult, TrainConfig, fit, is_global_zero, predict
-from clinfm.train.runs import copy_logs, now, resume_note, work_dir
+from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def synth(
             "sampling_rate": sampling_rate,
         }
         note = "neurokit2's ECGSYN simulator; approximations in clinfm.ecg.synth and docs/ecg.md"
-        _write_run(tmp, "ecg-synth", "Synthetic ECGs", config, counts, [note])
+        write_run(tmp, "ecg-synth", "Synthetic ECGs", config, counts, [note])
     return counts
 
 
@@ -262,7 +262,7 @@ def pretrain(
             return counts
         with atomic_directory(out, overwrite=overwrite) as tmp:
             save_encoder(tmp, model, objective, settings, {"training": training.to_dict(), "data": counts})
-            _write_run(
+            write_run(
                 tmp,
                 "ecg-pretrain",
                 f"ECG encoder pre-trained with {METHOD_LABELS[objective]}",
@@ -393,7 +393,7 @@ def embed(
                 if (ecg_set.path / name).exists():
                     shutil.copy(ecg_set.path / name, tmp / name)
             counts = {"windows": len(vectors), "dimensions": int(vectors.shape[1])}
-            _write_run(
+            write_run(
                 tmp,
                 "ecg-embed",
                 "ECG representations",
@@ -586,22 +586,7 @@ def write_results(
             shutil.copytree(folder, tmp / "models" / method)
         write_json_atomic(tmp / "metrics.json", {"ecg": {"probes": curves, "gains": relative_gains(curves)}})
         (tmp / "table.md").write_text(curves_table(curves) + "\n", encoding="utf-8")
-        _write_run(tmp, kind, title, recorded, {"metrics": "metrics.json"}, notes)
+        write_run(tmp, kind, title, recorded, {"metrics": "metrics.json"}, notes)
         from clinfm.report.html import write_report
 
         write_report(tmp)
-
-
-def _write_run(folder: Path, kind: str, title: str, config: dict, results: dict, notes: list[str]) -> None:
-    write_json_atomic(
-        folder / "run.json",
-        {
-            "kind": kind,
-            "title": title,
-            "created": now(),
-            "clinfm_version": __version__,
-            "config": config,
-            "results": results,
-            "notes": notes,
-        },
-    )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clinfm import __version__, progress
+from clinfm import progress
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.ner.brat import read_brat, write_brat
@@ -43,7 +43,7 @@ from clinfm.ner.model import (
 from clinfm.ner.text import entities_from_sentences, to_sentences
 from clinfm.pretrained import default_text_model_path
 from clinfm.train.engine import TrainConfig, fit, is_global_zero, make_loader
-from clinfm.train.runs import copy_logs, now, resume_note, work_dir
+from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def train(
     with atomic_directory(out, overwrite=overwrite) as tmp:
         save_tagger(tmp, tagger, words, {"model": model, "preset": preset, "training": config.to_dict()})
         copy_logs(work, tmp)
-        _write_run(
+        write_run(
             tmp,
             "ner-train",
             f"NER: {model} ({preset if model.startswith('transformer') else 'pre-trained'})",
@@ -372,7 +372,7 @@ def _train_feature_crf(train_sentences, dev_sentences, out, recorded, settings, 
     dev_scores = evaluate_sentences(model, None, dev_sentences) if dev_sentences else None
     with atomic_directory(out, overwrite=overwrite) as tmp:
         model.save(tmp / "crf")
-        _write_run(
+        write_run(
             tmp,
             "ner-train",
             "NER: feature CRF",
@@ -381,21 +381,6 @@ def _train_feature_crf(train_sentences, dev_sentences, out, recorded, settings, 
             [],
         )
     return out
-
-
-def _write_run(folder: Path, kind: str, title: str, config: dict, results: dict, notes: list[str]) -> None:
-    write_json_atomic(
-        folder / "run.json",
-        {
-            "kind": kind,
-            "title": title,
-            "created": now(),
-            "clinfm_version": __version__,
-            "config": config,
-            "results": results,
-            "notes": notes,
-        },
-    )
 
 
 # ------------------------------------------------------------------------------------------ tagging
@@ -515,7 +500,7 @@ def evaluate(
     if out is not None:
         with atomic_directory(out, overwrite=overwrite) as tmp:
             write_json_atomic(tmp / "metrics.json", scores)
-            _write_run(
+            write_run(
                 tmp,
                 "ner-evaluate",
                 "NER evaluation",
@@ -650,7 +635,7 @@ def compare(
             tmp / "metrics.json", {"ner": {"test": _describe(test, test.sentences), "models": rows}}
         )
         (tmp / "table.md").write_text(comparison_table(rows))
-        _write_run(
+        write_run(
             tmp,
             "ner-compare",
             f"NER comparison on {'/'.join(Path(test_data).parts[-2:])}",

@@ -29,6 +29,24 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def write_run(folder: Path, kind: str, title: str, config: dict, results: dict, notes: list[str]) -> None:
+    """A finished run's ``run.json``: what it was, its settings, its results' summary and notes."""
+    from clinfm import __version__
+
+    write_json_atomic(
+        folder / "run.json",
+        {
+            "kind": kind,
+            "title": title,
+            "created": now(),
+            "clinfm_version": __version__,
+            "config": config,
+            "results": results,
+            "notes": notes,
+        },
+    )
+
+
 def resume_note(result) -> list[str]:
     if result.resumed_from_epoch is None:
         return []
