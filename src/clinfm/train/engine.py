@@ -356,6 +356,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # resuming: see _prepend_csv_log
+    warnings.filterwarnings("ignore", message=".*no `val_dataloader`. Skipping val loop.*")  # val_data=None
 
 
 def fit(
