@@ -309,6 +309,8 @@ def train_encoder(
         "train_windows": len(train_rows),
         "validation_windows": len(val_rows),
         "seconds": round(time.perf_counter() - started, 1),
+        "epochs": result.epochs,
+        f"best_{result.monitor}": result.best_score,
         "notes": notes,
     }
     if objective == "pclr":

@@ -782,8 +782,7 @@ def _ecg_section(folder: RunFolder) -> str:
     methods = list(dict.fromkeys(c.get("method") for c in curves))
     order = [m for m in ECG_METHODS if m in methods]
     order += [m for m in methods if m not in order]
-    styles = plots.method_styles(order)
-    svg = plots.probe_svg(curves, {m: styles[m] for m in order}, {m: method_label(m) for m in order})
+    svg = plots.probe_svg(curves, plots.ordered_styles(order), {m: method_label(m) for m in order})
     caption = (
         "Test AUROC (binary labels) or R\u00b2 (numbers) against the number of labelled training patients; "
         "bands and brackets are bootstrap 95% intervals resampling test patients; each point averages the "

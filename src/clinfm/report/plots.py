@@ -59,6 +59,14 @@ def method_styles(methods: Sequence[str]) -> dict[str, Style]:
     return styles
 
 
+def ordered_styles(methods: Sequence[str]) -> dict[str, Style]:
+    """One style per method in the order given (the first gets the palette's first colour)."""
+    return {
+        method: Style(PALETTE[i % len(PALETTE)], LINESTYLES[i % len(LINESTYLES)], MARKERS[i % len(MARKERS)])
+        for i, method in enumerate(methods)
+    }
+
+
 def to_svg(fig: Figure, salt: str) -> str:
     """The figure as SVG markup ready to paste into HTML (see the module docstring for why)."""
     buffer = io.StringIO()
@@ -126,7 +134,7 @@ def probe_svg(
     labels = list(dict.fromkeys(c["label"] for c in curves))
     columns = min(len(labels), 3)
     rows = -(-len(labels) // columns)
-    fig = _new_figure(4.2 * columns, 3.1 * rows + 0.4)
+    fig = _new_figure(max(4.2 * columns, 7.0), 3.1 * rows + 0.6)  # wide enough for the legend
     grid = fig.subplots(rows, columns, squeeze=False).ravel()
     for unused in grid[len(labels) :]:
         unused.set_visible(False)
