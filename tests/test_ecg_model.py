@@ -185,3 +185,17 @@ def test_loss_backward_and_training_lowers_it():
         model.predict(batch, "embed")
     with pytest.raises(InputError):
         model.loss({"first": batch["first"]}, "contrastive")
+
+
+def test_sampler_pairs_two_recordings_never_two_windows_of_one():
+    # patient a: one long recording cut into 4 windows (no pair); b and c: two recordings each
+    patients = ["a"] * 4 + ["b"] * 3 + ["c"] * 3 + ["d"] * 2
+    records = ["a1"] * 4 + ["b1", "b1", "b2", "c1", "c2", "c2", "d1", "d2"]
+    sampler = PatientPairSampler(patients, 2, seed=0, record_ids=records)
+    assert sampler.skipped_patients == 1
+    for epoch in range(20):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            first, second = batch[:2], batch[2:]
+            for a, b in zip(first, second, strict=True):
+                assert patients[a] == patients[b] != "a" and records[a] != records[b]

@@ -108,6 +108,10 @@ def test_prepared_set_is_reused_and_checked(corpus, tmp_path):
         (["ecg", "prepare", "--records", "{tmp}/empty", "--out", "{tmp}/o"], "no ECG records"),
         (["ecg", "pretrain", "--records", "{tmp}/x.npy", "--out", "{tmp}/o"], "--sampling-rate"),
         (
+            ["ecg", "pretrain", "--records", "{tmp}/x.npy", "--sampling-rate", "500", "--out", "{tmp}/o"],
+            "PCLR needs patients with at least two ECGs",
+        ),
+        (
             [
                 "ecg",
                 "compare",
