@@ -1,0 +1,1 @@
+"""Multimodal fusion of lab tests and clinical notes (MEDFuse)."""
