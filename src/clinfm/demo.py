@@ -49,6 +49,7 @@ class DemoPlan:
     ner_epochs: int | None = None  # None: each model's own (small preset: 10; BERT-CRF: the paper's 3)
 
     ecg_patients: tuple[int, int] = (150, 100)  # unlabelled (pre-training), labelled cohort
+    ecg_per_patient: tuple[int, int] = (2, 3)  # ECGs each: simulating them is the section's main cost
     ecg_epochs: int = 10
     ecg_labels: tuple[str, ...] = ("af", "wide_qrs", "age")
     ecg_sizes: tuple[int | None, ...] = (10, 25, None)
@@ -65,7 +66,8 @@ class DemoPlan:
             ner_documents=(200, 60, 60),
             ner_models=("transformer-crf", "feature-crf"),
             ner_epochs=2,
-            ecg_patients=(40, 40),
+            ecg_patients=(20, 30),
+            ecg_per_patient=(2, 2),
             ecg_epochs=3,
             ecg_labels=("af", "age"),
             ecg_sizes=(10, None),
@@ -245,6 +247,7 @@ def _ecg(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
         records,
         pretrain_patients=unlabelled,
         cohort_patients=labelled,
+        ecgs_per_patient=plan.ecg_per_patient,
         seed=seed,
         workers=os.cpu_count() or 1,
     )
