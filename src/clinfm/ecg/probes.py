@@ -153,8 +153,17 @@ def _splits(
 ) -> list[_Split]:
     """One train/test split of patients, or ``folds`` folds each holding a share of the patients
     out; for binary labels both are stratified by whether a patient has a positive ECG."""
-    patients = np.unique(ids)
-    strata = {p: int(y[ids == p].max()) for p in patients} if binary else None
+    patients, patient_of_row = np.unique(ids, return_inverse=True)
+    # every patient's rows in one pass (not a scan of all rows per patient)
+    by_patient = np.argsort(patient_of_row, kind="stable")
+    rows_of_all = dict(
+        zip(patients, np.split(by_patient, np.cumsum(np.bincount(patient_of_row))[:-1]), strict=True)
+    )
+    strata = None
+    if binary:
+        positive = np.zeros(len(patients), dtype=int)
+        np.maximum.at(positive, patient_of_row, y.astype(int))
+        strata = dict(zip(patients, positive.tolist(), strict=True))
     if folds is None:
         tests = [np.flatnonzero(patient_split(ids, test_share=test_share, seed=seed, strata=strata)[1])]
     else:
@@ -169,7 +178,7 @@ def _splits(
     splits = []
     for test_rows in tests:
         train_patients = np.setdiff1d(patients, np.unique(ids[test_rows]))
-        rows_of = {p: np.flatnonzero(ids == p) for p in train_patients}
+        rows_of = {p: rows_of_all[p] for p in train_patients}
         splits.append(_Split(train_patients, rows_of, [y[rows_of[p]] for p in train_patients], test_rows))
     return splits
 

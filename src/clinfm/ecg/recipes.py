@@ -113,7 +113,6 @@ def _write_patient(job: tuple) -> int:
 
     from clinfm.ecg.synth import patient_records
 
-    torch.set_num_threads(1)
     patient, ecgs_per_patient, seconds, sampling_rate, seed, folder = job
     records = patient_records(
         patient, ecgs_per_patient, seconds=seconds, sampling_rate=sampling_rate, seed=seed
@@ -314,7 +313,7 @@ def train_encoder(
         "notes": notes,
     }
     if objective == "pclr":
-        counts["single_ecg_patients"] = int(train_data.batch_sampler(training, train=True).skipped_patients)
+        counts["single_ecg_patients"] = len(set(train_data.patient_ids)) - train_data.pair_patients
     return model, result, counts
 
 
