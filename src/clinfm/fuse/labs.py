@@ -263,10 +263,14 @@ class MaskedLabModel(nn.Module):
         loss = masked_mse(prediction, target, torch.gather(masked, 1, hidden_at))
         return loss, {"masked_tokens": float(masked.sum())}
 
+    def token_states(self, item: torch.Tensor, value: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """B x L x dim: the encoder over all observed tokens (rows without labs: junk, never read)."""
+        return _run(self.encoder, self.embed(item, value), ~observed)
+
     def encode(self, batch: dict) -> torch.Tensor:
         """B x dim: the encoder over all observed tokens, mean-pooled; zeros for a sample without labs."""
         observed = batch["observed"]
-        encoded = _run(self.encoder, self.embed(batch["item"], batch["value"]), ~observed)
+        encoded = self.token_states(batch["item"], batch["value"], observed)
         weight = observed.unsqueeze(-1).to(encoded.dtype)
         return (encoded * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
 
@@ -275,18 +279,21 @@ class MaskedLabModel(nn.Module):
             raise InputError(f"the lab model predicts objective 'embed', not {objective!r}")
         return self.encode(batch)
 
-    def layer_groups(self) -> list[list[nn.Parameter]]:
-        """Token embeddings, each encoder layer, the encoder's norm, then the whole decoder."""
+    def encoder_groups(self) -> list[list[nn.Parameter]]:
+        """Token embeddings, each encoder layer, the encoder's norm: what a downstream model fine-tunes."""
         embeddings = [*self.item_embedding.parameters(), *self.value_projection.parameters()]
-        decoder = [self.mask_token]
-        for part in (self.to_decoder, self.decoder_item, self.decoder, self.head):
-            decoder += list(part.parameters())
         return [
             embeddings,
             *[list(layer.parameters()) for layer in self.encoder.layers],
             list(self.encoder.norm.parameters()),
-            decoder,
         ]
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The encoder's groups, then the whole decoder."""
+        decoder = [self.mask_token]
+        for part in (self.to_decoder, self.decoder_item, self.decoder, self.head):
+            decoder += list(part.parameters())
+        return [*self.encoder_groups(), decoder]
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
