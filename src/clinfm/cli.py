@@ -28,6 +28,7 @@ from clinfm.concepts.cli import concepts_app
 from clinfm.ecg.cli import ecg_app
 from clinfm.errors import InputError
 from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHARD
+from clinfm.fuse.cli import fuse_app
 from clinfm.ner.cli import ner_app
 from clinfm.vocab import DEFAULT_MIN_SUBJECTS
 
@@ -44,6 +45,7 @@ app.add_typer(convert_app, name="convert")
 app.add_typer(concepts_app, name="concepts")
 app.add_typer(ner_app, name="ner")
 app.add_typer(ecg_app, name="ecg")
+app.add_typer(fuse_app, name="fuse")
 
 SHARD_OPTION = typer.Option(
     None,

@@ -1,0 +1,194 @@
+"""``clinfm fuse ablate``: what each part of MEDFuse adds, as one command.
+
+Six models on the same samples, splits and note embeddings (:data:`ABLATIONS`): the lab branch
+alone, the note branch alone, plain concatenation of the two, the disentangled fusion without the
+MI loss, the full model with a lab encoder that skipped masked lab-test pre-training, and the full
+model. The lab encoder is pre-trained once (or given); each model fine-tunes its own copy.
+Finished models are kept in the work folder, so an interrupted ablation resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from clinfm import progress
+from clinfm.errors import InputError
+from clinfm.fuse.model import FusionConfig
+from clinfm.fuse.recipes import (
+    FINE_TUNING,
+    PRETRAINING,
+    InputSettings,
+    embed_cohort_notes,
+    fresh_lab_branch,
+    input_counts,
+    lab_preset,
+    load_lab_branch,
+    pretrain_labs,
+    read_cohort,
+    report_lines,
+    scores_of,
+    train_fusion,
+)
+from clinfm.io import atomic_directory, check_output, read_json_document, write_json_atomic
+from clinfm.train.engine import TrainConfig, is_global_zero
+from clinfm.train.runs import copy_logs, work_dir, write_run
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
+
+
+@dataclass(frozen=True)
+class Ablation:
+    label: str
+    fusion: str
+    mi: bool = True
+    pretrained_labs: bool = True
+
+
+ABLATIONS = {
+    "labs": Ablation("Labs only", "labs"),
+    "notes": Ablation("Notes only", "notes"),
+    "concat": Ablation("Concatenation fusion", "concat"),
+    "no_mi": Ablation("Disentangled, no MI loss", "disentangled", mi=False),
+    "no_mltm": Ablation("No masked lab pre-training", "disentangled", pretrained_labs=False),
+    "full": Ablation("MEDFuse (full)", "disentangled"),
+}
+
+
+def fusion_config(ablation: Ablation, base: FusionConfig) -> FusionConfig:
+    return dataclasses.replace(base, fusion=ablation.fusion, mi_weight=base.mi_weight if ablation.mi else 0.0)
+
+
+def ablate(
+    data: str | os.PathLike,
+    task: str,
+    out: str | os.PathLike,
+    *,
+    labs_model: str | os.PathLike | None = None,
+    variants: tuple[str, ...] = tuple(ABLATIONS),
+    base: FusionConfig | None = None,
+    settings: InputSettings | None = None,
+    preset: str = "paper",
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+    pretraining: TrainConfig = PRETRAINING,
+    training: TrainConfig = FINE_TUNING,
+    cache=True,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> dict:
+    """Train every variant in ``variants``; ``out`` gets metrics.json, table.md, run.json, a report and
+    the pre-trained lab encoder (``lab_model/``) when this command trained it."""
+    out = check_output(out, overwrite)
+    unknown = sorted(set(variants) - set(ABLATIONS))
+    if unknown or not variants:
+        raise InputError(f"unknown variants {unknown}; choose from {', '.join(ABLATIONS)}")
+    base, settings = base or FusionConfig(), settings or InputSettings()
+    recorded = {
+        "data": str(data),
+        "task": task,
+        "labs_model": str(labs_model) if labs_model else None,
+        "variants": list(variants),
+        "fusion": base.to_dict(),
+        "inputs": settings.to_dict(),
+        "preset": preset,
+        "pretraining": pretraining.to_dict(),
+        "training": training.to_dict(),
+    }
+    cohort = read_cohort(data, task, settings)
+    with work_dir(out, recorded, resume) as work:
+        pretrained = _pretrained_branch(data, work, labs_model, settings, preset, min_subjects, pretraining)
+        fresh = fresh_lab_branch(cohort.labs[cohort.rows("train")], lab_preset(preset), min_subjects)
+        if any(ABLATIONS[v].fusion != "labs" for v in variants):
+            embed_cohort_notes(cohort, pretrained, cache=cache)
+        results = {}
+        for name in progress.track(variants, "ablation", total=len(variants)):
+            results[name] = _variant(name, cohort, pretrained, fresh, base, training, work)
+        if not is_global_zero():
+            return results
+        counts = input_counts(cohort)
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            write_json_atomic(tmp / "metrics.json", {"variants": results, "data": counts})
+            (tmp / "table.md").write_text(markdown_table(results, cohort.names))
+            if labs_model is None:
+                shutil.copytree(work / "lab_model", tmp / "lab_model")
+            write_run(
+                tmp, "fuse-ablate", "MEDFuse ablation", recorded, {"data": counts}, report_lines(cohort)
+            )
+            copy_logs(work, tmp)
+            from clinfm.report.html import write_report
+
+            write_report(tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _pretrained_branch(data, work: Path, labs_model, settings, preset, min_subjects, pretraining):
+    """The given lab encoder, or one pre-trained here (kept in the work folder across resumes)."""
+    if labs_model is None:
+        labs_model = work / "lab_model"
+        if not labs_model.exists():
+            pretrain_labs(
+                data,
+                labs_model,
+                preset=preset,
+                labs=settings.labs,
+                window_days=settings.window_days,
+                min_subjects=min_subjects,
+                training=pretraining,
+            )
+    return load_lab_branch(labs_model)[0]
+
+
+def _variant(name, cohort, pretrained, fresh, base, training, work: Path) -> dict:
+    """One variant's held-out scores, read back when an interrupted ablation already has them."""
+    done = work / "variants" / f"{name}.json"
+    if done.exists():
+        return read_json_document(done, what="a finished ablation variant")["result"]
+    ablation = ABLATIONS[name]
+    config = fusion_config(ablation, base)
+    branch = pretrained if ablation.pretrained_labs else fresh
+    _, outputs = train_fusion(cohort, branch, config, training, work, name=name)
+    _, metrics = scores_of(cohort, outputs)
+    fit = outputs["fit"]
+    result = {
+        "label": ablation.label,
+        "fusion": config.to_dict(),
+        "pretrained_labs": ablation.pretrained_labs,
+        "epochs": fit.epochs,
+        "best": {fit.monitor: fit.best_score},
+        "held_out": metrics,
+    }
+    write_json_atomic(done, {"result": result})
+    return result
+
+
+def _cell(estimate: dict | None) -> str:
+    if not estimate or estimate.get("value") is None:
+        return "-"
+    low, high = estimate.get("low"), estimate.get("high")
+    interval = f" ({low:.3f}-{high:.3f})" if low is not None and high is not None else ""
+    return f"{estimate['value']:.3f}{interval}"
+
+
+def markdown_table(results: dict, names: list[str]) -> str:
+    """Overall scores per variant, then each disease's AUROC per variant."""
+    lines = [
+        "| model | micro F1 | macro F1 | macro AUROC |",
+        "|---|---|---|---|",
+    ]
+    for result in results.values():
+        held = result["held_out"]
+        cells = [_cell(held["f1_micro"]), _cell(held["f1_macro"]), _cell(held["auroc_macro"])]
+        lines.append(f"| {result['label']} | " + " | ".join(cells) + " |")
+    lines += ["", "| disease (positives) | " + " | ".join(r["label"] for r in results.values()) + " |"]
+    lines.append("|---" * (len(results) + 1) + "|")
+    for disease in names:
+        first = next(iter(results.values()))["held_out"]["diseases"][disease]
+        cells = [_cell(r["held_out"]["diseases"][disease].get("auroc")) for r in results.values()]
+        lines.append(f"| {disease} ({first['positives']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ABLATIONS", "Ablation", "ablate", "fusion_config", "markdown_table"]

@@ -1,0 +1,601 @@
+"""MEDFuse end to end: pre-train the lab branch, train and evaluate fusion models, run the ablation.
+
+Data: a MEDS dataset with labs (``numeric_value``) and notes (``text_value``) and a multi-label
+task: ``tasks/<task>/<disease>.parquet`` (one binary label file per disease on shared samples, as
+the synthetic cohort's ``diseases`` and ``clinfm fuse diagnosis-task`` write) or such a folder by
+path. Patients are split by ``metadata/subject_splits.parquet``: ``train`` fits, ``tuning`` stops
+early and picks each disease's threshold, ``held_out`` is scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from clinfm.errors import InputError
+from clinfm.fuse.data import FusionSamples, NoteVectors
+from clinfm.fuse.labs import (
+    LabEncoderConfig,
+    LabTokens,
+    MaskedLabModel,
+    ValueScaler,
+    fit_value_scaler,
+    lab_vocabulary,
+)
+from clinfm.fuse.model import FusionConfig, FusionModel
+from clinfm.fuse.samples import LAB_PREFIXES, SampleReport, assemble, lab_table, select_events
+from clinfm.io import atomic_directory, check_output, write_json_atomic, write_parquet_atomic
+from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
+from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
+from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
+
+LAB_KIND = "fuse-lab-encoder"
+MODEL_KIND = "fuse-model"
+VOCAB_FILE, SCALER_FILE = "lab_vocabulary.json", "lab_scaler.json"
+SPLITS = ("train", "tuning", "held_out")
+PRETRAINING = TrainConfig(max_epochs=100, batch_size=256, optimizer="adamw", lr=1e-3, patience=5)
+FINE_TUNING = TrainConfig(max_epochs=50, batch_size=64, optimizer="adamw", lr=5e-4, patience=5)
+#: Lab pre-training samples: every distinct time a patient had labs drawn, at most this many.
+MAX_PANELS = 200_000
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """How samples are read from MEDS; recorded with a model and reused to evaluate it."""
+
+    labs: tuple[str, ...] = LAB_PREFIXES
+    window_days: float | None = None  # look-back for labs; None = all history
+    sections: tuple[str, ...] | None = None  # note sections to keep (notes with headings)
+    encoder: str = "default"  # the note branch's language model (clinfm.concepts specs)
+    max_chunks: int = 8  # note chunks per sample the model reads (the rest are counted)
+    labs_as_text: bool = False  # append abnormal labs to the note text (MEDFuse's LABTEXT)
+    lab_text_threshold: float = 2.0  # |z| at which a lab counts as abnormal for LABTEXT
+
+    @property
+    def window(self) -> dt.timedelta | None:
+        return dt.timedelta(days=self.window_days) if self.window_days else None
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> InputSettings:
+        values = {**payload, "labs": tuple(payload["labs"])}
+        if payload.get("sections") is not None:
+            values["sections"] = tuple(payload["sections"])
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------------------------- cohort
+
+
+def load_task(data: str | os.PathLike, task: str) -> tuple[pl.DataFrame, list[str]]:
+    """The task's samples and disease columns; ``task`` is a name under ``tasks/`` or a folder."""
+    from clinfm.fuse.samples import disease_labels
+    from clinfm.fuse.targets import read_task
+
+    if Path(task).is_dir():
+        return read_task(task)[:2]
+    return disease_labels(data, task)
+
+
+def with_splits(data: str | os.PathLike, labels: pl.DataFrame) -> pl.DataFrame:
+    """``labels`` with each subject's ``split``; subjects the split file does not name are refused."""
+    from clinfm.events.meds import read_splits
+
+    splits = read_splits(data)
+    if splits is None:
+        raise InputError("has no metadata/subject_splits.parquet (train / tuning / held_out)", path=data)
+    joined = labels.join(splits.select("subject_id", "split"), on="subject_id", how="left")
+    unknown = joined.filter(pl.col("split").is_null())
+    if unknown.height:
+        raise InputError(
+            f"{unknown['subject_id'].n_unique():,} subjects of the task have no split in "
+            "metadata/subject_splits.parquet",
+            path=data,
+        )
+    return joined
+
+
+@dataclass
+class Cohort:
+    """One task's samples with both modalities' inputs, read once and shared by every model."""
+
+    labels: pl.DataFrame  # subject_id, prediction_time, split, one bool column per disease
+    names: list[str]
+    labs: pl.DataFrame  # lab_table rows aligned with labels
+    note_texts: list[str]
+    report: SampleReport
+    settings: InputSettings
+    notes: object = None  # NoteEmbeddings, once embedded
+    note_counts: dict = field(default_factory=dict)
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.labels["split"].to_numpy() == split)
+
+    def targets(self, rows: np.ndarray) -> np.ndarray:
+        return self.labels.select(self.names).to_numpy()[rows].astype(np.float32)
+
+
+def read_cohort(data: str | os.PathLike, task: str, settings: InputSettings) -> Cohort:
+    """Samples of ``task`` with their labs and notes known at prediction time."""
+    from clinfm.events.meds import scan_events
+
+    labels, names = load_task(data, task)
+    labels = with_splits(data, labels)
+    inputs = assemble(
+        scan_events(data),
+        labels.select("subject_id", "prediction_time"),
+        window=settings.window,
+        sections=settings.sections,
+        labs=settings.labs,
+    )
+    texts = inputs.notes["text"].fill_null("").to_list()
+    return Cohort(labels, names, inputs.labs, texts, inputs.report, settings)
+
+
+def embed_cohort_notes(cohort: Cohort, branch: LabBranch | None, *, cache=True) -> None:
+    """Embed every sample's notes once (cached on disk by text), LABTEXT appended when asked: abnormal
+    by the lab branch's scaler, or (no lab branch) by one fitted on the training samples."""
+    from clinfm.concepts import load_encoder
+    from clinfm.fuse.notes import embed_notes, labs_as_text, with_lab_text
+
+    texts = cohort.note_texts
+    if cohort.settings.labs_as_text:
+        if branch is not None:
+            scaler = branch.scaler
+        else:
+            train_labs = cohort.labs[cohort.rows("train")]
+            scaler = fit_value_scaler(train_labs, lab_vocabulary(train_labs))
+        lab_text = labs_as_text(cohort.labs, scaler, threshold=cohort.settings.lab_text_threshold)
+        texts = with_lab_text(texts, lab_text)
+    encoder = load_encoder(cohort.settings.encoder)
+    cohort.notes = embed_notes(encoder, texts, cache=cache, max_chunks=cohort.settings.max_chunks)
+    cohort.note_counts = {
+        "samples_without_notes": int((~cohort.notes.has_note).sum()),
+        "notes_chunked": int(cohort.notes.texts_chunked),
+        "chunks": len(cohort.notes.chunks),
+        "chunks_beyond_max": int(cohort.notes.chunks_dropped),
+        "encoder": encoder.name,
+    }
+
+
+# ---------------------------------------------------------------------------------------- lab branch
+
+
+@dataclass
+class LabBranch:
+    """The lab encoder with the vocabulary and the value scaler its inputs are made with."""
+
+    model: MaskedLabModel
+    vocab: Vocabulary
+    scaler: ValueScaler
+    pretrained: bool
+
+    def tokens(self, frame: pl.DataFrame) -> LabTokens:
+        return LabTokens(frame, self.vocab, self.scaler)
+
+
+def lab_preset(preset: str) -> LabEncoderConfig:
+    if preset == "paper":
+        return LabEncoderConfig()
+    if preset == "small":
+        return LabEncoderConfig.small()
+    raise InputError(f"unknown preset {preset!r}; choose paper or small")
+
+
+def fusion_preset(preset: str, **changes) -> FusionConfig:
+    """The fusion layers for a preset: paper (128-d, as the lab encoder) or small (32-d)."""
+    lab_preset(preset)  # the same names, checked once
+    return FusionConfig.small(**changes) if preset == "small" else FusionConfig(**changes)
+
+
+def fresh_lab_branch(train_labs: pl.DataFrame, config: LabEncoderConfig, min_subjects: int) -> LabBranch:
+    """An untrained lab encoder whose vocabulary and scaler come from the training samples."""
+    vocab = lab_vocabulary(train_labs, min_subjects)
+    return LabBranch(MaskedLabModel(len(vocab), config), vocab, fit_value_scaler(train_labs, vocab), False)
+
+
+def lab_panels(
+    data: str | os.PathLike, labs: Sequence[str], splits: Sequence[str], limit: int
+) -> pl.DataFrame:
+    """Pre-training samples: each distinct (subject, time) with a lab result in ``splits``, at most
+    ``limit`` (an even draw over them, seeded)."""
+    from clinfm.events.meds import read_splits, scan_events
+
+    subjects = read_splits(data)
+    if subjects is None:
+        raise InputError("has no metadata/subject_splits.parquet (train / tuning / held_out)", path=data)
+    chosen = subjects.filter(pl.col("split").is_in(list(splits))).select("subject_id")
+    panels = (
+        scan_events(data, columns=["subject_id", "time", "code"])
+        .filter(select_events(tuple(labs)) & pl.col("time").is_not_null())
+        .join(chosen.lazy(), on="subject_id", how="semi")
+        .select("subject_id", prediction_time=pl.col("time"))
+        .unique()
+        .sort("subject_id", "prediction_time")
+        .collect()
+    )
+    if panels.height > limit:
+        panels = panels.sample(limit, seed=0).sort("subject_id", "prediction_time")
+    return panels
+
+
+def pretrain_labs(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    preset: str = "paper",
+    labs: Sequence[str] = LAB_PREFIXES,
+    window_days: float | None = None,
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+    max_panels: int = MAX_PANELS,
+    training: TrainConfig = PRETRAINING,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> dict:
+    """Masked lab-test modelling on every lab panel of the training (and, for early stopping, tuning)
+    patients; the encoder goes to ``out`` with its vocabulary and value scaler."""
+    from clinfm.events.meds import scan_events
+
+    out = check_output(out, overwrite)
+    config = lab_preset(preset)
+    window = dt.timedelta(days=window_days) if window_days else None
+    recorded = {
+        "data": str(data),
+        "preset": preset,
+        "labs": list(labs),
+        "window_days": window_days,
+        "min_subjects": min_subjects,
+        "max_panels": max_panels,
+        "training": training.to_dict(),
+    }
+    frames = {}
+    for split in ("train", "tuning"):
+        panels = lab_panels(data, labs, [split], max_panels)
+        frames[split] = lab_table(scan_events(data), panels, window=window, labs=tuple(labs))
+    if not frames["train"].height or not int(frames["train"]["n_labs"].sum()):
+        raise InputError("no lab results among the training patients (see --labs)", path=data)
+    with work_dir(out, recorded, resume) as work:
+        torch.manual_seed(training.seed)
+        branch = fresh_lab_branch(frames["train"], config, min_subjects)
+        val = branch.tokens(frames["tuning"]) if frames["tuning"].height else None
+        result = fit(
+            branch.model, "pretrain", branch.tokens(frames["train"]), val, training, work, name="labs"
+        )
+        counts = {
+            "train_panels": frames["train"].height,
+            "tuning_panels": frames["tuning"].height,
+            "lab_items": len(branch.vocab.codes),
+            "lab_tokens": int(frames["train"]["n_labs"].sum()),
+        }
+        if not is_global_zero():
+            return counts
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            save_lab_branch(tmp, branch, recorded)
+            write_run(
+                tmp,
+                "fuse-pretrain-labs",
+                "Lab encoder pre-trained by masked lab-test modelling",
+                recorded,
+                {"data": counts, "epochs": result.epochs, "best": {result.monitor: result.best_score}},
+                resume_note(result),
+            )
+            copy_logs(work, tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return counts
+
+
+def save_lab_branch(folder: Path, branch: LabBranch, recorded: dict) -> None:
+    save_checkpoint(
+        folder,
+        branch.model,
+        {"kind": LAB_KIND, "encoder": branch.model.config.to_dict(), "inputs": recorded},
+        {SCALER_FILE: branch.scaler.to_dict()},
+    )
+    branch.vocab.save(folder / VOCAB_FILE)
+
+
+def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
+    """A pre-trained lab encoder (``clinfm fuse pretrain-labs``) and its config.json."""
+    from clinfm.io import read_json_document
+
+    folder = Path(folder)
+    config = read_config(folder)
+    if config.get("kind") != LAB_KIND:
+        raise InputError(
+            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not a lab encoder "
+            "(pass a folder from clinfm fuse pretrain-labs)",
+            path=folder,
+        )
+    vocab = Vocabulary.load(folder / VOCAB_FILE)
+    scaler = ValueScaler.from_dict(read_json_document(folder / SCALER_FILE, what="a lab value scaler"))
+    model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["encoder"]))
+    load_weights(folder, model)
+    return LabBranch(model, vocab, scaler, True), config
+
+
+# ---------------------------------------------------------------------------------------- fusion
+
+
+def datasets(cohort: Cohort, branch: LabBranch | None, config: FusionConfig) -> dict[str, FusionSamples]:
+    """Train / tuning / held-out datasets with the modalities the fusion uses."""
+    return {split: _one_split(cohort, branch, config, cohort.rows(split)) for split in SPLITS}
+
+
+def _one_split(
+    cohort: Cohort, branch: LabBranch | None, config: FusionConfig, rows: np.ndarray
+) -> FusionSamples:
+    notes = None
+    if config.uses_notes:
+        every = NoteVectors(cohort.notes.chunks, cohort.notes.offsets, cohort.settings.max_chunks)
+        notes = _subset(every, rows)
+    labs = branch.tokens(cohort.labs[rows]) if config.uses_labs else None
+    return FusionSamples(labs, notes, cohort.targets(rows))
+
+
+def _subset(notes: NoteVectors | None, rows: np.ndarray) -> NoteVectors | None:
+    if notes is None:
+        return None
+    starts, ends = notes.offsets[rows], notes.offsets[rows] + notes.counts[rows]
+    take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)] or [np.array([], int)])
+    offsets = np.concatenate([[0], np.cumsum(ends - starts)])
+    return NoteVectors(notes.chunks[take.astype(np.int64)], offsets)
+
+
+def train_fusion(
+    cohort: Cohort,
+    branch: LabBranch | None,
+    config: FusionConfig,
+    training: TrainConfig,
+    work: Path,
+    name: str = "fusion",
+) -> tuple[FusionModel, dict]:
+    """Fit one fusion model; returns it with its tuning and held-out probabilities."""
+    parts = datasets(cohort, branch, config)
+    if not len(parts["train"]):
+        raise InputError("no training samples: the task has no subject in the train split")
+    torch.manual_seed(training.seed)
+    note_dim = cohort.notes.chunks.shape[1] if config.uses_notes else 0
+    # A copy: fine-tuning one model must not change the encoder the next one starts from.
+    lab_model = clone(branch.model) if branch is not None and config.uses_labs else None
+    model = FusionModel(lab_model, note_dim, len(cohort.names), config)
+    tuning = parts["tuning"] if len(parts["tuning"]) else None
+    result = fit(model, "multilabel", parts["train"], tuning, training, work, name=name)
+    probabilities = {
+        split: predict(model, parts[split], "multilabel").numpy() if len(parts[split]) else None
+        for split in ("tuning", "held_out")
+    }
+    return model, {"fit": result, "probabilities": probabilities}
+
+
+def _groups(cohort: Cohort, rows: np.ndarray) -> np.ndarray:
+    return cohort.labels["subject_id"].to_numpy()[rows]
+
+
+def scores_of(cohort: Cohort, outputs: dict, *, n_bootstrap: int = 1000) -> tuple[np.ndarray, dict]:
+    """Thresholds from the tuning split, then the held-out scores."""
+    from clinfm.fuse.scores import choose_thresholds, score
+
+    tuning, held_out = cohort.rows("tuning"), cohort.rows("held_out")
+    P = outputs["probabilities"]
+    thresholds = choose_thresholds(cohort.targets(tuning), P["tuning"], len(cohort.names))
+    if P["held_out"] is None:
+        raise InputError("no held-out samples to score: the task has no subject in the held_out split")
+    metrics = score(
+        cohort.targets(held_out),
+        P["held_out"],
+        thresholds,
+        cohort.names,
+        groups=_groups(cohort, held_out),
+        n_bootstrap=n_bootstrap,
+    )
+    return thresholds, metrics
+
+
+def input_counts(cohort: Cohort) -> dict:
+    """What the samples held, for run.json and the report (counts only, no ids)."""
+    per_split = {split: len(cohort.rows(split)) for split in SPLITS}
+    return {
+        "samples": per_split,
+        "samples_without_labs": int((cohort.labs["n_labs"] == 0).sum()),
+        "diseases": cohort.names,
+        "positives": {name: int(cohort.labels[name].sum()) for name in cohort.names},
+        **cohort.note_counts,
+    }
+
+
+def report_lines(cohort: Cohort) -> list[str]:
+    lines = cohort.report.lines()
+    counts = cohort.note_counts
+    if counts:
+        lines.append(
+            f"{counts['notes_chunked']:,} samples' notes were longer than the encoder reads at once and "
+            f"were embedded in chunks ({counts['chunks']:,} chunks in all; "
+            f"{counts['chunks_beyond_max']:,} beyond {cohort.settings.max_chunks} per sample not read)."
+        )
+    return lines
+
+
+def save_fusion(
+    folder: Path, model: FusionModel, branch: LabBranch | None, cohort: Cohort, thresholds: np.ndarray
+) -> None:
+    """The fusion model as a checkpoint folder: weights, configs, disease names, thresholds, and the
+    lab vocabulary and scaler; no subject ids."""
+    files = {SCALER_FILE: branch.scaler.to_dict()} if branch is not None else {}
+    save_checkpoint(
+        folder,
+        model,
+        {
+            "kind": MODEL_KIND,
+            "fusion": model.config.to_dict(),
+            "lab_encoder": branch.model.config.to_dict() if branch is not None else None,
+            "note_dim": model.note_dim,
+            "note_encoder": cohort.note_counts.get("encoder"),
+            "diseases": cohort.names,
+            "thresholds": [float(t) for t in thresholds],
+            "inputs": cohort.settings.to_dict(),
+        },
+        files,
+    )
+    if branch is not None:
+        branch.vocab.save(folder / VOCAB_FILE)
+
+
+def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | None, dict]:
+    from clinfm.io import read_json_document
+
+    folder = Path(folder)
+    config = read_config(folder)
+    if config.get("kind") != MODEL_KIND:
+        raise InputError(
+            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not a fusion model "
+            "(pass the model/ folder of clinfm fuse train)",
+            path=folder,
+        )
+    branch = None
+    if config["lab_encoder"] is not None:
+        vocab = Vocabulary.load(folder / VOCAB_FILE)
+        scaler = ValueScaler.from_dict(read_json_document(folder / SCALER_FILE, what="a lab value scaler"))
+        lab_model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["lab_encoder"]))
+        branch = LabBranch(lab_model, vocab, scaler, True)
+    fusion = FusionConfig(**config["fusion"])
+    model = FusionModel(branch.model if branch else None, config["note_dim"], len(config["diseases"]), fusion)
+    load_weights(folder, model)
+    return model.eval(), branch, config
+
+
+def prepare_branch(
+    cohort: Cohort, labs_model: str | os.PathLike | None, preset: str, min_subjects: int
+) -> LabBranch:
+    """The pre-trained lab encoder when given, else a fresh one over the cohort's training labs."""
+    if labs_model is not None:
+        return load_lab_branch(labs_model)[0]
+    return fresh_lab_branch(cohort.labs[cohort.rows("train")], lab_preset(preset), min_subjects)
+
+
+def train(
+    data: str | os.PathLike,
+    task: str,
+    out: str | os.PathLike,
+    *,
+    labs_model: str | os.PathLike | None = None,
+    fusion: FusionConfig | None = None,
+    settings: InputSettings | None = None,
+    preset: str = "paper",
+    min_subjects: int = DEFAULT_MIN_SUBJECTS,
+    training: TrainConfig = FINE_TUNING,
+    cache=True,
+    overwrite: bool = False,
+    resume: bool = True,
+) -> dict:
+    """Train one fusion model on the train split; thresholds from tuning; scores on held_out.
+
+    ``out`` gets ``model/`` (the checkpoint), ``metrics.json``, ``predictions.parquet``, ``run.json``
+    and a report.
+    """
+    out = check_output(out, overwrite)
+    fusion = fusion or FusionConfig()
+    settings = settings or InputSettings()
+    recorded = {
+        "data": str(data),
+        "task": task,
+        "labs_model": str(labs_model) if labs_model else None,
+        "fusion": fusion.to_dict(),
+        "inputs": settings.to_dict(),
+        "preset": preset,
+        "training": training.to_dict(),
+    }
+    cohort = read_cohort(data, task, settings)
+    branch = prepare_branch(cohort, labs_model, preset, min_subjects) if fusion.uses_labs else None
+    if fusion.uses_notes:
+        embed_cohort_notes(cohort, branch, cache=cache)
+    with work_dir(out, recorded, resume) as work:
+        model, outputs = train_fusion(cohort, branch, fusion, training, work)
+        thresholds, metrics = scores_of(cohort, outputs)
+        if not is_global_zero():
+            return metrics
+        counts = input_counts(cohort)
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            save_fusion(tmp / "model", model, branch, cohort, thresholds)
+            write_json_atomic(tmp / "metrics.json", {"held_out": metrics, "data": counts})
+            _write_predictions(tmp / "predictions.parquet", cohort, outputs["probabilities"]["held_out"])
+            result = outputs["fit"]
+            write_run(
+                tmp,
+                "fuse-train",
+                f"MEDFuse, {fusion.fusion} fusion",
+                recorded,
+                {"data": counts, "epochs": result.epochs, "best": {result.monitor: result.best_score}},
+                resume_note(result) + report_lines(cohort),
+            )
+            copy_logs(work, tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    return metrics
+
+
+def _write_predictions(path: Path, cohort: Cohort, P: np.ndarray, split: str = "held_out") -> None:
+    """One row per sample: subject, prediction time, and per disease the label and the probability."""
+    rows = cohort.rows(split)
+    frame = cohort.labels[rows].select("subject_id", "prediction_time")
+    frame = frame.with_columns(
+        *[pl.Series(f"{name}", cohort.labels[name].to_numpy()[rows]) for name in cohort.names],
+        *[
+            pl.Series(f"{name}_probability", P[:, k].astype(np.float32))
+            for k, name in enumerate(cohort.names)
+        ],
+    )
+    write_parquet_atomic(frame, path)
+
+
+def evaluate(
+    model_dir: str | os.PathLike,
+    data: str | os.PathLike,
+    task: str,
+    out: str | os.PathLike,
+    *,
+    split: str = "held_out",
+    cache=True,
+    overwrite: bool = False,
+) -> dict:
+    """Score a trained fusion model on ``split`` of a dataset (its own, or another site's with the same
+    task), at the thresholds chosen when it was trained."""
+    from clinfm.fuse.scores import score
+
+    out = check_output(out, overwrite)
+    model, branch, config = load_fusion(model_dir)
+    settings = InputSettings.from_dict(config["inputs"])
+    cohort = read_cohort(data, task, settings)
+    if cohort.names != config["diseases"]:
+        raise InputError(
+            f"task {task!r} has diseases {cohort.names}, the model predicts {config['diseases']}", path=data
+        )
+    if model.config.uses_notes:
+        embed_cohort_notes(cohort, branch, cache=cache)
+        if cohort.note_counts["encoder"] != config["note_encoder"]:
+            raise InputError(
+                f"the notes were embedded with {cohort.note_counts['encoder']}, the model was trained on "
+                f"{config['note_encoder']}"
+            )
+    rows = cohort.rows(split) if split != "all" else np.arange(cohort.labels.height)
+    if not len(rows):
+        raise InputError(f"no samples in the {split} split", path=data)
+    parts = _one_split(cohort, branch, model.config, rows)
+    P = predict(model, parts, "multilabel").numpy()
+    metrics = score(cohort.targets(rows), P, config["thresholds"], cohort.names, groups=_groups(cohort, rows))
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        write_json_atomic(tmp / "metrics.json", {split: metrics, "data": input_counts(cohort)})
+        recorded = {"model": str(model_dir), "data": str(data), "task": task, "split": split}
+        write_run(tmp, "fuse-evaluate", "MEDFuse model evaluated", recorded, {}, report_lines(cohort))
+    return metrics
