@@ -604,8 +604,8 @@ def demo(
 ):
     """Two synthetic sites; Claim-PT pre-trained and compared with baselines on two tasks; transfer
     from site A to site B (the concept-embedding paper's protocol); NER taggers compared on synthetic
-    medication sentences; ECG representations (PCLR and baselines) probed with few labels; a report
-    for each."""
+    medication sentences; ECG representations (PCLR and baselines) probed with few labels; lab + note
+    fusion (MEDFuse) and its ablations on a 10-disease task; a report for each."""
     patients = patients or (4_000 if quick else 20_000)
     result = clinfm.demo(out, patients=patients, quick=quick, overwrite=overwrite)
     for site in result.sites:
@@ -616,10 +616,11 @@ def demo(
     console.print(_site_comparison(result.sites))
     for task, run in (result.runs or {}).items():
         kind, _, name = task.rpartition("/")
-        if kind in ("ner", "ecg"):
+        if kind in ("ner", "ecg", "fuse"):
             title = {
                 "ner": "Clinical NER on synthetic medication sentences",
                 "ecg": "ECG representations probed",
+                "fuse": "Labs + notes (MEDFuse ablation), 10 diseases",
             }
             console.rule(title[kind])
             console.print((run / "table.md").read_text())

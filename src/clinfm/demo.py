@@ -56,6 +56,9 @@ class DemoPlan:
     ecg_seeds: tuple[int, ...] = (0, 1)
     ecg_scratch_steps: int = 100
 
+    fuse_patients: int = 2_000  # a cohort of its own: one sample per child, notes embedded by MiniLM
+    fuse_epochs: tuple[int, int] = (20, 20)  # masked lab pre-training, each fusion model
+
     @classmethod
     def quick(cls) -> DemoPlan:
         return cls(
@@ -73,6 +76,8 @@ class DemoPlan:
             ecg_sizes=(10, None),
             ecg_seeds=(0,),
             ecg_scratch_steps=30,
+            fuse_patients=400,
+            fuse_epochs=(2, 3),
         )
 
 
@@ -103,6 +108,7 @@ def demo(
     claims: bool = True,
     ner: bool = True,
     ecg: bool = True,
+    fuse: bool = True,
     overwrite: bool = False,
 ) -> DemoResult:
     """Synthesize, validate and describe two sites, then pre-train and evaluate Claim-PT on site A.
@@ -111,7 +117,8 @@ def demo(
     checkpoint), ``claims/<task>/`` (a label-efficiency run with ``report.html`` per task) and
     ``transfer/<task>/`` (site A to site B, the concept-embedding paper's protocol),
     ``ner/corpus`` (synthetic brat) and ``ner/compare`` (taggers compared), ``ecg/synthetic`` (WFDB
-    records) and ``ecg/compare`` (representations probed), and ``summary.json``.
+    records) and ``ecg/compare`` (representations probed), ``fuse/cohort`` (a cohort with labs and
+    notes) and ``fuse/ablation`` (MEDFuse and its ablations), and ``summary.json``.
     """
     out = Path(out)
     sites = []
@@ -130,6 +137,8 @@ def demo(
             runs |= _ner(tmp, plan, seed)
         if ecg:
             runs |= _ecg(tmp, plan, seed)
+        if fuse:
+            runs |= _fuse(tmp, plan, seed)
         _relocate(tmp, out)
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
@@ -154,6 +163,7 @@ def _relocate(tmp: Path, out: Path) -> None:
         *tmp.glob("transfer/*/run.json"),
         *tmp.glob("ner/compare/run.json"),
         *tmp.glob("ecg/compare/run.json"),
+        *tmp.glob("fuse/ablation/run.json"),
     ]
     for record in [*reports, *tmp.glob("ner/compare/models/*/run.json")]:
         record.write_text(record.read_text().replace(str(tmp), str(out.resolve())))
@@ -265,3 +275,24 @@ def _ecg(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
         seed=seed,
     )
     return {"ecg/compare": tmp / "ecg" / "compare"}
+
+
+def _fuse(tmp: Path, plan: DemoPlan, seed: int) -> dict[str, Path]:
+    """A cohort with labs and notes; MEDFuse and its ablations on its 10-disease task."""
+    from clinfm.fuse.ablation import ablate
+    from clinfm.fuse.recipes import FINE_TUNING, PRETRAINING, fusion_preset
+
+    cohort = tmp / "fuse" / "cohort"
+    with progress.status(f"synthesizing the fusion cohort ({plan.fuse_patients:,} patients)"):
+        synthesize(cohort, patients=plan.fuse_patients, site="site_a", coding="icd9", seed=seed)
+    pretrain_epochs, epochs = plan.fuse_epochs
+    ablate(
+        cohort,
+        "diseases",
+        tmp / "fuse" / "ablation",
+        base=fusion_preset("small"),
+        preset="small",
+        pretraining=PRETRAINING.replace(max_epochs=pretrain_epochs, seed=seed),
+        training=FINE_TUNING.replace(max_epochs=epochs, seed=seed),
+    )
+    return {"fuse/ablation": tmp / "fuse" / "ablation"}

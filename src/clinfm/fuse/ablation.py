@@ -10,6 +10,7 @@ Finished models are kept in the work folder, so an interrupted ablation resumes 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from clinfm.fuse.recipes import (
     scores_of,
     train_fusion,
 )
-from clinfm.io import atomic_directory, check_output, read_json_document, write_json_atomic
+from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import TrainConfig, is_global_zero
 from clinfm.train.runs import copy_logs, work_dir, write_run
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
@@ -145,7 +146,7 @@ def _variant(name, cohort, pretrained, fresh, base, training, work: Path) -> dic
     """One variant's held-out scores, read back when an interrupted ablation already has them."""
     done = work / "variants" / f"{name}.json"
     if done.exists():
-        return read_json_document(done, what="a finished ablation variant")["result"]
+        return json.loads(done.read_text())["result"]
     ablation = ABLATIONS[name]
     config = fusion_config(ablation, base)
     branch = pretrained if ablation.pretrained_labs else fresh

@@ -307,10 +307,17 @@ def save_lab_branch(folder: Path, branch: LabBranch, recorded: dict) -> None:
     branch.vocab.save(folder / VOCAB_FILE)
 
 
-def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
-    """A pre-trained lab encoder (``clinfm fuse pretrain-labs``) and its config.json."""
+def read_scaler(path: Path) -> ValueScaler:
+    from clinfm.fuse.labs import FORMAT, VERSION
     from clinfm.io import read_json_document
 
+    return ValueScaler.from_dict(
+        read_json_document(path, format=FORMAT, version=VERSION, what="a lab value scaler")
+    )
+
+
+def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
+    """A pre-trained lab encoder (``clinfm fuse pretrain-labs``) and its config.json."""
     folder = Path(folder)
     config = read_config(folder)
     if config.get("kind") != LAB_KIND:
@@ -320,7 +327,7 @@ def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
             path=folder,
         )
     vocab = Vocabulary.load(folder / VOCAB_FILE)
-    scaler = ValueScaler.from_dict(read_json_document(folder / SCALER_FILE, what="a lab value scaler"))
+    scaler = read_scaler(folder / SCALER_FILE)
     model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["encoder"]))
     load_weights(folder, model)
     return LabBranch(model, vocab, scaler, True), config
@@ -454,8 +461,6 @@ def save_fusion(
 
 
 def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | None, dict]:
-    from clinfm.io import read_json_document
-
     folder = Path(folder)
     config = read_config(folder)
     if config.get("kind") != MODEL_KIND:
@@ -467,7 +472,7 @@ def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | Non
     branch = None
     if config["lab_encoder"] is not None:
         vocab = Vocabulary.load(folder / VOCAB_FILE)
-        scaler = ValueScaler.from_dict(read_json_document(folder / SCALER_FILE, what="a lab value scaler"))
+        scaler = read_scaler(folder / SCALER_FILE)
         lab_model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["lab_encoder"]))
         branch = LabBranch(lab_model, vocab, scaler, True)
     fusion = FusionConfig(**config["fusion"])

@@ -62,6 +62,15 @@ KIND_INTROS = {
     "numbers of labelled training patients.",
     "ecg-pretrain": "This run pre-trains an ECG encoder without labels; the pre-training has no prediction "
     "task of its own, so there are no test metrics.",
+    "fuse-ablate": "This run trains MEDFuse and its ablations (each branch alone, plain concatenation, no "
+    "mutual-information loss, no masked lab pre-training) on the same samples and scores each on the same "
+    "held-out patients.",
+    "fuse-train": "This run trains one lab + note fusion model for multi-label disease prediction and scores "
+    "it on held-out patients.",
+    "fuse-evaluate": "This run scores a trained lab + note fusion model at the thresholds chosen when it was "
+    "trained.",
+    "fuse-pretrain-labs": "This run pre-trains a lab-test encoder by masked lab-test modelling; it has no "
+    "prediction task of its own, so there are no test metrics.",
     "ner-compare": "This run trains named-entity taggers on the same annotations (with and without SamBD "
     "down-sampling, where asked) and scores each on the same test documents.",
 }
@@ -326,6 +335,7 @@ def render(folder: RunFolder) -> str:
         _protocol_section(folder),
         _ner_section(folder),
         _ecg_section(folder),
+        _fuse_section(folder),
         _efficiency_section(folder, styles),
         _predictions_section(folder, styles),
         _training_section(folder),
@@ -820,6 +830,61 @@ def _ecg_section(folder: RunFolder) -> str:
     )
     figure = f"<figure>{svg}<figcaption>Probe curves.</figcaption></figure>"
     return _section("ecg", "Representations probed", f"{figure}\n{note}{table}")
+
+
+def _fuse_models(metrics: Mapping | None) -> dict[str, Mapping]:
+    """label -> held-out scores: every ablation variant, or the one model of a train/evaluate run."""
+    variants = _dig(metrics, ("variants",))
+    if isinstance(variants, Mapping):
+        return {
+            v.get("label", k): v.get("held_out", {}) for k, v in variants.items() if isinstance(v, Mapping)
+        }
+    scores = {k: v for k, v in (metrics or {}).items() if k != "data" and isinstance(v, Mapping)}
+    return {f"Model ({split})": v for split, v in scores.items() if "f1_micro" in v}
+
+
+def _fuse_section(folder: RunFolder) -> str:
+    """Multi-label scores per model (F1 at tuned thresholds, AUROC) and each disease's AUROC."""
+    if not folder.run["kind"].startswith("fuse-"):
+        return ""
+    models = _fuse_models(folder.metrics)
+    if not models:
+        return ""
+    overall = [("f1_micro", "Micro F1"), ("f1_macro", "Macro F1"), ("auroc_macro", "Macro AUROC")]
+    rows = [
+        f"<tr><th scope='row'>{_e(label)}</th>"
+        + "".join(f"<td>{format_estimate(scores.get(key), 3)}</td>" for key, _ in overall)
+        + "</tr>"
+        for label, scores in models.items()
+    ]
+    head = "".join(f"<th>{name}</th>" for _, name in overall)
+    first = next(iter(models.values()))
+    samples = first.get("samples")
+    caption = (
+        f"Held-out scores on {_count(samples)} samples; F1 at each disease's threshold chosen on the tuning "
+        "split; brackets are bootstrap 95% intervals resampling patients."
+    )
+    table = (
+        f'<table class="results">\n<caption>{_e(caption)}</caption>\n<thead><tr><th>Model</th>{head}'
+        "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    )
+    diseases = list(_dict(first, "diseases"))
+    head = "".join(f"<th>{_e(label)}</th>" for label in models)
+    rows = []
+    for disease in diseases:
+        positives = _dig(first, ("diseases", disease, "positives"))
+        cells = "".join(
+            f"<td>{format_estimate(_dig(scores, ('diseases', disease, 'auroc')), 3)}</td>"
+            for scores in models.values()
+        )
+        rows.append(f"<tr><th scope='row'>{_e(disease)}</th><td>{_count(positives)}</td>{cells}</tr>")
+    per_disease = (
+        '<table class="results">\n<caption>AUROC per disease on the held-out samples.</caption>\n'
+        f"<thead><tr><th>Disease</th><th>Positives</th>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>"
+    )
+    return _section("fusion", "Lab + note fusion", f"{table}\n{per_disease}")
 
 
 def _ner_cell(scores: Mapping, path: Sequence[str], interval: Sequence[str] | None) -> str:

@@ -1,0 +1,125 @@
+"""``clinfm fuse`` end to end on a small synthetic cohort: lab pre-training, the ablation (every
+switch), train + evaluate, a diagnosis-group task, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from clinfm.cli import app
+
+runner = CliRunner()
+TINY = ["--preset", "small", "--epochs", "2", "--batch-size", "32", "--logger", "none"]
+
+
+def _ok(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _bad(*args) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CLINFM_CACHE", str(tmp_path_factory.getbasetemp() / "embedding-cache"))
+
+
+@pytest.fixture(scope="module")
+def lab_model(site_icd9, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuse") / "labs"
+    _ok("fuse", "pretrain-labs", "--data", site_icd9, "--out", out, *TINY)
+    return out
+
+
+def test_pretrain_labs_writes_an_encoder_without_ids(lab_model, site_icd9):
+    config = json.loads((lab_model / "config.json").read_text())
+    assert config["kind"] == "fuse-lab-encoder" and config["encoder"]["dim"] == 32
+    vocabulary = json.loads((lab_model / "lab_vocabulary.json").read_text())
+    assert vocabulary["codes"] and all(code.startswith("LOINC/") for code in vocabulary["codes"])
+    subjects = pl.read_parquet(site_icd9 / "metadata" / "subject_splits.parquet")["subject_id"]
+    text = "".join(p.read_text() for p in lab_model.glob("*.json"))
+    assert not any(f'"{s}"' in text or f" {s}," in text for s in subjects.cast(str).to_list()[:50])
+    run = json.loads((lab_model / "run.json").read_text())
+    assert run["results"]["data"]["train_panels"] > 100
+
+
+def test_ablate_trains_every_variant_on_the_same_samples(lab_model, site_icd9, tmp_path):
+    out = tmp_path / "ablation"
+    _ok("fuse", "ablate", "--data", site_icd9, "--labs-model", lab_model, "--out", out, *TINY)
+    metrics = json.loads((out / "metrics.json").read_text())
+    variants = metrics["variants"]
+    assert list(variants) == ["labs", "notes", "concat", "no_mi", "no_mltm", "full"]
+    assert variants["no_mltm"]["pretrained_labs"] is False and variants["full"]["pretrained_labs"] is True
+    assert variants["no_mi"]["fusion"]["mi_weight"] == 0.0 and variants["full"]["fusion"]["mi_weight"] == 0.1
+    assert {v["fusion"]["fusion"] for v in variants.values()} == {"labs", "notes", "concat", "disentangled"}
+    samples = {v["held_out"]["samples"] for v in variants.values()}
+    assert len(samples) == 1 and samples.pop() > 50
+    for variant in variants.values():
+        held = variant["held_out"]
+        assert 0.0 <= held["f1_micro"]["value"] <= 1.0 and held["auroc_macro"]["low"] is not None
+        assert len(held["diseases"]) == 10
+    assert "| MEDFuse (full) |" in (out / "table.md").read_text()
+    assert (out / "report.html").exists() and not (out / "lab_model").exists()  # given, not trained here
+    data = metrics["data"]
+    assert data["samples"]["train"] > data["samples"]["held_out"] > 0 and "samples_without_notes" in data
+    assert data["encoder"].startswith("sentence-transformers:")
+
+
+def test_train_then_evaluate_reproduces_the_held_out_scores(lab_model, site_icd9, tmp_path):
+    run = tmp_path / "run"
+    _ok(
+        "fuse", "train", "--data", site_icd9, "--labs-model", lab_model, "--out", run, *TINY, "--labs-as-text"
+    )
+    assert (run / "model" / "config.json").exists() and (run / "predictions.parquet").exists()
+    predictions = pl.read_parquet(run / "predictions.parquet")
+    assert "asthma_probability" in predictions.columns or any(
+        c.endswith("_probability") for c in predictions.columns
+    )
+    assert "subject_id" not in (run / "model" / "config.json").read_text()
+    trained = json.loads((run / "metrics.json").read_text())["held_out"]
+    again = tmp_path / "again"
+    _ok("fuse", "evaluate", "--model", run / "model", "--data", site_icd9, "--out", again)
+    evaluated = json.loads((again / "metrics.json").read_text())["held_out"]
+    assert evaluated["f1_micro"] == pytest.approx(trained["f1_micro"])
+    assert evaluated["auroc_macro"] == pytest.approx(trained["auroc_macro"])
+    notes = json.loads((run / "run.json").read_text())["notes"]
+    assert any("no lab result before prediction time" in line for line in notes)
+
+
+def test_a_notes_only_model_needs_no_lab_encoder(site_icd9, tmp_path):
+    run = tmp_path / "notes"
+    _ok("fuse", "train", "--data", site_icd9, "--fusion", "notes", "--out", run, *TINY)
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["lab_encoder"] is None and not (run / "model" / "lab_vocabulary.json").exists()
+
+
+def test_diagnosis_task_from_inpatient_stays(site_icd9, tmp_path):
+    task = tmp_path / "groups"
+    result = _ok("fuse", "diagnosis-task", "--data", site_icd9, "--out", task, "--top", 3)
+    assert "admissions" in result.output
+    assert len(list(task.glob("*.parquet"))) == 3 and (task / "groups.json").exists()
+
+
+def test_bad_input_is_one_line(lab_model, site_icd9, tmp_path):
+    assert "no label files under tasks/nothing" in _bad(
+        "fuse", "train", "--data", site_icd9, "--task", "nothing", "--out", tmp_path / "x", *TINY
+    )
+    assert "not a fusion model" in _bad(
+        "fuse", "evaluate", "--model", lab_model, "--data", site_icd9, "--out", tmp_path / "y"
+    )
+    assert "is a MEDS dataset, not a checkpoint" in _bad(
+        "fuse", "train", "--data", site_icd9, "--labs-model", site_icd9, "--out", tmp_path / "z", *TINY
+    )
+    assert "unknown variants" in _bad(
+        "fuse", "ablate", "--data", site_icd9, "--variants", "labs,sum", "--out", tmp_path / "w", *TINY
+    )
+    assert not (tmp_path / "x").exists() and not (tmp_path / "w").exists()
