@@ -159,3 +159,13 @@ def test_the_engine_fits_the_fusion_model_and_both_modalities_are_used(tmp_path)
 
     scores = [auroc(held_out.labels[:, k].astype(int), probabilities[:, k]) for k in range(N_LABELS)]
     assert min(scores) > 0.8, scores
+
+
+def test_the_penalty_is_never_negative_so_the_model_cannot_exploit_a_lagging_q(monkeypatch):
+    data = _samples(16)
+    batch = data.collate(list(range(16)))
+    model = _model(mi_weight=0.1).train()
+    # q lagging behind the model can give an estimate below 0; it must not lower the loss.
+    monkeypatch.setattr(model.club, "mi_penalty", lambda x, y: (x.sum() + y.sum()) * 0 - 1.5)
+    loss, logged = model.loss(batch, "multilabel")
+    assert logged["club"] == 0.0 and float(loss) == pytest.approx(logged["bce"])

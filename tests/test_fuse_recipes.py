@@ -123,3 +123,34 @@ def test_bad_input_is_one_line(lab_model, site_icd9, tmp_path):
         "fuse", "ablate", "--data", site_icd9, "--variants", "labs,sum", "--out", tmp_path / "w", *TINY
     )
     assert not (tmp_path / "x").exists() and not (tmp_path / "w").exists()
+
+
+def test_the_note_encoder_can_be_fine_tuned_with_the_fusion_model(site_icd9, tmp_path):
+    run = tmp_path / "tuned"
+    _ok(
+        "fuse",
+        "train",
+        "--data",
+        site_icd9,
+        "--fusion",
+        "notes",
+        "--note-train-layers",
+        1,
+        "--out",
+        run,
+        *TINY[:2],
+        "--epochs",
+        1,
+        "--batch-size",
+        64,
+        "--logger",
+        "none",
+    )
+    config = json.loads((run / "model" / "config.json").read_text())
+    assert config["inputs"]["note_train_layers"] == 1 and config["note_dim"] == 384
+    again = tmp_path / "again"
+    _ok("fuse", "evaluate", "--model", run / "model", "--data", site_icd9, "--out", again)
+    trained = json.loads((run / "metrics.json").read_text())["held_out"]
+    assert json.loads((again / "metrics.json").read_text())["held_out"]["f1_micro"] == pytest.approx(
+        trained["f1_micro"]
+    )

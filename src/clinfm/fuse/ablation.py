@@ -23,11 +23,11 @@ from clinfm.fuse.recipes import (
     FINE_TUNING,
     PRETRAINING,
     InputSettings,
-    embed_cohort_notes,
     fresh_lab_branch,
     input_counts,
     lab_preset,
     load_lab_branch,
+    prepare_notes,
     pretrain_labs,
     read_cohort,
     report_lines,
@@ -102,7 +102,7 @@ def ablate(
         pretrained = _pretrained_branch(data, work, labs_model, settings, preset, min_subjects, pretraining)
         fresh = fresh_lab_branch(cohort.labs[cohort.rows("train")], lab_preset(preset), min_subjects)
         if any(ABLATIONS[v].fusion != "labs" for v in variants):
-            embed_cohort_notes(cohort, pretrained, cache=cache)
+            prepare_notes(cohort, pretrained, cache=cache)
         results = {}
         for name in progress.track(variants, "ablation", total=len(variants)):
             results[name] = _variant(name, cohort, pretrained, fresh, base, training, work)

@@ -59,7 +59,7 @@ class Preset(StrEnum):
     small = "small"
 
 
-def _inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text):
+def _inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text, note_train_layers):
     from clinfm.fuse.recipes import InputSettings
     from clinfm.fuse.samples import LAB_PREFIXES, MEDFUSE_SECTIONS
 
@@ -78,6 +78,7 @@ def _inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text):
         encoder=encoder,
         max_chunks=max_chunks,
         labs_as_text=labs_as_text,
+        note_train_layers=note_train_layers,
     )
 
 
@@ -94,6 +95,11 @@ MAX_CHUNKS_OPTION = typer.Option(
 )
 LABS_AS_TEXT_OPTION = typer.Option(
     False, help="Append abnormal lab results to the note text (MEDFuse's LABTEXT)."
+)
+NOTE_TRAIN_LAYERS_OPTION = typer.Option(
+    0,
+    min=0,
+    help="Fine-tune the note encoder's top K layers with the fusion model (0: frozen, cached embeddings).",
 )
 CACHE_OPTION = typer.Option(
     True, help="Cache note embeddings on disk ($CLINFM_CACHE) so reruns do not re-embed."
@@ -189,6 +195,7 @@ def train_command(
     encoder: str = ENCODER_OPTION,
     max_chunks: int = MAX_CHUNKS_OPTION,
     labs_as_text: bool = LABS_AS_TEXT_OPTION,
+    note_train_layers: int = NOTE_TRAIN_LAYERS_OPTION,
     min_subjects: int | None = MIN_SUBJECTS_OPTION,
     cache: bool = CACHE_OPTION,
     resume: bool = RESUME_OPTION,
@@ -204,7 +211,7 @@ def train_command(
         out,
         labs_model=labs_model,
         fusion=recipes.fusion_preset(preset.value, fusion=fusion.value, mi_weight=mi_weight),
-        settings=_inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text),
+        settings=_inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text, note_train_layers),
         preset=preset.value,
         min_subjects=_min_subjects(min_subjects),
         training=training_settings(recipes.FINE_TUNING, **training),
@@ -259,6 +266,7 @@ def ablate_command(
     encoder: str = ENCODER_OPTION,
     max_chunks: int = MAX_CHUNKS_OPTION,
     labs_as_text: bool = LABS_AS_TEXT_OPTION,
+    note_train_layers: int = NOTE_TRAIN_LAYERS_OPTION,
     min_subjects: int | None = MIN_SUBJECTS_OPTION,
     cache: bool = CACHE_OPTION,
     resume: bool = RESUME_OPTION,
@@ -278,7 +286,7 @@ def ablate_command(
         labs_model=labs_model,
         variants=chosen,
         base=recipes.fusion_preset(preset.value, mi_weight=mi_weight),
-        settings=_inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text),
+        settings=_inputs(labs, window_days, sections, encoder, max_chunks, labs_as_text, note_train_layers),
         preset=preset.value,
         min_subjects=_min_subjects(min_subjects),
         pretraining=training_settings(recipes.PRETRAINING, **training),

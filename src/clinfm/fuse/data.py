@@ -53,6 +53,19 @@ class NoteVectors:
         return {"note_vectors": torch.from_numpy(vectors), "note_valid": torch.from_numpy(valid)}
 
 
+class SampleRows:
+    """Some samples of a per-sample source (``NoteVectors``, ``NoteTokens``), without copying it."""
+
+    def __init__(self, source, rows: np.ndarray):
+        self.source, self.rows = source, np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        return self.source.collate(self.rows[np.asarray(indices, np.int64)].tolist())
+
+
 class FusionSamples(torch.utils.data.Dataset):
     """Samples of the fusion task; any modality may be absent (``None``) for single-branch models.
 
@@ -86,4 +99,4 @@ class FusionSamples(torch.utils.data.Dataset):
         return batch
 
 
-__all__ = ["FusionSamples", "NoteVectors"]
+__all__ = ["FusionSamples", "NoteVectors", "SampleRows"]

@@ -23,7 +23,7 @@ import polars as pl
 import torch
 
 from clinfm.errors import InputError
-from clinfm.fuse.data import FusionSamples, NoteVectors
+from clinfm.fuse.data import FusionSamples, NoteVectors, SampleRows
 from clinfm.fuse.labs import (
     LabEncoderConfig,
     LabTokens,
@@ -61,6 +61,7 @@ class InputSettings:
     max_chunks: int = 8  # note chunks per sample the model reads (the rest are counted)
     labs_as_text: bool = False  # append abnormal labs to the note text (MEDFuse's LABTEXT)
     lab_text_threshold: float = 2.0  # |z| at which a lab counts as abnormal for LABTEXT
+    note_train_layers: int = 0  # > 0: fine-tune the note encoder's top layers (tokens, not cached vectors)
 
     @property
     def window(self) -> dt.timedelta | None:
@@ -118,7 +119,8 @@ class Cohort:
     note_texts: list[str]
     report: SampleReport
     settings: InputSettings
-    notes: object = None  # NoteEmbeddings, once embedded
+    notes: object = None  # every sample's note input (NoteVectors or NoteTokens), once prepared
+    note_dim: int = 0
     note_counts: dict = field(default_factory=dict)
 
     def rows(self, split: str) -> np.ndarray:
@@ -145,30 +147,48 @@ def read_cohort(data: str | os.PathLike, task: str, settings: InputSettings) -> 
     return Cohort(labels, names, inputs.labs, texts, inputs.report, settings)
 
 
-def embed_cohort_notes(cohort: Cohort, branch: LabBranch | None, *, cache=True) -> None:
-    """Embed every sample's notes once (cached on disk by text), LABTEXT appended when asked: abnormal
-    by the lab branch's scaler, or (no lab branch) by one fitted on the training samples."""
+def prepare_notes(cohort: Cohort, branch: LabBranch | None, *, cache=True) -> None:
+    """Every sample's note input, made once: chunk vectors embedded through the on-disk cache, or
+    (fine-tuning the note encoder) the chunks' token ids. LABTEXT is appended when asked: abnormal by
+    the lab branch's scaler, or (no lab branch) by one fitted on the training samples."""
     from clinfm.concepts import load_encoder
-    from clinfm.fuse.notes import embed_notes, labs_as_text, with_lab_text
+    from clinfm.fuse.notes import chunk_texts, embed_notes, encoder_tokenizer, tokenize_notes
 
-    texts = cohort.note_texts
-    if cohort.settings.labs_as_text:
-        if branch is not None:
-            scaler = branch.scaler
-        else:
-            train_labs = cohort.labs[cohort.rows("train")]
-            scaler = fit_value_scaler(train_labs, lab_vocabulary(train_labs))
-        lab_text = labs_as_text(cohort.labs, scaler, threshold=cohort.settings.lab_text_threshold)
-        texts = with_lab_text(texts, lab_text)
-    encoder = load_encoder(cohort.settings.encoder)
-    cohort.notes = embed_notes(encoder, texts, cache=cache, max_chunks=cohort.settings.max_chunks)
+    settings = cohort.settings
+    texts = _note_texts(cohort, branch)
+    encoder = load_encoder(settings.encoder)
+    if settings.note_train_layers:
+        tokenizer, limit = encoder_tokenizer(encoder)
+        if tokenizer is None:
+            raise InputError(f"encoder {encoder.name} has no local model to fine-tune")
+        found = chunk_texts(texts, tokenizer, limit, max_chunks=settings.max_chunks)
+        cohort.notes = tokenize_notes(tokenizer, found, len(texts), limit, settings.max_chunks)
+        cohort.note_dim, has_note, chunks = 0, found.counts > 0, len(found.texts)
+    else:
+        found = embed_notes(encoder, texts, cache=cache, max_chunks=settings.max_chunks)
+        cohort.notes = NoteVectors(found.chunks, found.offsets)
+        cohort.note_dim, has_note, chunks = found.chunks.shape[1], found.has_note, len(found.chunks)
     cohort.note_counts = {
-        "samples_without_notes": int((~cohort.notes.has_note).sum()),
-        "notes_chunked": int(cohort.notes.texts_chunked),
-        "chunks": len(cohort.notes.chunks),
-        "chunks_beyond_max": int(cohort.notes.chunks_dropped),
+        "samples_without_notes": int((~has_note).sum()),
+        "notes_chunked": int(found.texts_chunked),
+        "chunks": chunks,
+        "chunks_beyond_max": int(found.chunks_dropped),
         "encoder": encoder.name,
     }
+
+
+def _note_texts(cohort: Cohort, branch: LabBranch | None) -> list[str]:
+    from clinfm.fuse.notes import labs_as_text, with_lab_text
+
+    if not cohort.settings.labs_as_text:
+        return cohort.note_texts
+    if branch is not None:
+        scaler = branch.scaler
+    else:
+        train_labs = cohort.labs[cohort.rows("train")]
+        scaler = fit_value_scaler(train_labs, lab_vocabulary(train_labs))
+    lab_text = labs_as_text(cohort.labs, scaler, threshold=cohort.settings.lab_text_threshold)
+    return with_lab_text(cohort.note_texts, lab_text)
 
 
 # ---------------------------------------------------------------------------------------- lab branch
@@ -344,21 +364,29 @@ def datasets(cohort: Cohort, branch: LabBranch | None, config: FusionConfig) -> 
 def _one_split(
     cohort: Cohort, branch: LabBranch | None, config: FusionConfig, rows: np.ndarray
 ) -> FusionSamples:
-    notes = None
-    if config.uses_notes:
-        every = NoteVectors(cohort.notes.chunks, cohort.notes.offsets, cohort.settings.max_chunks)
-        notes = _subset(every, rows)
+    notes = SampleRows(cohort.notes, rows) if config.uses_notes else None
     labs = branch.tokens(cohort.labs[rows]) if config.uses_labs else None
     return FusionSamples(labs, notes, cohort.targets(rows))
 
 
-def _subset(notes: NoteVectors | None, rows: np.ndarray) -> NoteVectors | None:
-    if notes is None:
+def note_encoder(settings: InputSettings, config: FusionConfig):
+    """The note encoder to fine-tune with the fusion model, or None (cached vectors)."""
+    if not (config.uses_notes and settings.note_train_layers):
         return None
-    starts, ends = notes.offsets[rows], notes.offsets[rows] + notes.counts[rows]
-    take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)] or [np.array([], int)])
-    offsets = np.concatenate([[0], np.cumsum(ends - starts)])
-    return NoteVectors(notes.chunks[take.astype(np.int64)], offsets)
+    from clinfm.fuse.notes import TrainableNoteEncoder
+
+    return TrainableNoteEncoder.from_encoder(settings.encoder, train_layers=settings.note_train_layers)
+
+
+def build_model(
+    settings: InputSettings, branch: LabBranch | None, config: FusionConfig, n_labels: int, note_dim: int
+) -> FusionModel:
+    """A fusion model; its lab encoder is a copy of the branch's, so fine-tuning one model never
+    changes the encoder the next one starts from."""
+    notes = note_encoder(settings, config)
+    lab_model = clone(branch.model) if branch is not None and config.uses_labs else None
+    dim = notes.hidden_size if notes is not None else note_dim
+    return FusionModel(lab_model, dim if config.uses_notes else 0, n_labels, config, note_encoder=notes)
 
 
 def train_fusion(
@@ -374,10 +402,7 @@ def train_fusion(
     if not len(parts["train"]):
         raise InputError("no training samples: the task has no subject in the train split")
     torch.manual_seed(training.seed)
-    note_dim = cohort.notes.chunks.shape[1] if config.uses_notes else 0
-    # A copy: fine-tuning one model must not change the encoder the next one starts from.
-    lab_model = clone(branch.model) if branch is not None and config.uses_labs else None
-    model = FusionModel(lab_model, note_dim, len(cohort.names), config)
+    model = build_model(cohort.settings, branch, config, len(cohort.names), cohort.note_dim)
     tuning = parts["tuning"] if len(parts["tuning"]) else None
     result = fit(model, "multilabel", parts["train"], tuning, training, work, name=name)
     probabilities = {
@@ -476,7 +501,8 @@ def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | Non
         lab_model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["lab_encoder"]))
         branch = LabBranch(lab_model, vocab, scaler, True)
     fusion = FusionConfig(**config["fusion"])
-    model = FusionModel(branch.model if branch else None, config["note_dim"], len(config["diseases"]), fusion)
+    settings = InputSettings.from_dict(config["inputs"])
+    model = build_model(settings, branch, fusion, len(config["diseases"]), config["note_dim"])
     load_weights(folder, model)
     return model.eval(), branch, config
 
@@ -525,7 +551,7 @@ def train(
     cohort = read_cohort(data, task, settings)
     branch = prepare_branch(cohort, labs_model, preset, min_subjects) if fusion.uses_labs else None
     if fusion.uses_notes:
-        embed_cohort_notes(cohort, branch, cache=cache)
+        prepare_notes(cohort, branch, cache=cache)
     with work_dir(out, recorded, resume) as work:
         model, outputs = train_fusion(cohort, branch, fusion, training, work)
         thresholds, metrics = scores_of(cohort, outputs)
@@ -587,7 +613,7 @@ def evaluate(
             f"task {task!r} has diseases {cohort.names}, the model predicts {config['diseases']}", path=data
         )
     if model.config.uses_notes:
-        embed_cohort_notes(cohort, branch, cache=cache)
+        prepare_notes(cohort, branch, cache=cache)
         if cohort.note_counts["encoder"] != config["note_encoder"]:
             raise InputError(
                 f"the notes were embedded with {cohort.note_counts['encoder']}, the model was trained on "
