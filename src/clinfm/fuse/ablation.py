@@ -1,9 +1,10 @@
 """``clinfm fuse ablate``: what each part of MEDFuse adds, as one command.
 
-Six models on the same samples, splits and note embeddings (:data:`ABLATIONS`): the lab branch
-alone, the note branch alone, plain concatenation of the two, the disentangled fusion without the
-MI loss, the full model with a lab encoder that skipped masked lab-test pre-training, and the full
-model. The lab encoder is pre-trained once (or given); each model fine-tunes its own copy.
+Six models on the same samples, splits and note embeddings (:data:`DEFAULT_VARIANTS`): the lab
+branch alone, the note branch alone, plain concatenation of the two, the disentangled fusion
+without the MI loss, the full model with a lab encoder that skipped masked lab-test pre-training,
+and the full model; ``labs_scratch`` (the lab branch alone, not pre-trained) on request.
+The lab encoder is pre-trained once (or given); each model fine-tunes its own copy.
 Finished models are kept in the work folder, so an interrupted ablation resumes where it stopped.
 """
 
@@ -55,7 +56,10 @@ ABLATIONS = {
     "no_mi": Ablation("Disentangled, no MI loss", "disentangled", mi=False),
     "no_mltm": Ablation("No masked lab pre-training", "disentangled", pretrained_labs=False),
     "full": Ablation("MEDFuse (full)", "disentangled"),
+    # Not in the default six: the lab branch alone without its pre-training (data without notes).
+    "labs_scratch": Ablation("Labs only, no pre-training", "labs", pretrained_labs=False),
 }
+DEFAULT_VARIANTS = ("labs", "notes", "concat", "no_mi", "no_mltm", "full")
 
 
 def fusion_config(ablation: Ablation, base: FusionConfig) -> FusionConfig:
@@ -68,7 +72,7 @@ def ablate(
     out: str | os.PathLike,
     *,
     labs_model: str | os.PathLike | None = None,
-    variants: tuple[str, ...] = tuple(ABLATIONS),
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
     base: FusionConfig | None = None,
     settings: InputSettings | None = None,
     preset: str = "paper",
@@ -192,4 +196,4 @@ def markdown_table(results: dict, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ABLATIONS", "Ablation", "ablate", "fusion_config", "markdown_table"]
+__all__ = ["ABLATIONS", "DEFAULT_VARIANTS", "Ablation", "ablate", "fusion_config", "markdown_table"]

@@ -256,7 +256,8 @@ def ablate_command(
         help="A lab encoder from clinfm fuse pretrain-labs (default: pre-train one here).",
     ),
     variants: str = typer.Option(
-        "labs,notes,concat,no_mi,no_mltm,full", help="Comma list of the models to train (default: all six)."
+        "labs,notes,concat,no_mi,no_mltm,full",
+        help="Comma list of the models to train: labs, notes, concat, no_mi, no_mltm, full, labs_scratch.",
     ),
     mi_weight: float = typer.Option(0.1, min=0.0, help="Weight of the CLUB penalty where it is on."),
     preset: Preset = typer.Option(Preset.paper, help="Lab encoder size: paper or small (for CPU)."),
