@@ -199,7 +199,7 @@ def _visible(
     names = events.collect_schema().names()
     keep = ["subject_id", "time", "code", *[c for c in columns if c in names]]
     chosen = (
-        events.filter(pl.col("subject_id").is_in(samples["subject_id"].unique()))
+        events.filter(pl.col("subject_id").is_in(samples["subject_id"].unique().implode()))
         .filter(select_events(selector) & pl.col("time").is_not_null())
         .select(keep)
         .with_columns(*[pl.lit(None, pl.String).alias(c) for c in columns if c not in names])
