@@ -154,3 +154,90 @@ def test_the_note_encoder_can_be_fine_tuned_with_the_fusion_model(site_icd9, tmp
     assert json.loads((again / "metrics.json").read_text())["held_out"]["f1_micro"] == pytest.approx(
         trained["f1_micro"]
     )
+
+
+def test_an_untrained_lab_encoder_follows_the_seed(site_icd9, tmp_path):
+    scores = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        _ok("fuse", "train", "--data", site_icd9, "--fusion", "labs", "--out", run, *TINY, "--seed", 3)
+        scores.append(json.loads((run / "metrics.json").read_text())["held_out"]["auroc_macro"])
+    assert scores[0] == scores[1]
+
+
+def test_an_interrupted_ablation_keeps_its_pre_trained_encoder_and_resumes(site_icd9, tmp_path, monkeypatch):
+    import clinfm.fuse.ablation as ablation
+
+    out = tmp_path / "ablation"
+    real = ablation.prepare_notes
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ablation, "prepare_notes", interrupted)
+    args = ("fuse", "ablate", "--data", site_icd9, "--variants", "labs,notes", "--out", out, *TINY)
+    assert runner.invoke(app, [str(a) for a in args]).exit_code != 0
+    kept = tmp_path / ".ablation.partial" / "models" / "lab_model" / "config.json"
+    assert kept.exists(), "the pre-trained encoder was deleted with the interrupted run"
+    before = kept.stat().st_mtime_ns
+    monkeypatch.setattr(ablation, "prepare_notes", real)
+    _ok(*args)
+    assert (out / "lab_model" / "config.json").exists()
+    assert json.loads((out / "lab_model" / "config.json").read_text())["units"] is not None
+    assert (out / "lab_model" / "config.json").stat().st_mtime_ns == before  # reused, not trained again
+
+
+def test_lab_units_are_the_training_splits_and_travel_with_the_model(tmp_path):
+    import datetime as dt
+
+    from clinfm.events.meds import write_dataset
+    from clinfm.fuse.recipes import InputSettings, read_cohort
+
+    # Item A in mg/dL for the 6 training subjects, in mmol/L for the 10 held-out ones (the majority).
+    t0 = dt.datetime(2020, 1, 1)
+    subjects = list(range(1, 17))
+    splits = pl.DataFrame({"subject_id": subjects, "split": ["train"] * 6 + ["held_out"] * 10})
+    events = pl.DataFrame(
+        {
+            "subject_id": subjects,
+            "time": [t0] * 16,
+            "code": ["LOINC/A"] * 16,
+            "numeric_value": [float(i) for i in subjects],
+            "unit": ["mg/dL"] * 6 + ["mmol/L"] * 10,
+        },
+        schema_overrides={"numeric_value": pl.Float32},
+    )
+    labels = pl.DataFrame(
+        {
+            "subject_id": subjects,
+            "prediction_time": [t0 + dt.timedelta(hours=1)] * 16,
+            "boolean_value": [True, False] * 8,
+        }
+    )
+    tasks = {"dx/d1": labels, "dx/d2": labels}
+    root = write_dataset(tmp_path / "site", events, dataset_name="units", splits=splits, tasks=tasks)
+    root = tmp_path / "site"
+    cohort = read_cohort(root, "dx", InputSettings())
+    assert cohort.units == {"LOINC/A": "mg/dL"}
+    assert (
+        cohort.labs["n_labs"].to_list() == [1] * 6 + [0] * 10
+    )  # held-out mmol/L values dropped, not rescaled
+    model_units = read_cohort(root, "dx", InputSettings(), units={"LOINC/A": "mmol/L"})
+    assert model_units.labs["n_labs"].to_list() == [0] * 6 + [1] * 10
+
+
+def test_labels_without_a_value_are_refused_before_training(tmp_path, site_icd9):
+    import shutil
+
+    root = tmp_path / "site"
+    shutil.copytree(site_icd9, root)
+    first = sorted((root / "tasks" / "diseases").glob("*.parquet"))[0]
+    frame = pl.read_parquet(first)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(None)
+        .otherwise(pl.col("boolean_value"))
+        .alias("boolean_value")
+    ).write_parquet(first)
+    output = _bad("fuse", "train", "--data", root, "--fusion", "labs", "--out", tmp_path / "run", *TINY)
+    assert "have no value for" in output and not (tmp_path / "run").exists()

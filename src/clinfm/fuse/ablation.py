@@ -5,7 +5,8 @@ branch alone, the note branch alone, plain concatenation of the two, the disenta
 without the MI loss, the full model with a lab encoder that skipped masked lab-test pre-training,
 and the full model; ``labs_scratch`` (the lab branch alone, not pre-trained) on request.
 The lab encoder is pre-trained once (or given); each model fine-tunes its own copy.
-Finished models are kept in the work folder, so an interrupted ablation resumes where it stopped.
+The pre-trained encoder and each finished model's scores are kept in the work folder, so an
+interrupted ablation resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from clinfm.fuse.recipes import (
     FINE_TUNING,
     PRETRAINING,
     InputSettings,
-    fresh_lab_branch,
+    LabBranch,
     input_counts,
-    lab_preset,
+    lab_branch_for,
     load_lab_branch,
     prepare_notes,
     pretrain_labs,
@@ -95,16 +96,18 @@ def ablate(
         "task": task,
         "labs_model": str(labs_model) if labs_model else None,
         "variants": list(variants),
+        "min_subjects": min_subjects,
         "fusion": base.to_dict(),
         "inputs": settings.to_dict(),
         "preset": preset,
         "pretraining": pretraining.to_dict(),
         "training": training.to_dict(),
     }
-    cohort = read_cohort(data, task, settings)
+    given = load_lab_branch(labs_model)[0] if labs_model is not None else None
+    cohort = read_cohort(data, task, settings, units=given.units if given else None)
     with work_dir(out, recorded, resume) as work:
-        pretrained = _pretrained_branch(data, work, labs_model, settings, preset, min_subjects, pretraining)
-        fresh = fresh_lab_branch(cohort.labs[cohort.rows("train")], lab_preset(preset), min_subjects)
+        pretrained = given or _pretrain_here(data, work, cohort, preset, min_subjects, pretraining)
+        fresh = lab_branch_for(cohort, None, preset, min_subjects, training.seed)
         if any(ABLATIONS[v].fusion != "labs" for v in variants):
             prepare_notes(cohort, pretrained, cache=cache)
         results = {}
@@ -117,7 +120,7 @@ def ablate(
             write_json_atomic(tmp / "metrics.json", {"variants": results, "data": counts})
             (tmp / "table.md").write_text(markdown_table(results, cohort.names))
             if labs_model is None:
-                shutil.copytree(work / "lab_model", tmp / "lab_model")
+                shutil.copytree(work / "models" / "lab_model", tmp / "lab_model")
             write_run(
                 tmp, "fuse-ablate", "MEDFuse ablation", recorded, {"data": counts}, report_lines(cohort)
             )
@@ -129,26 +132,27 @@ def ablate(
     return results
 
 
-def _pretrained_branch(data, work: Path, labs_model, settings, preset, min_subjects, pretraining):
-    """The given lab encoder, or one pre-trained here (kept in the work folder across resumes)."""
-    if labs_model is None:
-        labs_model = work / "lab_model"
-        if not labs_model.exists():
-            pretrain_labs(
-                data,
-                labs_model,
-                preset=preset,
-                labs=settings.labs,
-                window_days=settings.window_days,
-                min_subjects=min_subjects,
-                training=pretraining,
-            )
-    return load_lab_branch(labs_model)[0]
+def _pretrain_here(data, work: Path, cohort, preset, min_subjects, pretraining) -> LabBranch:
+    """A lab encoder pre-trained on the dataset's training patients, in the cohort's units; kept in the
+    work folder (``models/*/run.json`` survives an interruption), so a resumed ablation reuses it."""
+    folder = work / "models" / "lab_model"
+    if not folder.exists():
+        pretrain_labs(
+            data,
+            folder,
+            preset=preset,
+            labs=cohort.settings.labs,
+            window_days=cohort.settings.window_days,
+            min_subjects=min_subjects,
+            units=cohort.units,
+            training=pretraining,
+        )
+    return load_lab_branch(folder)[0]
 
 
 def _variant(name, cohort, pretrained, fresh, base, training, work: Path) -> dict:
     """One variant's held-out scores, read back when an interrupted ablation already has them."""
-    done = work / "variants" / f"{name}.json"
+    done = work / "points" / f"{name}.json"  # points/*: kept if the ablation is interrupted
     if done.exists():
         return json.loads(done.read_text())["result"]
     ablation = ABLATIONS[name]

@@ -65,7 +65,7 @@ class InputSettings:
 
     @property
     def window(self) -> dt.timedelta | None:
-        return dt.timedelta(days=self.window_days) if self.window_days else None
+        return dt.timedelta(days=self.window_days) if self.window_days is not None else None
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -86,9 +86,17 @@ def load_task(data: str | os.PathLike, task: str) -> tuple[pl.DataFrame, list[st
     from clinfm.fuse.samples import disease_labels
     from clinfm.fuse.targets import read_task
 
-    if Path(task).is_dir():
-        return read_task(task)[:2]
-    return disease_labels(data, task)
+    if not (Path(data) / "tasks" / task).is_dir() and Path(task).is_dir():
+        labels, names = read_task(task)[:2]
+    else:
+        labels, names = disease_labels(data, task)
+    for name in names:
+        missing = labels[name].null_count()
+        if missing:
+            raise InputError(
+                f"task {task!r}: {missing:,} samples have no value for {name!r} (expected true/false)"
+            )
+    return labels, names
 
 
 def with_splits(data: str | os.PathLike, labels: pl.DataFrame) -> pl.DataFrame:
@@ -119,6 +127,7 @@ class Cohort:
     note_texts: list[str]
     report: SampleReport
     settings: InputSettings
+    units: dict[str, str]  # the unit each lab item is read in (the training split's, or a model's)
     notes: object = None  # every sample's note input (NoteVectors or NoteTokens), once prepared
     note_dim: int = 0
     note_counts: dict = field(default_factory=dict)
@@ -130,21 +139,42 @@ class Cohort:
         return self.labels.select(self.names).to_numpy()[rows].astype(np.float32)
 
 
-def read_cohort(data: str | os.PathLike, task: str, settings: InputSettings) -> Cohort:
-    """Samples of ``task`` with their labs and notes known at prediction time."""
+def training_units(frame: pl.DataFrame) -> dict[str, str]:
+    """Each lab item's most frequent known unit in a ``lab_table`` frame (ties: alphabetical)."""
+    units = (
+        frame.select("item", "unit")
+        .explode(["item", "unit"])
+        .drop_nulls()
+        .group_by("item", "unit")
+        .len()
+        .sort(["item", "len", "unit"], descending=[False, True, False])
+        .unique("item", keep="first", maintain_order=True)
+    )
+    return dict(zip(units["item"], units["unit"], strict=True))
+
+
+def read_cohort(
+    data: str | os.PathLike, task: str, settings: InputSettings, units: dict[str, str] | None = None
+) -> Cohort:
+    """Samples of ``task`` with their labs and notes known at prediction time.
+
+    An item seen in several units is read in the unit ``units`` gives (a trained model's), else in
+    its most frequent unit among the training samples: never chosen by tuning or held-out rows.
+    """
     from clinfm.events.meds import scan_events
 
     labels, names = load_task(data, task)
     labels = with_splits(data, labels)
+    samples = labels.select("subject_id", "prediction_time")
+    train = labels.filter(pl.col("split") == "train").select("subject_id", "prediction_time")
+    events = scan_events(data)
+    chosen = training_units(lab_table(events, train, window=settings.window, labs=settings.labs))
+    chosen |= units or {}
     inputs = assemble(
-        scan_events(data),
-        labels.select("subject_id", "prediction_time"),
-        window=settings.window,
-        sections=settings.sections,
-        labs=settings.labs,
+        events, samples, window=settings.window, sections=settings.sections, labs=settings.labs, units=chosen
     )
     texts = inputs.notes["text"].fill_null("").to_list()
-    return Cohort(labels, names, inputs.labs, texts, inputs.report, settings)
+    return Cohort(labels, names, inputs.labs, texts, inputs.report, settings, chosen)
 
 
 def prepare_notes(cohort: Cohort, branch: LabBranch | None, *, cache=True) -> None:
@@ -169,7 +199,7 @@ def prepare_notes(cohort: Cohort, branch: LabBranch | None, *, cache=True) -> No
         cohort.notes = NoteVectors(found.chunks, found.offsets)
         cohort.note_dim, has_note, chunks = found.chunks.shape[1], found.has_note, len(found.chunks)
     cohort.note_counts = {
-        "samples_without_notes": int((~has_note).sum()),
+        "samples_without_note_text": int((~has_note).sum()),  # after LABTEXT, when asked
         "notes_chunked": int(found.texts_chunked),
         "chunks": chunks,
         "chunks_beyond_max": int(found.chunks_dropped),
@@ -202,6 +232,7 @@ class LabBranch:
     vocab: Vocabulary
     scaler: ValueScaler
     pretrained: bool
+    units: dict[str, str]  # the unit each item's values (and the scaler) are in
 
     def tokens(self, frame: pl.DataFrame) -> LabTokens:
         return LabTokens(frame, self.vocab, self.scaler)
@@ -221,10 +252,18 @@ def fusion_preset(preset: str, **changes) -> FusionConfig:
     return FusionConfig.small(**changes) if preset == "small" else FusionConfig(**changes)
 
 
-def fresh_lab_branch(train_labs: pl.DataFrame, config: LabEncoderConfig, min_subjects: int) -> LabBranch:
+def fresh_lab_branch(
+    train_labs: pl.DataFrame, config: LabEncoderConfig, min_subjects: int, units: dict[str, str]
+) -> LabBranch:
     """An untrained lab encoder whose vocabulary and scaler come from the training samples."""
     vocab = lab_vocabulary(train_labs, min_subjects)
-    return LabBranch(MaskedLabModel(len(vocab), config), vocab, fit_value_scaler(train_labs, vocab), False)
+    model = MaskedLabModel(len(vocab), config)
+    return LabBranch(model, vocab, fit_value_scaler(train_labs, vocab), False, _saved_units(units, vocab))
+
+
+def _saved_units(units: dict[str, str], vocab: Vocabulary) -> dict[str, str]:
+    """Units of the vocabulary's items only: a saved model names no rare test."""
+    return {item: unit for item, unit in sorted(units.items()) if item in vocab}
 
 
 def lab_panels(
@@ -261,17 +300,19 @@ def pretrain_labs(
     window_days: float | None = None,
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
     max_panels: int = MAX_PANELS,
+    units: dict[str, str] | None = None,
     training: TrainConfig = PRETRAINING,
     overwrite: bool = False,
     resume: bool = True,
 ) -> dict:
     """Masked lab-test modelling on every lab panel of the training (and, for early stopping, tuning)
-    patients; the encoder goes to ``out`` with its vocabulary and value scaler."""
+    patients; the encoder goes to ``out`` with its vocabulary, value scaler and units (``units``
+    fixes some, e.g. a cohort's; the others are the training panels' most frequent)."""
     from clinfm.events.meds import scan_events
 
     out = check_output(out, overwrite)
     config = lab_preset(preset)
-    window = dt.timedelta(days=window_days) if window_days else None
+    window = dt.timedelta(days=window_days) if window_days is not None else None
     recorded = {
         "data": str(data),
         "preset": preset,
@@ -281,15 +322,16 @@ def pretrain_labs(
         "max_panels": max_panels,
         "training": training.to_dict(),
     }
-    frames = {}
-    for split in ("train", "tuning"):
+    events, frames = scan_events(data), {}
+    for split in ("train", "tuning"):  # tuning read in the units training chose
         panels = lab_panels(data, labs, [split], max_panels)
-        frames[split] = lab_table(scan_events(data), panels, window=window, labs=tuple(labs))
+        frames[split] = lab_table(events, panels, window=window, labs=tuple(labs), units=units)
+        units = {**training_units(frames[split]), **(units or {})}
     if not frames["train"].height or not int(frames["train"]["n_labs"].sum()):
         raise InputError("no lab results among the training patients (see --labs)", path=data)
     with work_dir(out, recorded, resume) as work:
         torch.manual_seed(training.seed)
-        branch = fresh_lab_branch(frames["train"], config, min_subjects)
+        branch = fresh_lab_branch(frames["train"], config, min_subjects, units)
         val = branch.tokens(frames["tuning"]) if frames["tuning"].height else None
         result = fit(
             branch.model, "pretrain", branch.tokens(frames["train"]), val, training, work, name="labs"
@@ -321,7 +363,12 @@ def save_lab_branch(folder: Path, branch: LabBranch, recorded: dict) -> None:
     save_checkpoint(
         folder,
         branch.model,
-        {"kind": LAB_KIND, "encoder": branch.model.config.to_dict(), "inputs": recorded},
+        {
+            "kind": LAB_KIND,
+            "encoder": branch.model.config.to_dict(),
+            "inputs": recorded,
+            "units": branch.units,
+        },
         {SCALER_FILE: branch.scaler.to_dict()},
     )
     branch.vocab.save(folder / VOCAB_FILE)
@@ -350,7 +397,7 @@ def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
     scaler = read_scaler(folder / SCALER_FILE)
     model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["encoder"]))
     load_weights(folder, model)
-    return LabBranch(model, vocab, scaler, True), config
+    return LabBranch(model, vocab, scaler, True, dict(config.get("units") or {})), config
 
 
 # ---------------------------------------------------------------------------------------- fusion
@@ -442,6 +489,7 @@ def input_counts(cohort: Cohort) -> dict:
     return {
         "samples": per_split,
         "samples_without_labs": int((cohort.labs["n_labs"] == 0).sum()),
+        "samples_without_notes": cohort.report.samples_without_notes,
         "diseases": cohort.names,
         "positives": {name: int(cohort.labels[name].sum()) for name in cohort.names},
         **cohort.note_counts,
@@ -477,6 +525,7 @@ def save_fusion(
             "note_encoder": cohort.note_counts.get("encoder"),
             "diseases": cohort.names,
             "thresholds": [float(t) for t in thresholds],
+            "units": branch.units if branch is not None else {},
             "inputs": cohort.settings.to_dict(),
         },
         files,
@@ -499,7 +548,7 @@ def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | Non
         vocab = Vocabulary.load(folder / VOCAB_FILE)
         scaler = read_scaler(folder / SCALER_FILE)
         lab_model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["lab_encoder"]))
-        branch = LabBranch(lab_model, vocab, scaler, True)
+        branch = LabBranch(lab_model, vocab, scaler, True, dict(config.get("units") or {}))
     fusion = FusionConfig(**config["fusion"])
     settings = InputSettings.from_dict(config["inputs"])
     model = build_model(settings, branch, fusion, len(config["diseases"]), config["note_dim"])
@@ -507,13 +556,15 @@ def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | Non
     return model.eval(), branch, config
 
 
-def prepare_branch(
-    cohort: Cohort, labs_model: str | os.PathLike | None, preset: str, min_subjects: int
+def lab_branch_for(
+    cohort: Cohort, given: LabBranch | None, preset: str, min_subjects: int, seed: int
 ) -> LabBranch:
-    """The pre-trained lab encoder when given, else a fresh one over the cohort's training labs."""
-    if labs_model is not None:
-        return load_lab_branch(labs_model)[0]
-    return fresh_lab_branch(cohort.labs[cohort.rows("train")], lab_preset(preset), min_subjects)
+    """The given (pre-trained) lab encoder, else a fresh one over the cohort's training labs, its
+    initial weights drawn from ``seed``."""
+    if given is not None:
+        return given
+    torch.manual_seed(seed)
+    return fresh_lab_branch(cohort.labs[cohort.rows("train")], lab_preset(preset), min_subjects, cohort.units)
 
 
 def train(
@@ -546,10 +597,14 @@ def train(
         "fusion": fusion.to_dict(),
         "inputs": settings.to_dict(),
         "preset": preset,
+        "min_subjects": min_subjects,
         "training": training.to_dict(),
     }
-    cohort = read_cohort(data, task, settings)
-    branch = prepare_branch(cohort, labs_model, preset, min_subjects) if fusion.uses_labs else None
+    given = load_lab_branch(labs_model)[0] if labs_model is not None and fusion.uses_labs else None
+    cohort = read_cohort(data, task, settings, units=given.units if given else None)
+    branch = None
+    if fusion.uses_labs:
+        branch = lab_branch_for(cohort, given, preset, min_subjects, training.seed)
     if fusion.uses_notes:
         prepare_notes(cohort, branch, cache=cache)
     with work_dir(out, recorded, resume) as work:
@@ -572,6 +627,9 @@ def train(
                 resume_note(result) + report_lines(cohort),
             )
             copy_logs(work, tmp)
+            from clinfm.report.html import write_report
+
+            write_report(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return metrics
 
@@ -607,11 +665,12 @@ def evaluate(
     out = check_output(out, overwrite)
     model, branch, config = load_fusion(model_dir)
     settings = InputSettings.from_dict(config["inputs"])
-    cohort = read_cohort(data, task, settings)
-    if cohort.names != config["diseases"]:
+    cohort = read_cohort(data, task, settings, units=config.get("units"))
+    if set(cohort.names) != set(config["diseases"]):
         raise InputError(
             f"task {task!r} has diseases {cohort.names}, the model predicts {config['diseases']}", path=data
         )
+    cohort.names = list(config["diseases"])  # the model's output order
     if model.config.uses_notes:
         prepare_notes(cohort, branch, cache=cache)
         if cohort.note_counts["encoder"] != config["note_encoder"]:

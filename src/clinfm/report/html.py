@@ -861,8 +861,8 @@ def _fuse_section(folder: RunFolder) -> str:
     first = next(iter(models.values()))
     samples = first.get("samples")
     caption = (
-        f"Held-out scores on {_count(samples)} samples; F1 at each disease's threshold chosen on the tuning "
-        "split; brackets are bootstrap 95% intervals resampling patients."
+        f"Scores on {_count(samples)} samples not used for training; F1 at each disease's threshold chosen "
+        "on the tuning split; brackets are bootstrap 95% intervals resampling patients."
     )
     table = (
         f'<table class="results">\n<caption>{_e(caption)}</caption>\n<thead><tr><th>Model</th>{head}'
@@ -879,7 +879,7 @@ def _fuse_section(folder: RunFolder) -> str:
         )
         rows.append(f"<tr><th scope='row'>{_e(disease)}</th><td>{_count(positives)}</td>{cells}</tr>")
     per_disease = (
-        '<table class="results">\n<caption>AUROC per disease on the held-out samples.</caption>\n'
+        '<table class="results">\n<caption>AUROC per disease.</caption>\n'
         f"<thead><tr><th>Disease</th><th>Positives</th>{head}</tr></thead>\n<tbody>\n"
         + "\n".join(rows)
         + "\n</tbody>\n</table>"
