@@ -60,6 +60,11 @@ def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iter
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_directory(tmp, out)
+
+
+def replace_directory(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` to ``out``; an old ``out`` is put back if the move fails."""
     if not out.exists():
         tmp.rename(out)
         return

@@ -422,27 +422,33 @@ def assemble(
 
 
 def disease_labels(root: str | os.PathLike, task: str = DISEASES_TASK) -> tuple[pl.DataFrame, list[str]]:
-    """The multi-label task ``tasks/<task>/<name>.parquet`` (one binary MEDS label file per disease,
-    sharing prediction times) as one frame: ``subject_id``, ``prediction_time`` and one boolean
-    column per disease, in the label files' row order; and the disease names (sorted)."""
+    """The multi-label task ``tasks/<task>/<name>.parquet`` of a dataset: see :func:`task_folder_labels`."""
     folder = Path(root) / "tasks" / task
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
+    if not (folder.is_dir() and any(folder.glob("*.parquet"))):
         raise InputError(f"no label files under tasks/{task}/", path=root)
+    return task_folder_labels(folder)
+
+
+def task_folder_labels(folder: str | os.PathLike) -> tuple[pl.DataFrame, list[str]]:
+    """A folder of binary MEDS label files, one per disease, sharing their samples, as one frame:
+    ``subject_id``, ``prediction_time`` and one boolean column per disease, in the label files' row
+    order; and the disease names (the file names, sorted)."""
     from clinfm.events.meds import read_labels
 
+    folder = Path(folder)
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        raise InputError("no label files in the task folder", path=folder)
     names = [f.stem for f in files]
     frames = [read_labels(f) for f in files]
     base = frames[0].select("subject_id", "prediction_time")
-    for name, frame in zip(names, frames, strict=True):
+    for file, frame in zip(files, frames, strict=True):
         if "boolean_value" not in frame.columns:
-            raise InputError(
-                "a disease label file needs a boolean_value column", path=folder / f"{name}.parquet"
-            )
+            raise InputError("a disease label file needs a boolean_value column", path=file)
         if not frame.select("subject_id", "prediction_time").equals(base):
             raise InputError(
                 f"the samples differ from those of {names[0]}: the diseases must share prediction times",
-                path=folder / f"{name}.parquet",
+                path=file,
             )
     return base.with_columns(
         pl.Series(n, f["boolean_value"]) for n, f in zip(names, frames, strict=True)
@@ -462,4 +468,5 @@ __all__ = [
     "lab_table",
     "note_table",
     "select_events",
+    "task_folder_labels",
 ]

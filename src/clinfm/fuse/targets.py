@@ -67,7 +67,8 @@ from pathlib import Path
 import polars as pl
 
 from clinfm.errors import InputError
-from clinfm.fuse.samples import Selector, disease_labels, select_events
+from clinfm.fuse.samples import Selector, select_events, task_folder_labels
+from clinfm.io import replace_directory
 
 #: Codes of hospital admissions (MEDS_transforms MIMIC-IV; clinfm's MIMIC-III converter).
 ADMISSION_PREFIXES: tuple[str, ...] = ("HOSPITAL_ADMISSION//", "VISIT/INPATIENT")
@@ -559,47 +560,8 @@ def write_task(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _swap(tmp, folder)
+    replace_directory(tmp, folder)
     return folder
-
-
-def _swap(tmp: Path, folder: Path) -> None:
-    """Move the finished ``tmp`` to ``folder``; an old folder is put back if the move fails."""
-    if not folder.exists():
-        tmp.rename(folder)
-        return
-    trash = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(trash, ignore_errors=True)
-    folder.rename(trash)
-    try:
-        tmp.rename(folder)
-    except OSError:
-        trash.rename(folder)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _read_any_folder(folder: Path) -> tuple[pl.DataFrame, list[str]]:
-    """disease_labels for a folder that is not ``<root>/tasks/<task>``: the same checks, by path."""
-    from clinfm.events.meds import read_labels
-
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        raise InputError("no label files in the task folder", path=folder)
-    names = [f.stem for f in files]
-    frames = [read_labels(f) for f in files]
-    base = frames[0].select("subject_id", "prediction_time")
-    for file, frame in zip(files, frames, strict=True):
-        if "boolean_value" not in frame.columns:
-            raise InputError("a group label file needs a boolean_value column", path=file)
-        if not frame.select("subject_id", "prediction_time").equals(base):
-            raise InputError(
-                f"the samples differ from those of {names[0]}: groups must share them", path=file
-            )
-    return base.with_columns(
-        pl.Series(n, f["boolean_value"]) for n, f in zip(names, frames, strict=True)
-    ), names
 
 
 def read_task(folder: str | os.PathLike) -> tuple[pl.DataFrame, list[str], dict[str, str]]:
@@ -607,10 +569,7 @@ def read_task(folder: str | os.PathLike) -> tuple[pl.DataFrame, list[str], dict[
     their samples): the labels, the names (in ``groups.json`` order when it lists them all, else
     sorted) and name -> description (the name itself when ``groups.json`` is absent)."""
     folder = Path(folder)
-    if folder.parent.name == "tasks":
-        labels, names = disease_labels(folder.parent.parent, folder.name)
-    else:
-        labels, names = _read_any_folder(folder)
+    labels, names = task_folder_labels(folder)
     descriptions = {n: n for n in names}
     listing = folder / GROUPS_FILE
     if listing.is_file():
