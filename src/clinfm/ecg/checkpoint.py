@@ -12,8 +12,7 @@ import torch
 from clinfm.ecg.baselines import pretraining_model
 from clinfm.ecg.corpus import PrepareSettings
 from clinfm.ecg.model import ResNetConfig
-from clinfm.errors import InputError
-from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
+from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
 
 KIND = "ecg-encoder"
 
@@ -54,13 +53,7 @@ def save_encoder(
 def load_encoder(folder: str | os.PathLike) -> tuple[torch.nn.Module, PrepareSettings, dict]:
     """(model in eval mode, the window preparation it expects, the whole config.json)."""
     folder = Path(folder)
-    config = read_config(folder)
-    if config.get("kind") != KIND:
-        raise InputError(
-            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not an ECG encoder "
-            "(pass a folder from clinfm ecg pretrain)",
-            path=folder,
-        )
+    config = read_config_of_kind(folder, KIND, "an ECG encoder", "clinfm ecg pretrain")
     model = pretraining_model(config["objective"], encoder_config_from(config["encoder"]))
     load_weights(folder, model)
     model.eval()

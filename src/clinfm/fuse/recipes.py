@@ -35,7 +35,7 @@ from clinfm.fuse.labs import (
 from clinfm.fuse.model import FusionConfig, FusionModel
 from clinfm.fuse.samples import LAB_PREFIXES, SampleReport, assemble, lab_table, select_events
 from clinfm.io import atomic_directory, check_output, write_json_atomic, write_parquet_atomic
-from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
+from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
@@ -386,13 +386,7 @@ def read_scaler(path: Path) -> ValueScaler:
 def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
     """A pre-trained lab encoder (``clinfm fuse pretrain-labs``) and its config.json."""
     folder = Path(folder)
-    config = read_config(folder)
-    if config.get("kind") != LAB_KIND:
-        raise InputError(
-            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not a lab encoder "
-            "(pass a folder from clinfm fuse pretrain-labs)",
-            path=folder,
-        )
+    config = read_config_of_kind(folder, LAB_KIND, "a lab encoder", "clinfm fuse pretrain-labs")
     vocab = Vocabulary.load(folder / VOCAB_FILE)
     scaler = read_scaler(folder / SCALER_FILE)
     model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["encoder"]))
@@ -536,13 +530,7 @@ def save_fusion(
 
 def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | None, dict]:
     folder = Path(folder)
-    config = read_config(folder)
-    if config.get("kind") != MODEL_KIND:
-        raise InputError(
-            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not a fusion model "
-            "(pass the model/ folder of clinfm fuse train)",
-            path=folder,
-        )
+    config = read_config_of_kind(folder, MODEL_KIND, "a fusion model", "clinfm fuse train: its model/")
     branch = None
     if config["lab_encoder"] is not None:
         vocab = Vocabulary.load(folder / VOCAB_FILE)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clinfm.errors import InputError
 from clinfm.ner.data import load_tokenizer
 from clinfm.ner.model import Tagger, TaggerConfig, encoder_from_config
-from clinfm.train.checkpoint import load_weights, read_config, save_checkpoint
+from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
 
 KIND = "ner-tagger"
 TOKENIZER_FOLDER = "tokenizer"
@@ -30,13 +29,7 @@ def save_tagger(folder: str | os.PathLike, model: Tagger, tokenizer, extra: dict
 def load_tagger(folder: str | os.PathLike) -> tuple[Tagger, object, dict]:
     """(tagger in eval mode, its tokenizer, the whole config.json) from a folder ``save_tagger`` wrote."""
     folder = Path(folder)
-    config = read_config(folder)
-    if config.get("kind") != KIND:
-        raise InputError(
-            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not an NER tagger "
-            "(pass a folder from clinfm ner train)",
-            path=folder,
-        )
+    config = read_config_of_kind(folder, KIND, "an NER tagger", "clinfm ner train")
     tagger_config = TaggerConfig.from_dict(config["tagger"])
     model = Tagger(encoder_from_config(tagger_config.encoder_config), tagger_config)
     load_weights(folder, model)

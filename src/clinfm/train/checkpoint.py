@@ -61,6 +61,19 @@ def read_config(folder: str | os.PathLike) -> dict:
     return config
 
 
+def read_config_of_kind(folder: str | os.PathLike, kind: str, what: str, made_by: str) -> dict:
+    """``read_config`` for a checkpoint that must be of ``kind`` (e.g. a lab encoder, ``what``, from
+    ``made_by``, a command); any other clinfm checkpoint is refused in one line."""
+    config = read_config(folder)
+    if config.get("kind") != kind:
+        raise InputError(
+            f"is a clinfm checkpoint of kind {config.get('kind', 'claims')!r}, not {what} "
+            f"(pass a folder from {made_by})",
+            path=folder,
+        )
+    return config
+
+
 def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> torch.nn.Module:
     """Load ``model.safetensors`` into ``model``; every tensor must match by name and shape."""
     path = Path(folder) / WEIGHTS_FILE
