@@ -80,6 +80,7 @@ def test_train_then_evaluate_reproduces_the_held_out_scores(lab_model, site_icd9
         "fuse", "train", "--data", site_icd9, "--labs-model", lab_model, "--out", run, *TINY, "--labs-as-text"
     )
     assert (run / "model" / "config.json").exists() and (run / "predictions.parquet").exists()
+    assert "Lab + note fusion" in (run / "report.html").read_text()
     predictions = pl.read_parquet(run / "predictions.parquet")
     assert "asthma_probability" in predictions.columns or any(
         c.endswith("_probability") for c in predictions.columns
