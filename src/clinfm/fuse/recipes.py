@@ -322,11 +322,16 @@ def pretrain_labs(
         "max_panels": max_panels,
         "training": training.to_dict(),
     }
-    events, frames = scan_events(data), {}
-    for split in ("train", "tuning"):  # tuning read in the units training chose
-        panels = lab_panels(data, labs, [split], max_panels)
-        frames[split] = lab_table(events, panels, window=window, labs=tuple(labs), units=units)
-        units = {**training_units(frames[split]), **(units or {})}
+    events, labs = scan_events(data), tuple(labs)
+    frames = {
+        "train": lab_table(
+            events, lab_panels(data, labs, ["train"], max_panels), window=window, labs=labs, units=units
+        )
+    }
+    units = {**training_units(frames["train"]), **(units or {})}  # tuning is read in training's units
+    frames["tuning"] = lab_table(
+        events, lab_panels(data, labs, ["tuning"], max_panels), window=window, labs=labs, units=units
+    )
     if not frames["train"].height or not int(frames["train"]["n_labs"].sum()):
         raise InputError("no lab results among the training patients (see --labs)", path=data)
     with work_dir(out, recorded, resume) as work:
