@@ -108,6 +108,10 @@ def test_diagnosis_task_from_inpatient_stays(site_icd9, tmp_path):
     result = _ok("fuse", "diagnosis-task", "--data", site_icd9, "--out", task, "--top", 3)
     assert "admissions" in result.output
     assert len(list(task.glob("*.parquet"))) == 3 and (task / "groups.json").exists()
+    from clinfm.fuse.recipes import load_task
+
+    listed = [g["name"] for g in json.loads((task / "groups.json").read_text())["groups"]]
+    assert load_task(site_icd9, str(task.resolve()))[1] == listed  # a folder by path: groups.json order
 
 
 def test_bad_input_is_one_line(lab_model, site_icd9, tmp_path):
@@ -225,6 +229,39 @@ def test_lab_units_are_the_training_splits_and_travel_with_the_model(tmp_path):
     )  # held-out mmol/L values dropped, not rescaled
     model_units = read_cohort(root, "dx", InputSettings(), units={"LOINC/A": "mmol/L"})
     assert model_units.labs["n_labs"].to_list() == [0] * 6 + [1] * 10
+
+
+def test_older_training_results_decide_a_unit_even_when_the_latest_has_none(tmp_path):
+    import datetime as dt
+
+    from clinfm.events.meds import write_dataset
+    from clinfm.fuse.recipes import InputSettings, read_cohort
+
+    t0 = dt.datetime(2020, 1, 1)
+    subjects = list(range(1, 11))
+    splits = pl.DataFrame({"subject_id": subjects, "split": ["train"] * 4 + ["held_out"] * 6})
+    train_old = [(s, t0, "mg/dL") for s in subjects[:4]]
+    train_new = [(s, t0 + dt.timedelta(minutes=5), None) for s in subjects[:4]]  # latest: no unit
+    held_out = [(s, t0, "g/L") for s in subjects[4:]]
+    rows = train_old + train_new + held_out
+    events = pl.DataFrame(
+        {
+            "subject_id": [r[0] for r in rows],
+            "time": [r[1] for r in rows],
+            "code": ["LOINC/A"] * len(rows),
+            "numeric_value": [1.0] * len(rows),
+            "unit": [r[2] for r in rows],
+        },
+        schema_overrides={"numeric_value": pl.Float32, "unit": pl.String},
+    )
+    when = [t0 + dt.timedelta(hours=1)] * 10
+    labels = pl.DataFrame(
+        {"subject_id": subjects, "prediction_time": when, "boolean_value": [True, False] * 5}
+    )
+    write_dataset(tmp_path / "site", events, dataset_name="units", splits=splits, tasks={"dx/a": labels})
+    cohort = read_cohort(tmp_path / "site", "dx", InputSettings())
+    assert cohort.units == {"LOINC/A": "mg/dL"}
+    assert cohort.labs["n_labs"].to_list() == [1] * 4 + [0] * 6  # the held-out g/L results are not read
 
 
 def test_labels_without_a_value_are_refused_before_training(tmp_path, site_icd9):

@@ -86,7 +86,8 @@ def load_task(data: str | os.PathLike, task: str) -> tuple[pl.DataFrame, list[st
     from clinfm.fuse.samples import disease_labels
     from clinfm.fuse.targets import read_task
 
-    if not (Path(data) / "tasks" / task).is_dir() and Path(task).is_dir():
+    under_data = not Path(task).is_absolute() and (Path(data) / "tasks" / task).is_dir()
+    if not under_data and Path(task).is_dir():
         labels, names = read_task(task)[:2]
     else:
         labels, names = disease_labels(data, task)
@@ -139,18 +140,14 @@ class Cohort:
         return self.labels.select(self.names).to_numpy()[rows].astype(np.float32)
 
 
-def training_units(frame: pl.DataFrame) -> dict[str, str]:
-    """Each lab item's most frequent known unit in a ``lab_table`` frame (ties: alphabetical)."""
-    units = (
-        frame.select("item", "unit")
-        .explode(["item", "unit"])
-        .drop_nulls()
-        .group_by("item", "unit")
-        .len()
-        .sort(["item", "len", "unit"], descending=[False, True, False])
-        .unique("item", keep="first", maintain_order=True)
-    )
-    return dict(zip(units["item"], units["unit"], strict=True))
+def training_units(
+    events: pl.LazyFrame, samples: pl.DataFrame, window: dt.timedelta | None, labs: Sequence[str]
+) -> dict[str, str]:
+    """Each lab item's most frequent known unit among the lab events ``samples`` see (ties:
+    alphabetical), older results included: the units a model is trained in."""
+    report = SampleReport()
+    lab_table(events, samples, window=window, labs=tuple(labs), report=report)
+    return report.item_units
 
 
 def read_cohort(
@@ -168,8 +165,7 @@ def read_cohort(
     samples = labels.select("subject_id", "prediction_time")
     train = labels.filter(pl.col("split") == "train").select("subject_id", "prediction_time")
     events = scan_events(data)
-    chosen = training_units(lab_table(events, train, window=settings.window, labs=settings.labs))
-    chosen |= units or {}
+    chosen = training_units(events, train, settings.window, settings.labs) | (units or {})
     inputs = assemble(
         events, samples, window=settings.window, sections=settings.sections, labs=settings.labs, units=chosen
     )
@@ -323,15 +319,15 @@ def pretrain_labs(
         "training": training.to_dict(),
     }
     events, labs = scan_events(data), tuple(labs)
+    train_panels = lab_panels(data, labs, ["train"], max_panels)
+    units = training_units(events, train_panels, window, labs) | (units or {})
     frames = {
-        "train": lab_table(
-            events, lab_panels(data, labs, ["train"], max_panels), window=window, labs=labs, units=units
+        split: lab_table(events, panels, window=window, labs=labs, units=units)
+        for split, panels in (
+            ("train", train_panels),
+            ("tuning", lab_panels(data, labs, ["tuning"], max_panels)),
         )
     }
-    units = {**training_units(frames["train"]), **(units or {})}  # tuning is read in training's units
-    frames["tuning"] = lab_table(
-        events, lab_panels(data, labs, ["tuning"], max_panels), window=window, labs=labs, units=units
-    )
     if not frames["train"].height or not int(frames["train"]["n_labs"].sum()):
         raise InputError("no lab results among the training patients (see --labs)", path=data)
     with work_dir(out, recorded, resume) as work:

@@ -106,7 +106,8 @@ class SampleReport:
     empty_labs_dropped: int | None = None  # neither a number nor text
     labs_parsed_from_text: int | None = None
     unit_conflicts: dict[str, dict[str, int]] = field(default_factory=dict)  # item -> unit -> events
-    kept_units: dict[str, str] = field(default_factory=dict)  # item -> the unit kept
+    kept_units: dict[str, str] = field(default_factory=dict)  # item -> the unit kept, items in conflict
+    item_units: dict[str, str] = field(default_factory=dict)  # item -> the unit kept, every item with one
     unit_conflict_labs_dropped: int | None = None
     notes_used: int | None = None
     notes_without_headings: int | None = None
@@ -327,6 +328,7 @@ def lab_table(
         report.labs_parsed_from_text = int(distinct["from_text"].sum())
         report.unit_conflicts = conflicts
         report.kept_units = kept_map
+        report.item_units = dict(kept.iter_rows())
         report.unit_conflict_labs_dropped = conflict_dropped
     return table
 
