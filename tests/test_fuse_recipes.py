@@ -79,17 +79,28 @@ def test_train_then_evaluate_reproduces_the_held_out_scores(lab_model, site_icd9
     _ok(
         "fuse", "train", "--data", site_icd9, "--labs-model", lab_model, "--out", run, *TINY, "--labs-as-text"
     )
-    assert (run / "model" / "config.json").exists() and (run / "predictions.parquet").exists()
-    assert "Lab + note fusion" in (run / "report.html").read_text()
-    predictions = pl.read_parquet(run / "predictions.parquet")
-    assert "asthma_probability" in predictions.columns or any(
-        c.endswith("_probability") for c in predictions.columns
+    assert (run / "model" / "config.json").exists()
+    report = (run / "report.html").read_text()
+    assert "Lab + note fusion" in report and "could not be read" not in report
+    from clinfm.evaluate.predictions import read_predictions
+
+    thresholds = json.loads((run / "model" / "config.json").read_text())["thresholds"]
+    files = sorted((run / "diseases").glob("*.parquet"))
+    assert [f.stem for f in files] == sorted(
+        json.loads((run / "model" / "config.json").read_text())["diseases"]
     )
+    asthma = read_predictions(run / "diseases" / "asthma.parquet")  # the meds-evaluation schema
+    k = [f.stem for f in files].index("asthma")
+    decided = asthma["predicted_boolean_probability"] >= thresholds[k]
+    assert (asthma["predicted_boolean_value"] == decided).all()  # decisions at the tuned threshold
     assert "subject_id" not in (run / "model" / "config.json").read_text()
     trained = json.loads((run / "metrics.json").read_text())["held_out"]
     again = tmp_path / "again"
     _ok("fuse", "evaluate", "--model", run / "model", "--data", site_icd9, "--out", again)
     evaluated = json.loads((again / "metrics.json").read_text())["held_out"]
+    assert pl.read_parquet(again / "diseases" / "asthma.parquet").equals(
+        pl.read_parquet(run / "diseases" / "asthma.parquet")
+    )
     assert evaluated["f1_micro"] == pytest.approx(trained["f1_micro"])
     assert evaluated["auroc_macro"] == pytest.approx(trained["auroc_macro"])
     notes = json.loads((run / "run.json").read_text())["notes"]

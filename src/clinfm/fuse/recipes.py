@@ -34,7 +34,7 @@ from clinfm.fuse.labs import (
 )
 from clinfm.fuse.model import FusionConfig, FusionModel
 from clinfm.fuse.samples import LAB_PREFIXES, SampleReport, assemble, lab_table, select_events
-from clinfm.io import atomic_directory, check_output, write_json_atomic, write_parquet_atomic
+from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
@@ -573,8 +573,8 @@ def train(
 ) -> dict:
     """Train one fusion model on the train split; thresholds from tuning; scores on held_out.
 
-    ``out`` gets ``model/`` (the checkpoint), ``metrics.json``, ``predictions.parquet``, ``run.json``
-    and a report.
+    ``out`` gets ``model/`` (the checkpoint), ``metrics.json``, ``diseases/<disease>.parquet`` (held-out
+    predictions in the meds-evaluation schema), ``run.json`` and a report.
     """
     out = check_output(out, overwrite)
     fusion = fusion or FusionConfig()
@@ -605,7 +605,8 @@ def train(
         with atomic_directory(out, overwrite=overwrite) as tmp:
             save_fusion(tmp / "model", model, branch, cohort, thresholds)
             write_json_atomic(tmp / "metrics.json", {"held_out": metrics, "data": counts})
-            _write_predictions(tmp / "predictions.parquet", cohort, outputs["probabilities"]["held_out"])
+            held_out = outputs["probabilities"]["held_out"]
+            write_disease_predictions(tmp / "diseases", cohort, cohort.rows("held_out"), held_out, thresholds)
             result = outputs["fit"]
             write_run(
                 tmp,
@@ -623,18 +624,23 @@ def train(
     return metrics
 
 
-def _write_predictions(path: Path, cohort: Cohort, P: np.ndarray, split: str = "held_out") -> None:
-    """One row per sample: subject, prediction time, and per disease the label and the probability."""
-    rows = cohort.rows(split)
-    frame = cohort.labels[rows].select("subject_id", "prediction_time")
-    frame = frame.with_columns(
-        *[pl.Series(f"{name}", cohort.labels[name].to_numpy()[rows]) for name in cohort.names],
-        *[
-            pl.Series(f"{name}_probability", P[:, k].astype(np.float32))
-            for k, name in enumerate(cohort.names)
-        ],
-    )
-    write_parquet_atomic(frame, path)
+def write_disease_predictions(
+    folder: Path, cohort: Cohort, rows: np.ndarray, P: np.ndarray, thresholds: Sequence[float]
+) -> None:
+    """One meds-evaluation prediction file per disease, ``<folder>/<disease>.parquet``: the label, the
+    probability and the decision at the disease's tuned threshold (subject ids: it stays with the data)."""
+    from clinfm.evaluate.predictions import write_predictions
+
+    samples = cohort.labels[rows]
+    for k, name in enumerate(cohort.names):
+        write_predictions(
+            folder / f"{name}.parquet",
+            subject_id=samples["subject_id"].to_numpy(),
+            prediction_time=samples["prediction_time"].to_numpy(),
+            y=samples[name].to_numpy(),
+            p=P[:, k].astype(np.float64),
+            threshold=float(thresholds[k]),
+        )
 
 
 def evaluate(
@@ -675,6 +681,7 @@ def evaluate(
     metrics = score(cohort.targets(rows), P, config["thresholds"], cohort.names, groups=_groups(cohort, rows))
     with atomic_directory(out, overwrite=overwrite) as tmp:
         write_json_atomic(tmp / "metrics.json", {split: metrics, "data": input_counts(cohort)})
+        write_disease_predictions(tmp / "diseases", cohort, rows, P, config["thresholds"])
         recorded = {"model": str(model_dir), "data": str(data), "task": task, "split": split}
         write_run(tmp, "fuse-evaluate", "MEDFuse model evaluated", recorded, {}, report_lines(cohort))
     return metrics
