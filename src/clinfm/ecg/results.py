@@ -1,9 +1,11 @@
 """What the ECG comparisons report: the methods' names, PCLR's mean relative gain (the paper's
-"+51%" form) and the Markdown table of probe points. Light (NumPy only): the HTML report reads it."""
+"+51%" form) and the Markdown table of probe points. Light (no torch): the HTML report reads it."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from clinfm.evaluate.metrics import estimate_text
 
 PRETRAINING_OBJECTIVES = ("pclr", "clocs", "autoencoder")
 HANDCRAFTED = "handcrafted"
@@ -55,14 +57,6 @@ def curves_table(curves: list[dict]) -> str:
             for method in methods:
                 point = of_label.get(method, {}).get(size)
                 metric = metric or (point or {}).get("metric", "")
-                cells.append(_estimate_text(point))
+                cells.append(estimate_text(point))
             lines.append(f"| {label} | {metric} | {size} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _estimate_text(point: dict | None) -> str:
-    if not point or point.get("value") is None:
-        return "—"
-    if point.get("low") is None:
-        return f"{point['value']:.3f}"
-    return f"{point['value']:.3f} ({point['low']:.3f}-{point['high']:.3f})"

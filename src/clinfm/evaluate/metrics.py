@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,17 @@ class Estimate:
     def to_dict(self) -> dict[str, float | None]:
         """Plain floats for ``metrics.json``; NaN (undefined) becomes ``None``, which JSON can hold."""
         return {name: _json_float(getattr(self, name)) for name in ("value", "low", "high")}
+
+
+def estimate_text(estimate: Mapping | None, digits: int = 3) -> str:
+    """An estimate as ``metrics.json`` holds it (value, low, high) for a Markdown table or a console
+    line: ``0.812 (0.701-0.903)``; the value alone without an interval; ``—`` when undefined."""
+    if not estimate or estimate.get("value") is None:
+        return "—"
+    value = f"{estimate['value']:.{digits}f}"
+    if estimate.get("low") is None or estimate.get("high") is None:
+        return value
+    return f"{value} ({estimate['low']:.{digits}f}-{estimate['high']:.{digits}f})"
 
 
 def _json_float(x: float) -> float | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clinfm import progress
 from clinfm.errors import InputError
+from clinfm.evaluate.metrics import estimate_text
 from clinfm.fuse.model import FusionConfig
 from clinfm.fuse.recipes import (
     FINE_TUNING,
@@ -173,14 +174,6 @@ def _variant(name, cohort, pretrained, fresh, base, training, work: Path) -> dic
     return result
 
 
-def _cell(estimate: dict | None) -> str:
-    if not estimate or estimate.get("value") is None:
-        return "-"
-    low, high = estimate.get("low"), estimate.get("high")
-    interval = f" ({low:.3f}-{high:.3f})" if low is not None and high is not None else ""
-    return f"{estimate['value']:.3f}{interval}"
-
-
 def markdown_table(results: dict, names: list[str]) -> str:
     """Overall scores per variant, then each disease's AUROC per variant."""
     lines = [
@@ -189,13 +182,17 @@ def markdown_table(results: dict, names: list[str]) -> str:
     ]
     for result in results.values():
         held = result["held_out"]
-        cells = [_cell(held["f1_micro"]), _cell(held["f1_macro"]), _cell(held["auroc_macro"])]
+        cells = [
+            estimate_text(held["f1_micro"]),
+            estimate_text(held["f1_macro"]),
+            estimate_text(held["auroc_macro"]),
+        ]
         lines.append(f"| {result['label']} | " + " | ".join(cells) + " |")
     lines += ["", "| disease (positives) | " + " | ".join(r["label"] for r in results.values()) + " |"]
     lines.append("|---" * (len(results) + 1) + "|")
     for disease in names:
         first = next(iter(results.values()))["held_out"]["diseases"][disease]
-        cells = [_cell(r["held_out"]["diseases"][disease].get("auroc")) for r in results.values()]
+        cells = [estimate_text(r["held_out"]["diseases"][disease].get("auroc")) for r in results.values()]
         lines.append(f"| {disease} ({first['positives']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -301,13 +301,9 @@ def ablate_command(
 
 
 def _print_scores(metrics: dict) -> None:
-    def show(name: str) -> str:
-        estimate = metrics[name]
-        if estimate["value"] is None:
-            return f"{name} -"
-        return f"{name} {estimate['value']:.3f} ({estimate['low']:.3f}-{estimate['high']:.3f})"
+    from clinfm.evaluate.metrics import estimate_text
 
-    console.print(
-        ", ".join(show(n) for n in ("f1_micro", "f1_macro", "auroc_macro"))
-        + f" on {metrics['samples']:,} samples"
+    shown = ", ".join(
+        f"{name} {estimate_text(metrics[name])}" for name in ("f1_micro", "f1_macro", "auroc_macro")
     )
+    console.print(f"{shown} on {metrics['samples']:,} samples")

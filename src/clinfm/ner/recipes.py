@@ -21,6 +21,7 @@ import torch
 
 from clinfm import progress
 from clinfm.errors import InputError
+from clinfm.evaluate.metrics import estimate_text
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.ner.brat import read_brat, write_brat
 from clinfm.ner.checkpoint import load_tagger, save_tagger
@@ -669,10 +670,6 @@ def _score_row(label: str, name: str, downsampled: bool, folder: Path, test: Cor
     }
 
 
-def _with_interval(estimate: dict) -> str:
-    return f"{estimate['value']:.3f} ({estimate['low']:.3f}-{estimate['high']:.3f})"
-
-
 def comparison_table(rows: Sequence[dict]) -> str:
     """The paper's table (BIO-strict macro P / R / F1 and weighted F1, token-level macro F1, on
     sub-words with O included) beside entity-level strict and partial F1, with bootstrap 95%
@@ -691,8 +688,8 @@ def comparison_table(rows: Sequence[dict]) -> str:
             f"| {row['label']} | {row['parameters']:,} | {row['train_sentences']:,} "
             f"| {row['train_seconds']:.0f} | {s['sentences_per_second']:,.0f} "
             f"| {bio['macro']['precision']:.3f} / {bio['macro']['recall']:.3f}{unit} "
-            f"| {_with_interval(ci['bio_strict_macro_f1'])} | {bio['weighted']['f1']:.3f} "
-            f"| {_with_interval(ci['token_macro_f1'])} | {_with_interval(ci['entity_micro_f1'])} "
-            f"| {s['entity']['macro']['f1']:.3f} | {_with_interval(ci['partial_micro_f1'])} |"
+            f"| {estimate_text(ci['bio_strict_macro_f1'])} | {bio['weighted']['f1']:.3f} "
+            f"| {estimate_text(ci['token_macro_f1'])} | {estimate_text(ci['entity_micro_f1'])} "
+            f"| {s['entity']['macro']['f1']:.3f} | {estimate_text(ci['partial_micro_f1'])} |"
         )
     return "\n".join(lines) + "\n"
