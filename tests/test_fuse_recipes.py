@@ -43,11 +43,26 @@ def lab_model(site_icd9, tmp_path_factory):
 def test_pretrain_labs_writes_an_encoder_without_ids(lab_model, site_icd9):
     config = json.loads((lab_model / "config.json").read_text())
     assert config["kind"] == "fuse-lab-encoder" and config["encoder"]["dim"] == 32
+    assert config["encoder"]["mask_ratio"] == 0.75
     vocabulary = json.loads((lab_model / "lab_vocabulary.json").read_text())
     assert vocabulary["codes"] and all(code.startswith("LOINC/") for code in vocabulary["codes"])
-    subjects = pl.read_parquet(site_icd9 / "metadata" / "subject_splits.parquet")["subject_id"]
-    text = "".join(p.read_text() for p in lab_model.glob("*.json"))
-    assert not any(f'"{s}"' in text or f" {s}," in text for s in subjects.cast(str).to_list()[:50])
+    subjects = set(pl.read_parquet(site_icd9 / "metadata" / "subject_splits.parquet")["subject_id"].to_list())
+
+    def scalars(node):  # every number and string anywhere in a JSON document
+        if isinstance(node, dict):
+            return [x for key, value in node.items() for x in [key, *scalars(value)]]
+        if isinstance(node, list):
+            return [x for value in node for x in scalars(value)]
+        return [node]
+
+    saved = [
+        x
+        for p in lab_model.glob("*.json")
+        if p.name != "run.json"
+        for x in scalars(json.loads(p.read_text()))
+    ]
+    assert not {x for x in saved if isinstance(x, int) and not isinstance(x, bool)} & subjects
+    assert not {x for x in saved if isinstance(x, str)} & {str(s) for s in subjects}
     run = json.loads((lab_model / "run.json").read_text())
     assert run["results"]["data"]["train_panels"] > 100
 

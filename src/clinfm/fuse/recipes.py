@@ -234,17 +234,23 @@ class LabBranch:
         return LabTokens(frame, self.vocab, self.scaler)
 
 
+PRESETS = ("paper", "small")
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose paper or small")
+
+
 def lab_preset(preset: str) -> LabEncoderConfig:
-    if preset == "paper":
-        return LabEncoderConfig()
-    if preset == "small":
-        return LabEncoderConfig.small()
-    raise InputError(f"unknown preset {preset!r}; choose paper or small")
+    """The lab encoder for a preset: paper (128-d, 4 layers) or small (32-d, 2 layers)."""
+    _check_preset(preset)
+    return LabEncoderConfig.small() if preset == "small" else LabEncoderConfig()
 
 
 def fusion_preset(preset: str, **changes) -> FusionConfig:
     """The fusion layers for a preset: paper (128-d, as the lab encoder) or small (32-d)."""
-    lab_preset(preset)  # the same names, checked once
+    _check_preset(preset)
     return FusionConfig.small(**changes) if preset == "small" else FusionConfig(**changes)
 
 
@@ -296,6 +302,7 @@ def pretrain_labs(
     window_days: float | None = None,
     min_subjects: int = DEFAULT_MIN_SUBJECTS,
     max_panels: int = MAX_PANELS,
+    mask_ratio: float = LabEncoderConfig.mask_ratio,
     units: dict[str, str] | None = None,
     training: TrainConfig = PRETRAINING,
     overwrite: bool = False,
@@ -307,11 +314,12 @@ def pretrain_labs(
     from clinfm.events.meds import scan_events
 
     out = check_output(out, overwrite)
-    config = lab_preset(preset)
+    config = dataclasses.replace(lab_preset(preset), mask_ratio=mask_ratio)
     window = dt.timedelta(days=window_days) if window_days is not None else None
     recorded = {
         "data": str(data),
         "preset": preset,
+        "mask_ratio": mask_ratio,
         "labs": list(labs),
         "window_days": window_days,
         "min_subjects": min_subjects,
