@@ -305,3 +305,17 @@ def test_labels_without_a_value_are_refused_before_training(tmp_path, site_icd9)
     ).write_parquet(first)
     output = _bad("fuse", "train", "--data", root, "--fusion", "labs", "--out", tmp_path / "run", *TINY)
     assert "have no value for" in output and not (tmp_path / "run").exists()
+
+
+def test_a_task_without_held_out_subjects_is_refused_before_training(site_icd9, tmp_path):
+    import shutil
+
+    root = tmp_path / "site"
+    shutil.copytree(site_icd9, root)
+    splits = root / "metadata" / "subject_splits.parquet"
+    pl.read_parquet(splits).with_columns(
+        split=pl.when(pl.col("split") == "held_out").then(pl.lit("train")).otherwise(pl.col("split"))
+    ).write_parquet(splits)
+    output = _bad("fuse", "ablate", "--data", root, "--out", tmp_path / "run", *TINY)
+    assert "no sample of a subject in the held_out split" in output
+    assert not (tmp_path / "run").exists() and not (tmp_path / ".run.partial").exists()

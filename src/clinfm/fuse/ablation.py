@@ -106,6 +106,7 @@ def ablate(
     }
     given = load_lab_branch(labs_model)[0] if labs_model is not None else None
     cohort = read_cohort(data, task, settings, units=given.units if given else None)
+    cohort.require("train", "held_out")
     with work_dir(out, recorded, resume) as work:
         pretrained = given or _pretrain_here(data, work, cohort, preset, min_subjects, pretraining)
         fresh = lab_branch_for(cohort, None, preset, min_subjects, training.seed)

@@ -133,6 +133,12 @@ class Cohort:
     note_dim: int = 0
     note_counts: dict = field(default_factory=dict)
 
+    def require(self, *splits: str) -> None:
+        """Refuse, before any training, a task without samples in a split a command needs."""
+        for split in splits:
+            if not len(self.rows(split)):
+                raise InputError(f"the task has no sample of a subject in the {split} split")
+
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.labels["split"].to_numpy() == split)
 
@@ -449,8 +455,6 @@ def train_fusion(
 ) -> tuple[FusionModel, dict]:
     """Fit one fusion model; returns it with its tuning and held-out probabilities."""
     parts = datasets(cohort, branch, config)
-    if not len(parts["train"]):
-        raise InputError("no training samples: the task has no subject in the train split")
     torch.manual_seed(training.seed)
     model = build_model(cohort.settings, branch, config, len(cohort.names), cohort.note_dim)
     tuning = parts["tuning"] if len(parts["tuning"]) else None
@@ -473,8 +477,6 @@ def scores_of(cohort: Cohort, outputs: dict, *, n_bootstrap: int = 1000) -> tupl
     tuning, held_out = cohort.rows("tuning"), cohort.rows("held_out")
     P = outputs["probabilities"]
     thresholds = choose_thresholds(cohort.targets(tuning), P["tuning"], len(cohort.names))
-    if P["held_out"] is None:
-        raise InputError("no held-out samples to score: the task has no subject in the held_out split")
     metrics = score(
         cohort.targets(held_out),
         P["held_out"],
@@ -599,6 +601,7 @@ def train(
     }
     given = load_lab_branch(labs_model)[0] if labs_model is not None and fusion.uses_labs else None
     cohort = read_cohort(data, task, settings, units=given.units if given else None)
+    cohort.require("train", "held_out")
     branch = None
     if fusion.uses_labs:
         branch = lab_branch_for(cohort, given, preset, min_subjects, training.seed)
