@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,3 +16,11 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs the real data set at {path} (../shared/data is not in a user's clone)")
     return path
+
+
+PROGRESS_LINE = re.compile(r"^\[\s*\d+:\d\d\] ")  # a piped command's progress: "[  0:12] tokenizing ..."
+
+
+def message_lines(text: str) -> list[str]:
+    """The non-empty lines of a command's output that are not progress lines."""
+    return [line for line in text.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]

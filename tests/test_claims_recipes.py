@@ -15,6 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from _shared import message_lines
 from clinfm.claims import recipes
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.cli import app
@@ -48,7 +49,7 @@ def _cli(*args: str):
 
 def _one_error_line(result) -> str:
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    lines = message_lines(result.output)
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
     assert "Traceback" not in result.output
     return lines[0]

@@ -9,6 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from _shared import message_lines
 from clinfm.cli import app
 
 runner = CliRunner()
@@ -55,7 +56,7 @@ def test_synth_validate_describe(tmp_path):
     result = runner.invoke(app, ["validate", str(out), "--strict"])
     assert result.exit_code == 0 and "valid MEDS (meds_version 0.4" in result.output
     result = runner.invoke(app, ["describe", str(out), "--json"])
-    description = json.loads(result.output)
+    description = json.loads(result.stdout)
     assert description["subjects"] == 80
     assert {v["vocabulary"] for v in description["vocabularies"]} >= {
         "ICD10CM",
@@ -116,7 +117,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, args, message):
     result = clinfm_process(*(a.format(tmp=tmp_path) for a in args))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = message_lines(result.stderr)
     assert len(lines) == 1 and message in lines[0]
 
 

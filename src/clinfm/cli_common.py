@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 from enum import StrEnum
 
 import typer
@@ -19,20 +18,26 @@ from clinfm.errors import InputError
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
 
 
 def user_facing(command):
-    """Run a command with progress bars on; turn bad input into one line and exit code 2."""
+    """Run a command with progress shown; bad input becomes one line and exit code 2, Ctrl-C one line
+    saying how to go on and exit code 130."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         import polars as pl
         import pyarrow as pa
 
-        progress.enable(sys.stderr.isatty())
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        progress.enable()
+        _log_to_display()
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            progress.stop()
+            error_console.print(f"[bold yellow]interrupted:[/] {_after_interrupt(kwargs)}", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except (InputError, pl.exceptions.PolarsError, pa.ArrowException, OSError) as err:
             if os.environ.get("CLINFM_DEBUG"):
                 raise
@@ -41,6 +46,26 @@ def user_facing(command):
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return run
+
+
+def _log_to_display() -> None:
+    """Log records (INFO and up) as lines of clinfm's display, never through its live rows."""
+    root = logging.getLogger()
+    if not any(isinstance(handler, progress.LogToDisplay) for handler in root.handlers):
+        handler = progress.LogToDisplay()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _after_interrupt(options: dict) -> str:
+    """What an interrupted command left and how to go on: resumable runs keep finished work."""
+    if options.get("resume") is not None:
+        return (
+            "finished epochs and models are kept beside the output (.<out>.partial); rerun the same "
+            "command to resume, or add --no-resume to start over"
+        )
+    return "nothing was written; rerun the command to start again"
 
 
 class Logger(StrEnum):

@@ -20,6 +20,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import signal
+import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -335,6 +338,71 @@ def _monitor(objective: str, val_data) -> tuple[str, str]:
     return "val_loss", "min"
 
 
+class EpochProgress(Callback):
+    """Epochs on clinfm's display (Lightning's own bar stays off): in a terminal a row per epoch
+    under the run's row; piped, one line per epoch with its losses and time."""
+
+    def __init__(self, name: str, advance_run) -> None:
+        self.name = name
+        self.advance_run = advance_run  # one step of the run's bar per finished epoch
+        self.epoch_row = ExitStack()
+        self.advance_batch = None
+        self.began = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.advance_run(trainer.current_epoch)  # epochs a resumed run already had
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.began = time.monotonic()
+        if trainer.is_global_zero:
+            total = trainer.num_training_batches
+            row = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            total = total if isinstance(total, int) else None
+            self.advance_batch = self.epoch_row.enter_context(progress.step(row, total, announce=False))
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args) -> None:
+        if self.advance_batch is not None:
+            self.advance_batch()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.epoch_row.close()
+        self.advance_batch = None
+        self.advance_run()
+        if trainer.is_global_zero and progress.mode() == "plain":
+            losses = "  ".join(
+                f"{key.replace('_', ' ')} {float(value):.4g}"
+                for key, value in trainer.callback_metrics.items()
+                if key.endswith(("loss", "auroc"))
+            )
+            epoch = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            progress.note(f"{self.name}: {epoch}  {losses}  ({time.monotonic() - self.began:.1f} s)")
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException) -> None:
+        self.epoch_row.close()
+
+
+def _lightning_trainer(
+    config: TrainConfig, objective: str, work_dir: Path, name: str, callbacks: list[Callback]
+) -> L.Trainer:
+    return _trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=_strategy(config, objective),
+        precision=_precision(config),
+        max_epochs=config.max_epochs,
+        callbacks=callbacks,
+        logger=_logger(config, work_dir, name),
+        enable_progress_bar=False,  # clinfm's display shows epochs (EpochProgress)
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # BucketBatchSampler shards batches across processes itself
+        log_every_n_steps=1,
+        gradient_clip_val=config.gradient_clip,
+        default_root_dir=work_dir,
+    )
+
+
 def _trainer(**settings) -> L.Trainer:
     """Lightning's Trainer; settings it cannot use (an unknown accelerator, a GPU that is not there,
     a precision the device lacks) become one line, not a traceback."""
@@ -389,39 +457,35 @@ def fit(
         monitors.append(EarlyStopping(monitor=monitor, patience=config.patience, mode=mode))
     resume_dir = work_dir / "resume" / name
     checkpoint = ModelCheckpoint(dirpath=resume_dir, filename="last", save_top_k=0, save_last=True)
-    trainer = _trainer(
-        accelerator=config.accelerator,
-        devices=config.devices,
-        num_nodes=config.num_nodes,
-        strategy=_strategy(config, objective),
-        precision=_precision(config),
-        max_epochs=config.max_epochs,
-        callbacks=[*monitors, checkpoint, *callbacks],
-        logger=_logger(config, work_dir, name),
-        enable_progress_bar=progress.enabled(),
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # BucketBatchSampler shards batches across processes itself
-        log_every_n_steps=1,
-        gradient_clip_val=config.gradient_clip,
-        default_root_dir=work_dir,
-    )
-    last = resume_dir / "last.ckpt"
-    resumed = _resume_epoch(last) if resume and last.exists() else None
-    if resumed is not None:
-        log.info("%s: resuming from the end of epoch %d (%s)", name, resumed, last)
-    val_loader = (
-        make_loader(val_data, config, train=False) if val_data is not None and len(val_data) else None
-    )
-    earlier_log = _read_csv_log(work_dir, name) if resumed is not None and config.logger == "csv" else None
-    model.train()  # a model that was used for prediction comes back in eval mode
-    trainer.fit(
-        Learner(model, objective, config),
-        make_loader(train_data, config, train=True),
-        val_loader,
-        ckpt_path=last if resumed is not None else None,
-        weights_only=True,
-    )
+    with progress.step(f"training {name}", total=config.max_epochs) as advance_run:
+        shown = EpochProgress(name, advance_run)
+        trainer = _lightning_trainer(
+            config, objective, work_dir, name, [*monitors, checkpoint, shown, *callbacks]
+        )
+        last = resume_dir / "last.ckpt"
+        resumed = _resume_epoch(last) if resume and last.exists() else None
+        if resumed is not None:
+            log.info("%s: resuming from the end of epoch %d (%s)", name, resumed, last)
+        val_loader = (
+            make_loader(val_data, config, train=False) if val_data is not None and len(val_data) else None
+        )
+        earlier_log = (
+            _read_csv_log(work_dir, name) if resumed is not None and config.logger == "csv" else None
+        )
+        model.train()  # a model that was used for prediction comes back in eval mode
+        try:
+            trainer.fit(
+                Learner(model, objective, config),
+                make_loader(train_data, config, train=True),
+                val_loader,
+                ckpt_path=last if resumed is not None else None,
+                weights_only=True,
+            )
+        except SystemExit:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1) and ignores further Ctrl-C
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from None
+            raise
     if earlier_log is not None and trainer.is_global_zero:
         _prepend_csv_log(work_dir, name, earlier_log, resumed)
     return FitResult(
