@@ -15,10 +15,14 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from clinfm.evaluate.metrics import metric_info
 from clinfm.report import plots
 from clinfm.report.folder import RunFolder, dict_at, efficiency_points
+
+if TYPE_CHECKING:
+    import polars as pl
 
 EN_DASH = "\u2013"  # intervals read "0.74 to 0.87" with an en dash, as in print
 HEADLINE_ORDER = ("auroc", "macro_auroc", "recall@10", "recall@5", "recall@30", "auprc", "f1_micro", "f1")
@@ -242,7 +246,7 @@ def training_sentence(folder: RunFolder) -> str:
     return sentence.strip()
 
 
-def _loss_trend(frame) -> str:
+def _loss_trend(frame: pl.DataFrame) -> str:
     """'The training loss went from 5.10 to 2.31 over 10 epochs.' from the first loss column."""
     column = plots.loss_columns(frame.columns)[0]
     values = frame[column].drop_nulls().drop_nans()
