@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from clinfm.errors import InputError
+from clinfm.evaluate.metrics import metric_info
 from clinfm.report import write_report
-from clinfm.report.html import metric_info
 from clinfm.report.plots import auroc, loss_columns, method_styles, roc_points
 
 METHODS = ("pretrained", "cold_start", "logistic_regression", "gradient_boosting")
@@ -350,3 +350,147 @@ def test_efficiency_logs_shown_are_the_primary_methods_at_the_largest_fraction(t
     page = write_report(run).read_text()
     assert "t-pretrained-f1-s0" in page and "t-pretrained-f1-s1" in page and "t-pretrained-f0.1-s0" in page
     assert "t-cold_start-f0.1-s0" not in page
+
+
+# ----------------------------------------------------------------------------- page structure
+
+
+def _position(page: str, hook: str) -> int:
+    assert hook in page, hook
+    return page.index(hook)
+
+
+def test_page_opens_with_headline_then_caveats_and_ends_with_processing(full_page: str) -> None:
+    order = [
+        "<header>",
+        '<section id="headline" class="headline">',
+        '<aside id="caveats" class="caveats">',
+        '<section id="methods">',
+        '<section id="results">',
+        '<details id="processing" class="processing">\n<summary>Data processing</summary>',
+        "<footer>",
+    ]
+    positions = [_position(full_page, hook) for hook in order]
+    assert positions == sorted(positions)
+    processing = full_page[positions[-2] : positions[-1]]
+    for inside in ('<section id="task">', '<section id="config">', "Training patients"):
+        assert inside in processing
+    assert 'id="smoke-test"' not in full_page
+
+
+def test_every_table_scrolls_sideways_and_figures_shrink(full_page: str) -> None:
+    assert full_page.count("<table") > 3
+    assert full_page.count("<table") == full_page.count('<div class="table-scroll">\n<table')
+    css = re.search(r"<style>(.*?)</style>", full_page, re.S).group(1)
+    assert re.search(r"\.table-scroll \{[^}]*overflow-x: auto", css)
+    assert re.search(r"svg \{[^}]*max-width: 100%; height: auto", css)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in full_page
+
+
+@pytest.mark.parametrize(
+    ("flag", "reason"), [(True, None), ("--preset tiny on 40 <synthetic> patients", "&lt;synthetic&gt;")]
+)
+def test_smoke_test_banner_opens_the_page(tmp_path: Path, flag: object, reason: str | None) -> None:
+    _write_json(tmp_path / "run.json", {"kind": "finetune", "title": "T", "smoke_test": flag})
+    page = write_report(tmp_path).read_text()
+    banner = re.search(r'<div id="smoke-test" class="banner"[^>]*>(.*?)</div>', page, re.S)
+    assert banner and page.index('id="smoke-test"') < page.index("<header>")
+    assert "pipeline runs, not how well the methods work" in banner.group(1)
+    assert reason is None or reason in banner.group(1)
+
+
+def test_problems_are_counted_in_caveats_and_listed_in_processing(tmp_path: Path) -> None:
+    _write_json(tmp_path / "run.json", {"kind": "finetune", "title": "T"})
+    (tmp_path / "predictions").mkdir()
+    (tmp_path / "predictions" / "gru.parquet").write_text("not parquet")
+    page = write_report(tmp_path).read_text()
+    caveats = page[page.index('<aside id="caveats"') : page.index("</aside>")]
+    processing = page[page.index('<details id="processing"') :]
+    assert "1 optional file of this run could not be read" in caveats
+    assert "predictions/gru.parquet could not be read" in processing
+
+
+# ----------------------------------------------------------------------------- each system's section
+
+
+def _ecg_run(run: Path) -> None:
+    _write_json(run / "run.json", {"kind": "ecg-compare", "title": "ECG"})
+    points = [{"n_train_patients": n, **_estimate(0.7)} for n in (10, 100)]
+    curves = [
+        {"method": m, "label": "af", "metric": "auroc", "points": points} for m in ("scratch", "pclr")
+    ]
+    gains = {"scratch": {"mean_relative_gain": 0.2, "points": 2}}
+    _write_json(run / "metrics.json", {"ecg": {"probes": curves, "gains": gains}})
+
+
+def _ner_run(run: Path) -> None:
+    _write_json(run / "run.json", {"kind": "ner-compare", "title": "NER"})
+    scores = {
+        "entity": {"micro": {"f1": 0.5}, "per_type": {"Drug": {"f1": 0.6}}},
+        "intervals": {"entity_micro_f1": _estimate(0.5)},
+    }
+    model = {"label": "crf+sambd", "parameters": 1200, "scores": scores}
+    _write_json(run / "metrics.json", {"ner": {"models": [model]}})
+
+
+def _fuse_run(run: Path) -> None:
+    _write_json(run / "run.json", {"kind": "fuse-ablate", "title": "Fusion"})
+    held_out = {
+        "f1_micro": _estimate(0.6),
+        "samples": 50,
+        "diseases": {"copd <b>": {"positives": 5, "auroc": _estimate(0.7)}},
+    }
+    variants = {"full": {"label": "MEDFuse", "held_out": held_out}}
+    _write_json(run / "metrics.json", {"variants": variants})
+
+
+@pytest.mark.parametrize(
+    ("make", "module", "heading", "shown"),
+    [
+        (_ecg_run, "clinfm.ecg.report", "Representations probed", "PCLR"),  # ECG's own method label
+        (_ner_run, "clinfm.ner.report", "Taggers compared", "crf+sambd"),
+        (_fuse_run, "clinfm.fuse.report", "Lab + note fusion", "copd &lt;b&gt;"),
+        (make_full_run, "clinfm.claims.report", "Label efficiency", "Gradient boosting"),
+    ],
+)
+def test_each_system_writes_its_own_section(tmp_path: Path, make, module: str, heading: str, shown: str):
+    from clinfm.report import systems
+
+    make(tmp_path)
+    kind = json.loads((tmp_path / "run.json").read_text())["kind"]
+    assert systems.module_for(kind) == module
+    page = write_report(tmp_path).read_text()
+    assert f"<h2>{heading}</h2>" in page and shown in page
+    intro = systems.system_for(kind).KIND_INTROS[kind]
+    assert intro in re.search(r'<p class="summary">(.*?)</p>', page, re.S).group(1)
+
+
+def test_every_kind_a_system_introduces_routes_back_to_it() -> None:
+    import importlib
+
+    from clinfm.report import systems
+
+    for module in (*systems.SYSTEMS.values(), systems.DEFAULT):
+        system = importlib.import_module(module)
+        assert system.KIND_INTROS and all(systems.module_for(k) == module for k in system.KIND_INTROS)
+        assert all(callable(getattr(system, name)) for name in ("headline", "caveats", "section"))
+
+
+def test_the_report_package_imports_no_system() -> None:
+    """Shared packages never import a system (docs' design rule): systems are found by name only."""
+    import ast
+
+    import clinfm.report
+
+    systems = ("claims", "concepts", "ner", "ecg", "fuse")
+    for path in Path(clinfm.report.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert not any(name.startswith(f"clinfm.{s}") for s in systems), f"{path.name} imports {name}"
