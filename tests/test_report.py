@@ -348,8 +348,10 @@ def test_efficiency_logs_shown_are_the_primary_methods_at_the_largest_fraction(t
     for name in names:
         _write_log(run / "logs" / name / "metrics.csv")
     page = write_report(run).read_text()
-    assert "t-pretrained-f1-s0" in page and "t-pretrained-f1-s1" in page and "t-pretrained-f0.1-s0" in page
-    assert "t-cold_start-f0.1-s0" not in page
+    shown = ("100% of labels, seed 0", "100% of labels, seed 1", "10% of labels, seed 0")
+    assert all(f"Pre-trained transformer, {run}" in page for run in shown)
+    assert "Cold start, 10% of labels, seed 0" not in page
+    assert "t-pretrained" not in page  # display names, never run ids
 
 
 # ----------------------------------------------------------------------------- page structure

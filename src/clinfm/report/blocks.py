@@ -47,7 +47,13 @@ def add_method_labels(labels: Mapping[str, str]) -> None:
 
 
 def method_label(method: str) -> str:
-    return _METHOD_LABELS.get(method, method.replace("_", " ").capitalize())
+    """A method's display name: a system's own label, else readable words (never a bare id)."""
+    return plots.display_name(method, _METHOD_LABELS)
+
+
+def method_labels() -> dict[str, str]:
+    """Every display name the systems gave (for figures that name runs, such as training curves)."""
+    return dict(_METHOD_LABELS)
 
 
 def method_subject(method: str) -> str:
@@ -103,7 +109,8 @@ def row(header: str, cells: str) -> str:
 
 
 def figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+    """A figure with its caption; nothing at all when there is nothing to draw (never an empty plot)."""
+    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>" if svg else ""
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -561,7 +568,7 @@ def training_section(folder: RunFolder) -> str:
             f"<p>{folder.logs_left_out} more training logs (one per share of labels and seed) are not shown; "
             "they are in the run's <code>logs/</code> folder.</p>"
         )
-    content = join(text, figure(plots.loss_svg(folder.logs), "Training curves."), left_out)
+    content = join(text, figure(plots.loss_svg(folder.logs, labels=method_labels()), "Training curves."), left_out)
     return section("training", "Training curves", content)
 
 
