@@ -418,9 +418,7 @@ def test_problems_are_counted_in_caveats_and_listed_in_processing(tmp_path: Path
 def _ecg_run(run: Path) -> None:
     _write_json(run / "run.json", {"kind": "ecg-compare", "title": "ECG"})
     points = [{"n_train_patients": n, **_estimate(0.7)} for n in (10, 100)]
-    curves = [
-        {"method": m, "label": "af", "metric": "auroc", "points": points} for m in ("scratch", "pclr")
-    ]
+    curves = [{"method": m, "label": "af", "metric": "auroc", "points": points} for m in ("scratch", "pclr")]
     gains = {"scratch": {"mean_relative_gain": 0.2, "points": 2}}
     _write_json(run / "metrics.json", {"ecg": {"probes": curves, "gains": gains}})
 
@@ -496,3 +494,15 @@ def test_the_report_package_imports_no_system() -> None:
                 continue
             for name in names:
                 assert not any(name.startswith(f"clinfm.{s}") for s in systems), f"{path.name} imports {name}"
+
+
+def test_a_test_set_with_too_few_positives_names_no_winner_and_draws_no_curves(tmp_path: Path) -> None:
+    from clinfm.report.blocks import too_few_to_compare
+
+    assert (
+        too_few_to_compare(4, 500, 10)
+        == "cannot be evaluated: 4 positives in the test set (at least 10 needed)"
+    )
+    assert too_few_to_compare(495, 500, 10).startswith("cannot be evaluated: 5 test patients without")
+    assert too_few_to_compare(10, 500, 10) is None
+    assert too_few_to_compare(None, 500, 10) is None

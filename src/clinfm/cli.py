@@ -555,11 +555,14 @@ def embed(
 @user_facing
 def report(
     run_dir: Path = typer.Argument(..., help="A run folder (from finetune, efficiency, pretrain, ...)."),
+    min_class_patients: int = typer.Option(
+        10, min=1, help="Test patients needed with and without the outcome before methods are compared."
+    ),
 ):
     """Write the run's self-contained HTML report (report.html in the run folder)."""
     from clinfm.report import write_report
 
-    console.print(f"wrote {write_report(run_dir)}")
+    console.print(f"wrote {write_report(run_dir, min_class_patients=min_class_patients)}")
 
 
 def _print_metrics(run_dir: Path) -> None:

@@ -157,6 +157,34 @@ def test_counts(folder: RunFolder) -> tuple[int | None, int | None]:
     return n, positives
 
 
+def too_few_to_compare(positives: int | None, n: int | None, minimum: int) -> str | None:
+    """Why a binary test set cannot rank methods, as the headline says it; None when it can.
+
+    With fewer than ``minimum`` patients in either class an AUROC interval spans most of [0, 1], so
+    no method is named better and nothing is drawn as if it could be read.
+    """
+    if positives is None or n is None:
+        return None
+    if positives < minimum:
+        return (
+            f"cannot be evaluated: {count(positives)} positives in the test set (at least {minimum} needed)"
+        )
+    if n - positives < minimum:
+        negatives = count(n - positives)
+        return (
+            f"cannot be evaluated: {negatives} test patients without the outcome (at least {minimum} needed)"
+        )
+    return None
+
+
+def unevaluable(folder: RunFolder) -> str | None:
+    """:func:`too_few_to_compare` for this run's test set (binary tasks only)."""
+    if not is_binary(folder):
+        return None
+    n, positives = test_counts(folder)
+    return too_few_to_compare(positives, n, folder.min_class_patients)
+
+
 def is_binary(folder: RunFolder) -> bool:
     """A yes/no outcome, where 'patients with the outcome' and prevalence mean something."""
     return dict_at(folder.run, "task").get("type", "binary") == "binary"
@@ -186,6 +214,9 @@ def _result_sentences(folder: RunFolder) -> list[str]:
     metric = _headline_metric(folder)
     if metric is None:
         return []
+    reason = unevaluable(folder)
+    if reason is not None:
+        return [f"This comparison {escape(reason)}, so no method is named better and no curve is drawn."]
     methods, level, places = dict_at(folder.metrics, "methods"), confidence_level(folder), digits(metric)
     label = metric_info(metric)["label"]
     primary = methods[folder.primary][metric]
@@ -331,7 +362,8 @@ def metrics_section(folder: RunFolder, styles: Mapping[str, plots.Style]) -> str
     if not methods:
         return ""
     keys = list(dict.fromkeys(k for scores in methods.values() for k in scores))
-    best = {key: _best_methods(methods, key) for key in keys}
+    comparable = unevaluable(folder) is None
+    best = {key: _best_methods(methods, key) if comparable else set() for key in keys}
     rows = []
     for method in (m for m in styles if m in methods):
         cells = "".join(_metric_cell(methods[method].get(key), key, method in best[key]) for key in keys)
@@ -346,10 +378,9 @@ def _metrics_caption(folder: RunFolder) -> str:
     resamples = (folder.metrics or {}).get("n_bootstrap")
     how = f"bootstrap over {count(resamples)} resamples of test patients" if resamples else "bootstrap"
     patients = f" on {count(n)} test patients" if n is not None else ""
-    return (
-        f"Each cell: estimate{patients} ({confidence_level(folder)} confidence interval, {how}). "
-        "Best value per column in bold."
-    )
+    reason = unevaluable(folder)
+    best = f"Not compared: {escape(reason)}." if reason else "Best value per column in bold."
+    return f"Each cell: estimate{patients} ({confidence_level(folder)} confidence interval, {how}). {best}"
 
 
 def _best_methods(methods: Mapping[str, Mapping], key: str) -> set[str]:
@@ -399,7 +430,11 @@ def efficiency_section(folder: RunFolder, styles: Mapping[str, plots.Style]) -> 
     curve_styles = {m: s for m, s in styles.items() if any(p.get("method") == m for p in points)}
     labels = {m: method_label(m) for m in styles}
     metric_labels = {k: metric_info(k)["label"] for k in names}
-    svg = plots.efficiency_svg(points, names, metric_labels, curve_styles, labels)
+    svg = (
+        ""
+        if unevaluable(folder)
+        else plots.efficiency_svg(points, names, metric_labels, curve_styles, labels)
+    )
     seeds = (folder.efficiency or {}).get("seeds") or []
     seeds_text = (
         f"{len(seeds)} training seed{'s' if len(seeds) != 1 else ''}" if seeds else "several training seeds"
@@ -523,7 +558,7 @@ def _efficiency_tables(
 def predictions_section(folder: RunFolder, styles: Mapping[str, plots.Style]) -> str:
     """ROC and calibration curves of each method's test predictions."""
     predictions = {m: folder.predictions[m] for m in styles if m in folder.predictions}
-    if not predictions:
+    if not predictions or unevaluable(folder):
         return ""
     labels = {m: method_label(m) for m in predictions}
     y = predictions.get(folder.primary, next(iter(predictions.values())))[0]
@@ -568,7 +603,9 @@ def training_section(folder: RunFolder) -> str:
             f"<p>{folder.logs_left_out} more training logs (one per share of labels and seed) are not shown; "
             "they are in the run's <code>logs/</code> folder.</p>"
         )
-    content = join(text, figure(plots.loss_svg(folder.logs, labels=method_labels()), "Training curves."), left_out)
+    content = join(
+        text, figure(plots.loss_svg(folder.logs, labels=method_labels()), "Training curves."), left_out
+    )
     return section("training", "Training curves", content)
 
 

@@ -20,6 +20,7 @@ import polars as pl
 from clinfm.errors import InputError
 from clinfm.report import plots
 
+MIN_CLASS_PATIENTS = 10  # test patients needed with the outcome and without it before methods are compared
 MAX_EXTRA_LOGS = 4  # efficiency runs write dozens of logs; the page shows the main ones and a sample
 _SEED_OR_FRACTION = re.compile(r"-[fs]\d")
 
@@ -36,6 +37,7 @@ class RunFolder:
     logs: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
     logs_left_out: int = 0
     problems: list[str] = field(default_factory=list)  # optional files that could not be used
+    min_class_patients: int = MIN_CLASS_PATIENTS
 
     @property
     def kind(self) -> str:
@@ -64,10 +66,12 @@ class RunFolder:
 # ----------------------------------------------------------------------------- reading
 
 
-def read_run_folder(run_dir: str | os.PathLike) -> RunFolder:
-    """Read run.json (required) and whichever optional files exist."""
+def read_run_folder(run_dir: str | os.PathLike, *, min_class_patients: int = MIN_CLASS_PATIENTS) -> RunFolder:
+    """Read run.json (required) and whichever optional files exist. A test set with fewer than
+    ``min_class_patients`` patients with (or without) the outcome names no better method."""
     path = Path(run_dir)
-    folder = RunFolder(path=path, run=_read_run_json(path / "run.json"))
+    run = _read_run_json(path / "run.json")
+    folder = RunFolder(path=path, run=run, min_class_patients=min_class_patients)
     folder.metrics = _read_optional_json(path / "metrics.json")
     folder.efficiency = _read_optional_json(path / "efficiency.json")
     folder.predictions = _read_predictions(folder)

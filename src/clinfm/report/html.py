@@ -22,17 +22,19 @@ import jinja2
 from markupsafe import Markup
 
 from clinfm.report import blocks, systems
-from clinfm.report.folder import RunFolder, read_run_folder
+from clinfm.report.folder import MIN_CLASS_PATIENTS, RunFolder, read_run_folder
 
 __all__ = ["RunFolder", "read_run_folder", "render", "write_report"]
 
 
-def write_report(run_dir: str | os.PathLike) -> Path:
+def write_report(run_dir: str | os.PathLike, *, min_class_patients: int = MIN_CLASS_PATIENTS) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path.
 
-    Written through a temporary file and a rename, so a crash never leaves half a page.
+    A binary test set with fewer than ``min_class_patients`` patients with (or without) the outcome
+    is reported as one that cannot be evaluated: no winner named, no curves drawn. Written through a
+    temporary file and a rename, so a crash never leaves half a page.
     """
-    folder = read_run_folder(run_dir)
+    folder = read_run_folder(run_dir, min_class_patients=min_class_patients)
     page = render(folder)
     out = folder.path / "report.html"
     tmp = out.with_name(f".report.html.{os.getpid()}.tmp")
