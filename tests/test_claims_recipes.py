@@ -85,6 +85,19 @@ def test_finetune_run_folder(finetuned, site_icd9):
     assert predictions.height == metrics["test"]["n"] < labels.height
     assert (finetuned / "report.html").exists() and (finetuned / "logs").is_dir()
     assert ClaimsModel.load(finetuned / "model").trained_for == "classify"
+    for scores in metrics["methods"].values():  # every F1 states its threshold and where it came from
+        assert scores["f1"]["threshold_source"] in (
+            "tuning set, max F1",
+            "default 0.5: the tuning set lacks a class",
+        )
+        assert 0 <= scores["f1"]["threshold"] <= 1
+        assert all(
+            e["interval"] in ("bca", "percentile-widened") for e in scores.values() if e["low"] is not None
+        )
+    saved = json.loads((finetuned / "model" / "config.json").read_text())
+    assert saved["threshold"] == metrics["methods"]["pretrained"]["f1"]["threshold"]
+    decided = predictions["predicted_boolean_probability"] >= saved["threshold"]
+    assert (predictions["predicted_boolean_value"] == decided).all()
 
 
 def test_predict_and_embed(finetuned, site_icd9, tmp_path):
@@ -93,6 +106,10 @@ def test_predict_and_embed(finetuned, site_icd9, tmp_path):
     predicted = pl.read_parquet(out)
     assert predicted.height == pl.read_parquet(labels).height
     assert predicted["predicted_boolean_probability"].is_between(0, 1).all()
+    threshold = recipes.decision_threshold(finetuned)  # the one fine-tuning chose on the tuning set
+    assert threshold == json.loads((finetuned / "model" / "config.json").read_text())["threshold"]
+    decided = predicted["predicted_boolean_probability"] >= threshold
+    assert (predicted["predicted_boolean_value"] == decided).all()
     vectors = pl.read_parquet(recipes.embed(finetuned, site_icd9, tmp_path / "e.parquet"))
     assert (
         vectors.schema["embedding"] == pl.Array(pl.Float32, 100) and vectors["subject_id"].is_unique().all()
@@ -118,6 +135,63 @@ def test_efficiency_curves_share_the_test_set(site_icd9, checkpoint, tmp_path):
     full = next(p for p in curves["points"] if p["fraction"] == 1.0)
     assert half["n_train"] < full["n_train"] and len(half["metrics"]["auroc"]["per_seed"]) == 2
     assert json.loads((out / "run.json").read_text())["kind"] == "efficiency"
+
+
+def _scored_cohort(rng, n: int) -> recipes.Cohort:
+    def part(y):
+        return pl.DataFrame(
+            {
+                "subject_id": np.arange(len(y), dtype=np.int64) + 1000 * rng.integers(1, 9),
+                "prediction_time": np.full(len(y), np.datetime64("2020-01-01", "us")),
+                "boolean_value": np.asarray(y, dtype=bool),
+            }
+        )
+
+    parts = {split: part(rng.random(n) < 0.2) for split in ("train", "tuning", "held_out")}
+    return recipes.Cohort("toy", Path("."), Path("toy.parquet"), pl.LazyFrame(), parts)
+
+
+def test_f1_is_scored_at_the_threshold_chosen_on_the_tuning_set(tmp_path):
+    """A model whose probabilities are all low: 0.5 flags no one, the tuning set's max-F1 cut does."""
+    from clinfm.evaluate.metrics import best_f1_threshold, f1
+
+    rng = np.random.default_rng(0)
+    cohort = _scored_cohort(rng, 400)
+    y_test, y_tune = cohort.y("held_out"), cohort.y("tuning")
+
+    def scores(y):
+        return np.clip(0.05 + 0.15 * y + 0.1 * rng.random(len(y)), 0, 1)  # all below 0.5
+
+    seeds, methods = (0, 1), ("pretrained", "gru")
+    results = {(m, 1.0, s): scores(y_test) for m in methods for s in seeds}
+    tuning = {(m, 1.0, s): recipes.Tuning(y_tune, scores(y_tune)) for m in methods for s in seeds}
+    tuning["gru", 1.0, 1] = recipes.Tuning(np.zeros(5), np.full(5, 0.1))  # a tuning set of one class
+    recipes.write_evaluation(tmp_path, results, cohort, (1.0,), seeds, methods, "pretrained", 50, tuning)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    chosen = [
+        best_f1_threshold(tuning["pretrained", 1.0, s].y, tuning["pretrained", 1.0, s].p) for s in seeds
+    ]
+    record = metrics["methods"]["pretrained"]["f1"]
+    assert all(t < 0.5 for t in chosen) and record["thresholds"] == pytest.approx(chosen)
+    assert record["threshold"] == pytest.approx(np.mean(chosen))
+    assert record["threshold_source"] == "tuning set, max F1"
+    expected = np.mean(
+        [f1(y_test, results["pretrained", 1.0, s], threshold=t) for s, t in zip(seeds, chosen, strict=True)]
+    )
+    assert record["value"] == pytest.approx(expected) and record["value"] > 0
+    assert f1(y_test, results["pretrained", 1.0, 0], threshold=0.5) != f1(
+        y_test, results["pretrained", 1.0, 0], threshold=chosen[0]
+    )
+    assert record["low"] <= record["value"] <= record["high"]
+    gru = metrics["methods"]["gru"]["f1"]
+    assert gru["thresholds"][1] == 0.5
+    assert gru["threshold_source"] == "tuning set, max F1; default 0.5: the tuning set lacks a class"
+    predictions = pl.read_parquet(tmp_path / "predictions" / "pretrained.parquet")
+    assert (
+        predictions["predicted_boolean_value"] == (predictions["predicted_boolean_probability"] >= chosen[0])
+    ).all()
+    assert predictions["predicted_boolean_value"].any()  # at 0.5 no one would be flagged
+    assert "threshold" not in metrics["methods"]["pretrained"]["auroc"]
 
 
 def test_subsample_is_stratified_and_nested():

@@ -151,8 +151,15 @@ def test_the_transfer_protocols_on_a_tiny_pair(site_icd9, site_icd10, tmp_path):
     shared = [p["metrics"]["auroc"]["per_seed"] for p in points if p["method"] == "text/shared"]
     assert shared[0] == shared[1]  # no target label is used: the same model at every share
     record = json.loads((out / "run.json").read_text())
-    assert record["data"]["n_test"] == json.loads((out / "metrics.json").read_text())["test"]["n"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert record["data"]["n_test"] == metrics["test"]["n"]
     assert (out / "report.html").exists()
+    for method, scores in metrics["methods"].items():  # F1 at each model's tuned threshold, stated
+        where = "source site's tuning set" if method.endswith("/shared") else "tuning set"
+        assert scores["f1"]["threshold_source"] in (
+            f"{where}, max F1",
+            f"default 0.5: the {where} lacks a class",
+        )
 
 
 def test_unknown_protocols_are_refused(site_icd9, site_icd10, tmp_path):

@@ -150,8 +150,8 @@ def test_bootstrap_drops_undefined_resamples_and_gives_nan_when_most_are():
     needs_two_positives = lambda y, p: float(y.mean()) if y.sum() >= 2 else math.nan  # noqa: E731
     estimate = bootstrap(needs_two_positives, y, p, n_bootstrap=200)
     assert math.isnan(estimate.low) and math.isnan(estimate.high)
-    assert estimate.to_dict() == {"value": None, "low": None, "high": None}
-    assert json.dumps(estimate.to_dict()) == '{"value": null, "low": null, "high": null}'
+    assert estimate.to_dict() == {"value": None, "low": None, "high": None, "interval": None}
+    assert json.dumps(estimate.to_dict()) == '{"value": null, "low": null, "high": null, "interval": null}'
 
 
 def test_bootstrap_of_a_multilabel_metric_resamples_rows():
@@ -172,6 +172,135 @@ def test_binary_metrics_are_fast_and_described():
     assert set(results) <= set(METRIC_INFO)
     runs = binary_metrics_runs(y, [p, p], n_bootstrap=100)
     assert runs["auroc"] == binary_metrics(y, p, n_bootstrap=100)["auroc"]
+    assert results["auroc"].to_dict()["interval"] in ("bca", "percentile-widened")
+    assert results["f1"].to_dict()["threshold"] == 0.5
+    assert results["f1"].to_dict()["threshold_source"] == "fixed, not tuned"
+
+
+def _containment_cases():
+    """Small, awkward data sets: tiny positive counts, near-perfect separation, calibration error of
+    well-calibrated scores (ECE is biased upward under resampling), F1 at extreme thresholds."""
+    rng = np.random.default_rng(2024)
+    for case in range(120):
+        n = int(rng.integers(8, 80))
+        kind = case % 4
+        if kind == 0:  # one to three positives
+            y = np.zeros(n, dtype=int)
+            y[rng.choice(n, int(rng.integers(1, 4)), replace=False)] = 1
+        else:
+            y = (rng.random(n) < rng.uniform(0.05, 0.6)).astype(int)
+        if kind == 1:  # AUROC near 1: almost separated
+            p = np.clip(0.8 * y + 0.25 * rng.random(n), 0, 1)
+        elif kind == 2:  # calibrated: ECE near 0 on the full data
+            p = rng.random(n)
+            y = (rng.random(n) < p).astype(int)
+        else:
+            p = np.round(rng.random(n), int(rng.integers(1, 3)))  # heavy ties
+        groups = rng.integers(0, max(2, n // 2), n) if case % 3 == 0 else None
+        yield case, y, p, groups, float(rng.uniform(0.05, 0.95))
+
+
+def test_every_estimate_lies_inside_its_interval():
+    """The point is within [low, high] for every metric, method and awkward data set (BCa, or the
+    percentile interval widened to the point where BCa cannot hold it)."""
+    methods = set()
+    for case, y, p, groups, threshold in _containment_cases():
+        other = np.clip(p + 0.1, 0, 1)
+        for estimates in (
+            binary_metrics(y, p, threshold=threshold, n_bootstrap=200, seed=case, groups=groups),
+            binary_metrics_runs(y, [p, other], threshold=[threshold, 0.5], n_bootstrap=100, seed=case),
+        ):
+            for name, e in estimates.items():
+                if math.isnan(e.value) or math.isnan(e.low):
+                    continue
+                assert e.low <= e.value <= e.high, (case, name, e)
+                methods.add(e.interval)
+        Y = np.stack([y, 1 - y, (p > 0.5).astype(int)], axis=1)
+        S = np.stack([p, 1 - p, rng_scores(p, case)], axis=1)
+        for name, e in multilabel_metrics(Y, S, ks=(1, 2), n_bootstrap=100, seed=case).items():
+            if not (math.isnan(e.value) or math.isnan(e.low)):
+                assert e.low <= e.value <= e.high, (case, name, e)
+    assert methods == {"bca", "percentile-widened"}  # both paths are exercised
+
+
+def rng_scores(p: np.ndarray, seed: int) -> np.ndarray:
+    return np.clip(p + np.random.default_rng(seed).normal(0, 0.2, len(p)), 0, 1)
+
+
+def test_ece_of_well_calibrated_scores_is_inside_its_interval():
+    """The case the percentile interval got wrong (ECE 0.006 shown with an interval of 0.007-0.052):
+    resampling inflates ECE, so nearly every resample lies above the estimate. BCa cannot hold it
+    there either (|z0| is past 2), so the interval is the percentile one widened down to the value."""
+    rng = np.random.default_rng(5)
+    p = rng.random(3000)
+    y = (rng.random(3000) < p).astype(int)
+    low, high = np.quantile(bootstrap_samples(ece, y, p), [0.025, 0.975])
+    estimate = bootstrap(ece, y, p, n_bootstrap=500)
+    assert estimate.value < low  # the percentile interval misses its own estimate
+    assert estimate == Estimate(estimate.value, estimate.value, pytest.approx(high), "percentile-widened")
+    assert estimate.to_dict()["interval"] == "percentile-widened"
+
+
+def bootstrap_samples(metric, y, p, n_bootstrap=500, seed=0):
+    from clinfm.evaluate.metrics import _resample_values
+
+    return _resample_values({"m": metric}, np.asarray(y, float), [np.asarray(p, float)], n_bootstrap, seed)[
+        "m"
+    ]
+
+
+def test_bca_matches_the_percentile_interval_for_a_symmetric_unbiased_statistic():
+    """For a mean (no bias, little skew) BCa and the percentile interval nearly agree."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 2000)
+    p = rng.random(2000)
+    estimate = bootstrap(brier, y, p, n_bootstrap=2000)
+    low, high = np.quantile(bootstrap_samples(brier, y, p, 2000), [0.025, 0.975])
+    assert estimate.interval == "bca"
+    assert estimate.low == pytest.approx(low, abs=0.002) and estimate.high == pytest.approx(high, abs=0.002)
+
+
+def test_acceleration_uses_a_blocked_jackknife_for_many_units():
+    from clinfm.evaluate.metrics import JACKKNIFE_BLOCKS, _jackknife_batches
+
+    few = list(_jackknife_batches(30, 0, None))
+    assert sum(len(c) for _, c in few) == 30 and all((c.sum(axis=1) == 29).all() for _, c in few)
+    many = np.concatenate([c for _, c in _jackknife_batches(5000, 0, None)])
+    assert len(many) == JACKKNIFE_BLOCKS and ((1 - many).sum(axis=0) == 1).all()  # each row left out once
+    groups = np.repeat(np.arange(40), 3)
+    by_patient = np.concatenate([c for _, c in _jackknife_batches(120, 0, groups)])
+    assert len(by_patient) == 40 and (by_patient.reshape(40, 40, 3).std(axis=2) == 0).all()
+
+
+def test_best_f1_threshold_and_its_fallbacks():
+    from clinfm.evaluate.metrics import best_f1_threshold, tuned_threshold
+
+    y = np.array([0, 0, 0, 1, 0, 1, 1])
+    p = np.array([0.05, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4])
+    cut = best_f1_threshold(y, p)
+    assert cut == pytest.approx(0.225)  # the top four: F1 6/7, the best of every cut
+    assert f1(y, p, threshold=cut) == pytest.approx(max(f1(y, p, threshold=t) for t in p))
+    assert tuned_threshold(y, p) == (cut, "tuning set, max F1")
+    assert tuned_threshold(np.zeros(4), np.ones(4)) == (0.5, "default 0.5: the tuning set lacks a class")
+    assert tuned_threshold(np.ones(4), np.ones(4))[0] == 0.5
+    assert tuned_threshold(None, None, "source site's tuning set")[1].endswith(
+        "no source site's tuning set predictions"
+    )
+
+
+def test_per_run_thresholds_are_applied_and_stated():
+    y, p = _binary_data(300)
+    q = np.clip(p * 0.8, 0, 1)
+    runs = binary_metrics_runs(
+        y, [p, q], threshold=[0.6, 0.3], threshold_source="tuning set, max F1", n_bootstrap=50
+    )
+    assert runs["f1"].value == pytest.approx((f1(y, p, threshold=0.6) + f1(y, q, threshold=0.3)) / 2)
+    record = runs["f1"].to_dict()
+    assert record["threshold"] == pytest.approx(0.45) and record["thresholds"] == [0.6, 0.3]
+    assert record["threshold_source"] == "tuning set, max F1"
+    assert "threshold" not in runs["auroc"].to_dict()
+    with pytest.raises(InputError, match="one per run"):
+        binary_metrics_runs(y, [p, q], threshold=[0.5], n_bootstrap=10)
 
 
 # ---------------------------------------------------------------------------------------- predictions

@@ -36,7 +36,7 @@ from clinfm import __version__, progress
 from clinfm.claims.batches import VisitBatches
 from clinfm.claims.checkpoint import ClaimsModel
 from clinfm.claims.model import CODE_EMBEDDINGS
-from clinfm.claims.recipes import FROM_SCRATCH, load_cohort, subsample, write_evaluation
+from clinfm.claims.recipes import FROM_SCRATCH, Tuning, load_cohort, subsample, write_evaluation
 from clinfm.claims.transfer import move_to_site, new_model, site_vocabulary
 from clinfm.concepts.findings import (
     FindingsData,
@@ -135,6 +135,7 @@ def transfer(
     b = load_cohort(target, target_labels or _labels(target, task), plan.policy)
     tables = _findings_tables(a, b, plan) if preset == "paper" else None  # the same for every arm
     results: dict[tuple[str, float, int], np.ndarray] = {}
+    tuning: dict[tuple[str, float, int], Tuning] = {}
     for label, encoder in plan.embeddings.items():
         with progress.status(f"{label}: training at the source site"):
             arm = (
@@ -142,12 +143,14 @@ def transfer(
                 if tables
                 else _claimpt_arm(a, b, label, encoder, plan)
             )
-            results |= _run_protocols(arm, label, plan)
+            held_out, tuned = _run_protocols(arm, label, plan)
+            results |= held_out
+            tuning |= tuned
     methods = tuple(f"{e}/{p}" for e in plan.embeddings for p in protocols)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         text = next((e for e in plan.embeddings if e != "ids"), "ids")
         primary = f"{text}/{'transfer' if 'transfer' in protocols else protocols[0]}"
-        write_evaluation(tmp, results, b, plan.fractions, seeds, methods, primary, n_bootstrap)
+        write_evaluation(tmp, results, b, plan.fractions, seeds, methods, primary, n_bootstrap, tuning)
         write_json_atomic(tmp / "run.json", _run_json(a, b, task, methods, primary, plan, tables))
         if (plan.work / "logs").exists():
             shutil.copytree(plan.work / "logs", tmp / "logs")
@@ -267,23 +270,34 @@ class Arm:
     at_b: dict  # the target's splits as ``moved`` and ``local`` read them
     pooled_a: dict  # each site's splits as ``pooled`` reads them
     pooled_b: dict
+    source_tuning: Tuning  # the source model on the source site's tuning set (shared's threshold)
 
 
-def _run_protocols(arm: Arm, embedding: str, plan: Plan) -> dict:
-    """Held-out probabilities at the target for each protocol, fraction and seed.
+def _tuning(model: torch.nn.Module, data, where: str = "tuning set") -> Tuning:
+    """A model's probabilities on a tuning set (its F1 threshold is chosen there)."""
+    if not len(data):
+        return Tuning(None, None, where)
+    return Tuning(np.asarray(data.label_values), predict(model, data, "classify").numpy(), where)
+
+
+def _run_protocols(arm: Arm, embedding: str, plan: Plan) -> tuple[dict, dict]:
+    """Held-out probabilities at the target for each protocol, fraction and seed, and each model's
+    predictions on the target's tuning labels of that fraction (where its F1 threshold is chosen).
 
     Every point trains a fresh copy (or a clone of the moved source model) on a ``subset`` of the
-    target's labels; ``shared`` uses none, so it is predicted once.
+    target's labels; ``shared`` uses none, so it is predicted once, and its threshold comes from the
+    source site's tuning set (a target label would break "no target label used").
     """
     shared = predict(arm.moved, arm.at_b["held_out"], "classify").numpy()
     labels = {split: arm.at_b[split].label_values for split in ("train", "tuning")}
-    results = {}
+    results, tuning = {}, {}
     for fraction in plan.fractions:
         for seed in plan.seeds:
             rows = {split: subsample(labels[split], fraction, seed) for split in ("train", "tuning")}
             for protocol in plan.protocols:
                 if protocol == "shared":
                     results[f"{embedding}/shared", fraction, seed] = shared
+                    tuning[f"{embedding}/shared", fraction, seed] = arm.source_tuning
                     continue
                 torch.manual_seed(seed)
                 config = plan.settings.replace(seed=seed)
@@ -303,7 +317,11 @@ def _run_protocols(arm: Arm, embedding: str, plan: Plan) -> dict:
                 results[f"{embedding}/{protocol}", fraction, seed] = predict(
                     model, data["held_out"], "classify"
                 ).numpy()
-    return results
+                # the target's tuning labels only (pooled stops early on both sites'; B is scored)
+                tuning[f"{embedding}/{protocol}", fraction, seed] = _tuning(
+                    model, data["tuning"].subset(rows["tuning"])
+                )
+    return results, tuning
 
 
 # ----------------------------------------------------------------------------- Claim-PT
@@ -326,6 +344,7 @@ def _claimpt_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
         name=f"{label}-source",
         resume=False,
     )
+    source_tuning = _tuning(source.model, at_a["tuning"], "source site's tuning set")
     moved = move_to_site(source, b.data, min_subjects=plan.min_subjects)
     local = new_model(moved.vocab, code_embedding=mode, encoder=encoder, data=b.data)  # the moved vocabulary
     both = Vocabulary(
@@ -339,6 +358,7 @@ def _claimpt_arm(a, b, label: str, encoder: str | None, plan: Plan) -> Arm:
         _tokenized(moved, b, ("train", "tuning", "held_out")),
         _tokenized(pooled, a, ("train", "tuning")),
         _tokenized(pooled, b, ("train", "tuning", "held_out")),
+        source_tuning,
     )
 
 
@@ -407,6 +427,7 @@ def _paper_arm(a, b, tables: FindingsTables, label: str, encoder: str | None, pl
         tables.at_b,
         tables.pooled_a,
         tables.pooled_b,
+        _tuning(source, tables.at_a["tuning"], "source site's tuning set"),
     )
 
 
@@ -527,5 +548,8 @@ def _run_json(a, b, task, methods, primary, plan: Plan, tables: FindingsTables |
         "notes": [
             "The x axis counts the target site's training labels; shared uses none of them (a flat line).",
             "Every protocol is judged on the same held-out patients of the target site.",
+            "F1 flags a patient at each model's threshold maximising F1 on the target's tuning labels "
+            "of its fraction (shared: on the source site's tuning set, as it uses no target label); "
+            "metrics.json states it beside F1.",
         ],
     }

@@ -289,7 +289,10 @@ class MethodSettings:
     from_scratch: TrainConfig = FROM_SCRATCH
 
 
-def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> tuple[np.ndarray, object]:
+def _fit_neural(
+    method, bundle, cohort, rows, seed, settings, work, name
+) -> tuple[np.ndarray, np.ndarray, object]:
+    """Held-out and tuning-set probabilities of a neural method trained at one point, and the model."""
     train_data = cohort.datasets["train"].subset(rows["train"])
     val_data = cohort.datasets["tuning"].subset(rows["tuning"])
     if method == "pretrained":
@@ -304,45 +307,66 @@ def _fit_neural(method, bundle, cohort, rows, seed, settings, work, name) -> tup
         gru = VisitGRUConfig(len(bundle.vocab), bundle.tokenizer.date_vocab, bundle.model.config.d_model)
         model, config = VisitGRU(gru), settings.from_scratch.replace(seed=seed, strategy="full")
     fit(model, "classify", train_data, val_data, config, work, name=name)
-    return predict(model, cohort.datasets["held_out"], "classify").numpy(), model
+    tuning = predict(model, val_data, "classify").numpy() if len(val_data) else np.empty(0)
+    return predict(model, cohort.datasets["held_out"], "classify").numpy(), tuning, model
 
 
-def _fit_counts(method, cohort, rows, seed) -> np.ndarray:
+def _fit_counts(method, cohort, rows, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out and tuning-set probabilities of a count baseline (the tuning set picks its threshold)."""
     from clinfm.evaluate.baselines import fit_baseline
 
     X = cohort.counts["train"][rows["train"]]
     estimator = fit_baseline(method, X, cohort.y("train")[rows["train"]], seed=seed)
-    return estimator.predict_proba(cohort.counts["held_out"])[:, 1]
+    tuning = cohort.counts["tuning"][rows["tuning"]]
+    tuned = estimator.predict_proba(tuning)[:, 1] if tuning.shape[0] else np.empty(0)
+    return estimator.predict_proba(cohort.counts["held_out"])[:, 1], tuned
+
+
+@dataclass
+class Point:
+    """One method at one label fraction and seed: held-out probabilities, and the tuning labels it
+    saw with its probabilities for them (its F1 threshold is chosen there), and the model if kept."""
+
+    probabilities: np.ndarray
+    tuning_y: np.ndarray
+    tuning_p: np.ndarray
+    model: object = None
 
 
 def run_point(
     method, bundle, cohort, fraction, seed, settings, work: Path, *, keep_model: bool = False
-) -> tuple[np.ndarray, object]:
-    """One method at one label fraction and seed: its test-set probabilities, and the model.
+) -> Point:
+    """One method at one label fraction and seed: its test-set and tuning-set probabilities, and the
+    model (the tuning rows are the fraction's, the ones its early stopping saw).
 
     Finished points are cached in ``work`` so an interrupted run skips them; a point whose model is
     to be kept (``keep_model``) is always trained, since only its predictions are cached.
     """
     name = f"{cohort.name}-{method}-f{fraction:g}-s{seed}"
     cached = work / "points" / f"{name}.npy"
-    if cached.exists() and not keep_model:  # finished before an interruption
-        return np.load(cached, allow_pickle=False), None
+    cached_tuning = work / "points" / f"{name}.tuning.npy"
     rows = {split: subsample(cohort.y(split), fraction, seed) for split in ("train", "tuning")}
+    tuning_y = cohort.y("tuning")[rows["tuning"]]
+    if cached.exists() and cached_tuning.exists() and not keep_model:  # finished before an interruption
+        return Point(
+            np.load(cached, allow_pickle=False), tuning_y, np.load(cached_tuning, allow_pickle=False)
+        )
     model = None
     if method in NEURAL_METHODS:
         _tokenized(cohort, bundle)
-        probabilities, model = _fit_neural(method, bundle, cohort, rows, seed, settings, work, name)
+        probabilities, tuning_p, model = _fit_neural(method, bundle, cohort, rows, seed, settings, work, name)
     else:
         _count_features(cohort)
-        probabilities = _fit_counts(method, cohort, rows, seed)
-    if len(probabilities) != cohort.parts["held_out"].height:
-        raise RuntimeError(
-            f"{name}: {len(probabilities)} predictions for {cohort.parts['held_out'].height} samples"
-        )
+        probabilities, tuning_p = _fit_counts(method, cohort, rows, seed)
+    for split, values in (("held_out", probabilities), ("tuning", tuning_p)):
+        expected = cohort.parts["held_out"].height if split == "held_out" else len(tuning_y)
+        if len(values) != expected:
+            raise RuntimeError(f"{name}: {len(values)} {split} predictions for {expected} samples")
     if is_global_zero():
+        _save_array(cached_tuning, tuning_p.astype(np.float64))
         _save_array(cached, probabilities.astype(np.float64))
         shutil.rmtree(work / "resume" / name, ignore_errors=True)
-    return probabilities, model
+    return Point(probabilities, tuning_y, tuning_p, model)
 
 
 def _save_array(path: Path, values: np.ndarray) -> None:
@@ -406,25 +430,42 @@ def efficiency(
     }
     recorded |= {"fractions": fractions, "seeds": seeds, "finetune": settings.finetune.to_dict()}
     results: dict[tuple[str, float, int], np.ndarray] = {}
+    tuning: dict[tuple[str, float, int], Tuning] = {}
     kept = ("pretrained", fractions[-1], seeds[0]) if save_model and "pretrained" in methods else None
     final_model = None
     grid = [(m, f, s) for f in fractions for s in seeds for m in methods]
     with work_dir(out, recorded | {"from_scratch": settings.from_scratch.to_dict()}, resume) as work:
         for point in progress.track(grid, f"{cohort.name}: training", total=len(grid)):
-            probabilities, model = run_point(
-                *point[:1], bundle, cohort, *point[1:], settings, work, keep_model=point == kept
-            )
-            results[point] = probabilities
-            final_model = model if point == kept else final_model
+            done = run_point(*point[:1], bundle, cohort, *point[1:], settings, work, keep_model=point == kept)
+            results[point] = done.probabilities
+            tuning[point] = Tuning(done.tuning_y, done.tuning_p)
+            final_model = done.model if point == kept else final_model
     if not is_global_zero():  # under DDP every device runs the recipe; one writes
         return out
     with atomic_directory(out, overwrite=overwrite) as tmp:
         _write_efficiency_run(
-            tmp, results, cohort, bundle, from_checkpoint, fractions, seeds, methods, settings, n_bootstrap
+            tmp,
+            results,
+            cohort,
+            bundle,
+            from_checkpoint,
+            fractions,
+            seeds,
+            methods,
+            settings,
+            n_bootstrap,
+            tuning,
         )
         if final_model is not None:
             fine_tuned = replace(bundle, model=final_model, trained_for="classify")
-            fine_tuned.save(tmp / "model", task=cohort.name, training=settings.finetune.to_dict())
+            threshold, source = tuning[kept].threshold()
+            fine_tuned.save(
+                tmp / "model",
+                task=cohort.name,
+                training=settings.finetune.to_dict(),
+                threshold=threshold,  # clinfm predict decides at it
+                threshold_source=source,
+            )
         copy_logs(work, tmp)
         _report(tmp)
     shutil.rmtree(work, ignore_errors=True)
@@ -432,19 +473,49 @@ def efficiency(
 
 
 def _write_efficiency_run(
-    tmp, results, cohort, bundle, source, fractions, seeds, methods, settings, n_bootstrap
+    tmp, results, cohort, bundle, source, fractions, seeds, methods, settings, n_bootstrap, tuning
 ):
     primary = "pretrained" if "pretrained" in methods else methods[0]
-    write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n_bootstrap)
+    write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n_bootstrap, tuning)
     write_json_atomic(
         tmp / "run.json",
         _run_json(cohort, bundle, source, fractions, seeds, methods, settings, primary, n_bootstrap),
     )
 
 
-def write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n_bootstrap) -> None:
+@dataclass(frozen=True)
+class Tuning:
+    """A model's tuning-set labels and probabilities, where its decision threshold is chosen."""
+
+    y: np.ndarray | None
+    p: np.ndarray | None
+    where: str = "tuning set"  # e.g. "source site's tuning set" for a model that saw no target label
+
+    def threshold(self) -> tuple[float, str]:
+        """The cut maximising F1 there, or 0.5 where it lacks a class; and which, in words."""
+        from clinfm.evaluate.metrics import tuned_threshold
+
+        return tuned_threshold(self.y, self.p, self.where)
+
+
+def _thresholds(tuning: dict | None, method: str, fraction: float, seeds) -> tuple[list[float], str]:
+    """Each seed's F1 threshold for a method at a fraction, and their source(s) in words."""
+    chosen = [(tuning or {}).get((method, fraction, s), Tuning(None, None)).threshold() for s in seeds]
+    sources = list(dict.fromkeys(source for _, source in chosen))
+    return [t for t, _ in chosen], "; ".join(sources)
+
+
+def write_evaluation(
+    tmp, results, cohort, fractions, seeds, methods, primary, n_bootstrap, tuning=None
+) -> None:
     """``efficiency.json``, ``metrics.json`` and the predictions of ``results``, keyed by (method,
-    fraction, seed) and holding held-out probabilities: what every label-efficiency run reports."""
+    fraction, seed) and holding held-out probabilities: what every label-efficiency run reports.
+
+    ``tuning`` (same keys, :class:`Tuning`) holds each model's tuning-set predictions: F1 is scored,
+    and the predictions files decide, at the threshold maximising F1 there (0.5 where a tuning set
+    lacks a class or is not given), stated in ``metrics.json`` beside F1 as ``threshold`` and
+    ``threshold_source`` (``thresholds``: one per seed when there are several).
+    """
     from clinfm.evaluate.metrics import auprc, auroc, binary_metrics_runs
     from clinfm.evaluate.predictions import write_predictions
 
@@ -470,11 +541,17 @@ def write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n
                 }
             )
     top = fractions[-1]
+    thresholds = {m: _thresholds(tuning, m, top, seeds) for m in methods}
     table = {
         m: {
             k: e.to_dict()
             for k, e in binary_metrics_runs(
-                y, [results[m, top, s] for s in seeds], n_bootstrap=n_bootstrap, groups=patients
+                y,
+                [results[m, top, s] for s in seeds],
+                threshold=thresholds[m][0],
+                threshold_source=thresholds[m][1],
+                n_bootstrap=n_bootstrap,
+                groups=patients,
             ).items()
         }
         for m in methods
@@ -494,6 +571,7 @@ def write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n
         {
             "confidence_level": 0.95,
             "n_bootstrap": n_bootstrap,
+            "interval": "BCa bootstrap over held-out patients (clinfm.evaluate.metrics)",
             "test": {"n": test.height, "positives": int(y.sum())},
             "fraction": top,
             "seeds": list(seeds),
@@ -509,6 +587,7 @@ def write_evaluation(tmp, results, cohort, fractions, seeds, methods, primary, n
             prediction_time=test["prediction_time"].to_numpy(),
             y=y.astype(bool),
             p=probabilities,
+            threshold=thresholds[method][0][0],  # the first seed's model, tuned on its tuning set
         )
     shutil.copyfile(tmp / "predictions" / f"{primary}.parquet", tmp / "predictions.parquet")
 
@@ -523,7 +602,10 @@ def _run_json(cohort, bundle, source, fractions, seeds, methods, settings, prima
     notes = [
         "Every method is judged on the same held-out patients, whom pre-training never saw.",
         f"Metrics are for the largest label fraction ({fractions[-1]:g}), averaged over seeds {list(seeds)}; "
-        f"the 95% intervals come from resampling held-out patients ({n_bootstrap:,} bootstrap draws).",
+        f"the 95% intervals come from resampling held-out patients ({n_bootstrap:,} bootstrap draws, "
+        "BCa intervals).",
+        "F1 flags a patient at each model's own threshold, the one maximising F1 on its tuning-set "
+        "predictions (0.5 where the tuning labels lack a class); metrics.json states it beside F1.",
     ]
     if cohort.unknown_share > UNKNOWN_SHARE_WARNING:
         notes.append(
@@ -606,10 +688,24 @@ def finetune(
 # ----------------------------------------------------------------------------- using a model
 
 
+def _model_folder(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / "model" if (path / "model" / "config.json").exists() else path
+
+
 def load_model(path: str | os.PathLike) -> ClaimsModel:
     """A checkpoint folder, or a fine-tuning run folder holding one in ``model/``."""
-    path = Path(path)
-    return ClaimsModel.load(path / "model" if (path / "model" / "config.json").exists() else path)
+    return ClaimsModel.load(_model_folder(path))
+
+
+def decision_threshold(path: str | os.PathLike) -> float:
+    """The threshold a fine-tuned model decides at: the one ``finetune`` chose on its tuning set
+    (max F1), saved in its ``config.json``; 0.5 for a checkpoint saved without one."""
+    from clinfm.evaluate.metrics import DEFAULT_THRESHOLD
+    from clinfm.train.checkpoint import read_config
+
+    threshold = read_config(_model_folder(path)).get("threshold")
+    return DEFAULT_THRESHOLD if threshold is None else float(threshold)
 
 
 def _write_parquet_atomic(frame: pl.DataFrame, out: Path, overwrite: bool) -> Path:
@@ -630,6 +726,7 @@ def predict_labels(
 ) -> Path:
     """Probabilities of a fine-tuned model for every label row, in the meds-evaluation columns.
 
+    ``predicted_boolean_value`` is the decision at the model's tuned threshold (:func:`decision_threshold`).
     ``boolean_value`` is copied from the labels when they have it (so the file can be scored), and
     left empty when they do not.
     """
@@ -657,6 +754,7 @@ def predict_labels(
         prediction_time=frame["prediction_time"].to_numpy(),
         y=y,
         p=probabilities,
+        threshold=decision_threshold(from_model),
     )
 
 

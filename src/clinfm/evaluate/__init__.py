@@ -1,7 +1,9 @@
 """Evaluation shared by every system: metrics with bootstrap CIs, prediction files, count baselines.
 
-Metrics take numpy arrays and return :class:`Estimate` (value, low, high); predictions are written in
-the meds-evaluation schema; baselines are the from-scratch models a pre-trained one must beat.
+Metrics take numpy arrays and return :class:`Estimate` (value, low, high, and the interval method:
+BCa); a binary model's F1 threshold is chosen on its tuning set (:func:`tuned_threshold`);
+predictions are written in the meds-evaluation schema; baselines are the from-scratch models a
+pre-trained one must beat.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from clinfm.evaluate.metrics import (
     Estimate,
     auprc,
     auroc,
+    best_f1_threshold,
     binary_metrics,
     binary_metrics_runs,
     bootstrap,
@@ -26,6 +29,7 @@ from clinfm.evaluate.metrics import (
     multilabel_metrics,
     multilabel_metrics_runs,
     recall_at_k,
+    tuned_threshold,
 )
 from clinfm.evaluate.predictions import PREDICTION_SCHEMA, read_predictions, write_predictions
 
@@ -36,6 +40,7 @@ __all__ = [
     "Estimate",
     "auprc",
     "auroc",
+    "best_f1_threshold",
     "binary_metrics",
     "binary_metrics_runs",
     "bootstrap",
@@ -53,5 +58,6 @@ __all__ = [
     "multilabel_metrics_runs",
     "read_predictions",
     "recall_at_k",
+    "tuned_threshold",
     "write_predictions",
 ]

@@ -9,6 +9,24 @@ values equal scikit-learn's (ties included), which the tests check.
 
 Undefined metrics (AUROC with one class, macro-F1 with no positive labels) are NaN, never an
 error: a bootstrap drops such resamples, and a report shows a dash.
+
+Intervals are BCa (bias-corrected and accelerated; Efron 1987), so an estimate always lies inside
+its own interval. The plain percentile interval can miss its own estimate when the statistic is
+skewed under resampling (ECE is biased upward, AUROC near 1 and F1 are bounded); BCa shifts the
+percentiles by the bias correction ``z0 = Phi^-1(share of resampled values below the estimate, ties
+counted half)`` and the acceleration ``a`` (the skewness of jackknife values: leave one row or
+patient out, or, beyond ``JACKKNIFE_BLOCKS`` of them, leave one of that many random blocks out, which
+estimates the same ``a`` at a fixed cost). Where BCa is undefined or would still leave the estimate
+outside (the resamples lie almost all on one side of it, ``|z0|`` past about 2), the interval is the
+percentile interval widened to reach the estimate. ``Estimate.interval`` names the method used:
+``"bca"`` or ``"percentile-widened"``; ``metrics.json`` carries it as ``"interval"``.
+
+Thresholded metrics (F1 of a binary task, micro/macro F1) state their threshold: ``Estimate.threshold``
+and ``threshold_source``, written beside the value as ``"threshold"`` and ``"threshold_source"``
+(with several runs, ``threshold`` is the runs' mean and ``thresholds`` lists each run's). Recipes
+pick a binary model's threshold with :func:`tuned_threshold`: the cut maximising F1 on that model's
+tuning-set predictions (:func:`best_f1_threshold`), 0.5 when the tuning set lacks a class, and say
+which in ``threshold_source``; 0.5 (``"fixed, not tuned"``) is only the default of the functions here.
 """
 
 from __future__ import annotations
@@ -17,7 +35,8 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 
@@ -27,19 +46,47 @@ Metric = Callable[..., "float | np.ndarray"]
 
 # Resamples are evaluated in chunks of about this many (resample x row) cells, to bound memory.
 _CHUNK_CELLS = 4_000_000
+#: The jackknife behind BCa's acceleration leaves out one unit (row or patient) at a time up to this
+#: many units, and beyond it one of this many random blocks of units (a delete-a-group jackknife).
+JACKKNIFE_BLOCKS = 100
+BCA = "bca"
+PERCENTILE_WIDENED = "percentile-widened"
+DEFAULT_THRESHOLD = 0.5
+FIXED_THRESHOLD = "fixed, not tuned"
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A metric's value on the full test set and its bootstrap percentile interval."""
+    """A metric's value on the full test set and its bootstrap interval.
+
+    ``interval`` names how the interval was made (``"bca"``, or ``"percentile-widened"`` where BCa
+    could not hold the value; None without an interval). A thresholded metric also states its
+    ``threshold`` and where it came from (``threshold_source``); ``thresholds`` lists each run's
+    when several runs (seeds) had their own, ``threshold`` then being their mean.
+    """
 
     value: float
     low: float
     high: float
+    interval: str | None = BCA
+    threshold: float | None = None
+    threshold_source: str | None = None
+    thresholds: tuple[float, ...] | None = None
 
-    def to_dict(self) -> dict[str, float | None]:
-        """Plain floats for ``metrics.json``; NaN (undefined) becomes ``None``, which JSON can hold."""
-        return {name: _json_float(getattr(self, name)) for name in ("value", "low", "high")}
+    def to_dict(self) -> dict[str, float | str | list | None]:
+        """Plain floats for ``metrics.json``; NaN (undefined) becomes ``None``, which JSON can hold.
+
+        Keys: value, low, high, interval; and threshold, threshold_source (and thresholds, one per
+        run) for a thresholded metric.
+        """
+        out: dict = {name: _json_float(getattr(self, name)) for name in ("value", "low", "high")}
+        out["interval"] = self.interval
+        if self.threshold is not None:
+            out["threshold"] = float(self.threshold)
+            out["threshold_source"] = self.threshold_source
+        if self.thresholds is not None:
+            out["thresholds"] = [float(t) for t in self.thresholds]
+        return out
 
 
 def estimate_text(estimate: Mapping | None, digits: int = 3) -> str:
@@ -191,6 +238,35 @@ def f1(y: object, p: object, threshold: float = 0.5, *, weights: object | None =
     return _finish(_f1_from_counts(true_pos, w @ predicted - true_pos, w @ y - true_pos), single)
 
 
+def best_f1_threshold(y: object, p: object) -> float:
+    """The cut that maximises F1 of ``p >= cut`` on ``(y, p)``, placed midway between the score
+    just above it and the one just below (ties stay together); 0.5 when ``y`` has no positive."""
+    y, p, _, _ = _binary_inputs(y, p, None)
+    if not y.any():
+        return DEFAULT_THRESHOLD
+    order = np.argsort(-p, kind="stable")
+    ranked, hits = p[order], y[order]
+    true_pos = np.cumsum(hits)
+    scores = 2 * true_pos / (np.arange(1, len(p) + 1) + hits.sum())
+    last = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])  # cuts between distinct scores only
+    k = last[np.argmax(scores[last])]
+    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k])
+
+
+def tuned_threshold(y: object | None, p: object | None, where: str = "tuning set") -> tuple[float, str]:
+    """A binary model's decision threshold and its source, chosen on its tuning-set predictions.
+
+    The cut maximising F1 there (:func:`best_f1_threshold`), with source ``"<where>, max F1"``; 0.5
+    when there are no such predictions or they lack a class, with a source that says so.
+    """
+    if y is None or p is None or not np.size(y):
+        return DEFAULT_THRESHOLD, f"default 0.5: no {where} predictions"
+    y = _labels(y)
+    if y.all() or not y.any():
+        return DEFAULT_THRESHOLD, f"default 0.5: the {where} lacks a class"
+    return best_f1_threshold(y, p), f"{where}, max F1"
+
+
 # ---------------------------------------------------------------------------------------- multi-label
 
 
@@ -274,29 +350,81 @@ def _takes_weights(metric: Metric) -> bool:
         return False
 
 
-def _evaluate(metric: Metric, y: np.ndarray, p: np.ndarray, rows: np.ndarray, counts: np.ndarray):
-    """The metric on each resample: by count weights when it takes them, else one call per resample."""
+def _evaluate(metric: Metric, y: np.ndarray, p: np.ndarray, rows: Callable, counts: np.ndarray):
+    """The metric on each resample: by count weights when it takes them, else one call per resample
+    (``rows()`` lists each resample's row indices)."""
     if _takes_weights(metric):
         return np.asarray(metric(y, p, weights=counts), dtype=np.float64)
-    return np.array([metric(y[r], p[r]) for r in rows], dtype=np.float64)
+    return np.array([metric(y[r], p[r]) for r in rows()], dtype=np.float64)
+
+
+def _units(n: int, groups: np.ndarray | None) -> tuple[int, np.ndarray]:
+    """The units drawn (rows, or groups such as patients) and the unit of each row."""
+    return (n, np.arange(n)) if groups is None else (int(groups.max()) + 1, groups)
+
+
+def _rows_of(counts: np.ndarray) -> Callable[[], list[np.ndarray]]:
+    n = counts.shape[1]
+    return lambda: [np.repeat(np.arange(n), c.astype(np.int64)) for c in counts]
 
 
 def _resample_counts(
     rng: np.random.Generator, size: int, n: int, groups: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` resamples as (row lists, count weights per row): rows drawn with replacement, or
-    with ``groups`` whole groups drawn (every row of a drawn patient comes along)."""
-    units, unit_of_row = (n, np.arange(n)) if groups is None else (int(groups.max()) + 1, groups)
+) -> tuple[Callable, np.ndarray]:
+    """``size`` resamples as (row lists, made on demand; count weights per row): rows drawn with
+    replacement, or with ``groups`` whole groups drawn (every row of a drawn patient comes along)."""
+    units, unit_of_row = _units(n, groups)
     drawn = rng.integers(0, units, size=(size, units))
     offsets = (drawn + units * np.arange(size)[:, None]).ravel()
     unit_counts = np.bincount(offsets, minlength=size * units).reshape(size, units)
     counts = unit_counts[:, unit_of_row].astype(np.float64)
-    rows = drawn if groups is None else [np.repeat(np.arange(n), c.astype(np.int64)) for c in counts]
-    return rows, counts
+    return ((lambda: drawn) if groups is None else _rows_of(counts)), counts
+
+
+def _bootstrap_batches(n: int, n_bootstrap: int, seed: int, groups: np.ndarray | None):
+    """The ``n_bootstrap`` resamples of the test set, in chunks that bound memory."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    for start in range(0, n_bootstrap, chunk):
+        yield _resample_counts(rng, min(chunk, n_bootstrap - start), n, groups)
+
+
+def _jackknife_batches(n: int, seed: int, groups: np.ndarray | None):
+    """The jackknife's data sets as 0/1 weights: each leaves out one unit (row or group), or, with
+    more than ``JACKKNIFE_BLOCKS`` units, one of that many random blocks of units."""
+    units, unit_of_row = _units(n, groups)
+    if units <= JACKKNIFE_BLOCKS:
+        block_of_unit = np.arange(units)
+    else:  # a separate stream, so the bootstrap draws stay those of the seed
+        block_of_unit = np.random.default_rng([seed, 1]).permutation(units) % JACKKNIFE_BLOCKS
+    block_of_row = block_of_unit[unit_of_row]
+    blocks = int(block_of_unit.max()) + 1
+    chunk = max(1, _CHUNK_CELLS // max(n, 1))
+    for start in range(0, blocks, chunk):
+        left_out = np.arange(start, min(blocks, start + chunk))
+        counts = (block_of_row[None, :] != left_out[:, None]).astype(np.float64)
+        yield _rows_of(counts), counts
+
+
+def _metric_for(metric: Metric | tuple[Metric, ...], run: int) -> Metric:
+    """A metric set's entry is one metric, or a tuple with one per run (e.g. each seed's threshold)."""
+    return metric[run] if isinstance(metric, tuple) else metric
+
+
+def _values_on(
+    metrics: dict[str, Metric | tuple[Metric, ...]], y: np.ndarray, runs: Sequence[np.ndarray], batches
+) -> dict[str, np.ndarray]:
+    """Each metric, averaged over runs, on every weighting of the test set that ``batches`` yields."""
+    values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    for rows, counts in batches:
+        for name, metric in metrics.items():
+            per_run = [_evaluate(_metric_for(metric, i), y, p, rows, counts) for i, p in enumerate(runs)]
+            values[name].append(np.mean(per_run, axis=0))
+    return {name: np.concatenate([np.empty(0), *chunks]) for name, chunks in values.items()}
 
 
 def _resample_values(
-    metrics: dict[str, Metric],
+    metrics: dict[str, Metric | tuple[Metric, ...]],
     y: np.ndarray,
     runs: Sequence[np.ndarray],
     n_bootstrap: int,
@@ -304,27 +432,43 @@ def _resample_values(
     groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Each metric, averaged over runs, on the same ``n_bootstrap`` resamples of the test set."""
-    n = len(y)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_CELLS // max(n, 1))
-    values: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
-    for start in range(0, n_bootstrap, chunk):
-        size = min(chunk, n_bootstrap - start)
-        rows, counts = _resample_counts(rng, size, n, groups)
-        for name, metric in metrics.items():
-            per_run = [_evaluate(metric, y, p, rows, counts) for p in runs]
-            values[name].append(np.mean(per_run, axis=0))
-    return {name: np.concatenate([np.empty(0), *chunks]) for name, chunks in values.items()}
+    return _values_on(metrics, y, runs, _bootstrap_batches(len(y), n_bootstrap, seed, groups))
 
 
-def _interval(point: float, samples: np.ndarray, confidence: float) -> Estimate:
-    """Percentile interval over the defined resamples; NaN bounds when fewer than half are defined."""
+def _acceleration(jackknife: np.ndarray) -> float:
+    """BCa's acceleration: the skewness of the jackknife values, sum(d^3) / (6 sum(d^2)^1.5)."""
+    values = jackknife[~np.isnan(jackknife)]
+    if len(values) < 2:
+        return 0.0
+    d = values.mean() - values
+    spread = float((d**2).sum())
+    return float((d**3).sum()) / (6 * spread**1.5) if spread > 0 else 0.0
+
+
+_NORMAL = NormalDist()
+
+
+def _interval(point: float, samples: np.ndarray, confidence: float, jackknife: np.ndarray) -> Estimate:
+    """BCa interval over the defined resamples, always holding ``point`` (else the percentile interval
+    widened to reach it); NaN bounds when fewer than half of the resamples are defined."""
     valid = samples[~np.isnan(samples)]
-    if len(valid) < max(1, len(samples) / 2):
-        return Estimate(point, math.nan, math.nan)
+    if math.isnan(point) or len(valid) < max(1, len(samples) / 2):
+        return Estimate(point, math.nan, math.nan, None)
     alpha = (1 - confidence) / 2
+    below = (np.count_nonzero(valid < point) + 0.5 * np.count_nonzero(valid == point)) / len(valid)
+    if 0 < below < 1:
+        z0 = _NORMAL.inv_cdf(below)
+        a = _acceleration(jackknife)
+        levels = []
+        for z in (_NORMAL.inv_cdf(alpha), _NORMAL.inv_cdf(1 - alpha)):
+            shrink = 1 - a * (z0 + z)
+            levels.append(_NORMAL.cdf(z0 + (z0 + z) / shrink) if shrink > 0 else math.nan)
+        if not any(math.isnan(level) for level in levels) and levels[0] <= levels[1]:
+            low, high = np.quantile(valid, levels)
+            if low <= point <= high:
+                return Estimate(point, float(low), float(high), BCA)
     low, high = np.quantile(valid, [alpha, 1 - alpha])
-    return Estimate(point, float(low), float(high))
+    return Estimate(point, float(min(low, point)), float(max(high, point)), PERCENTILE_WIDENED)
 
 
 def _check_runs(y: object, runs: Sequence[object]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -341,7 +485,7 @@ def _check_runs(y: object, runs: Sequence[object]) -> tuple[np.ndarray, list[np.
 
 
 def _bootstrap_many(
-    metrics: dict[str, Metric],
+    metrics: dict[str, Metric | tuple[Metric, ...]],
     y: object,
     runs: Sequence[object],
     *,
@@ -357,11 +501,18 @@ def _bootstrap_many(
         groups = np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
         if len(groups) != len(y):
             raise InputError(f"groups has {len(groups)} values for {len(y)} samples")
+    for name, metric in metrics.items():
+        if isinstance(metric, tuple) and len(metric) != len(runs):
+            raise InputError(f"{name}: {len(metric)} thresholds for {len(runs)} runs; give one per run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # means of all-NaN runs are NaN, as intended
-        points = {name: float(np.mean([metric(y, p) for p in runs])) for name, metric in metrics.items()}
+        points = {
+            name: float(np.mean([_metric_for(metric, i)(y, p) for i, p in enumerate(runs)]))
+            for name, metric in metrics.items()
+        }
         samples = _resample_values(metrics, y, runs, n_bootstrap, seed, groups)
-    return {name: _interval(points[name], samples[name], confidence) for name in metrics}
+        jackknife = _values_on(metrics, y, runs, _jackknife_batches(len(y), seed, groups))
+    return {name: _interval(points[name], samples[name], confidence, jackknife[name]) for name in metrics}
 
 
 def bootstrap(
@@ -374,7 +525,7 @@ def bootstrap(
     seed: int = 0,
     groups: object | None = None,
 ) -> Estimate:
-    """``metric`` on the full data with a percentile bootstrap interval over resampled rows.
+    """``metric`` on the full data with a BCa bootstrap interval over resampled rows (module docs).
 
     Works for binary ``(y, p)`` vectors and multi-label ``(Y, S)`` matrices alike (rows are the
     samples). ``groups`` (e.g. subject ids) resamples whole groups instead of rows, so a patient
@@ -402,7 +553,8 @@ def bootstrap_runs(
 
     Each resample applies the same rows to every run and averages the metric across runs, so the
     interval reflects test-set sampling of the seed-averaged model, which is what a label-efficiency
-    curve plots. The point value is the mean over runs on the full data.
+    curve plots. The point value is the mean over runs on the full data; BCa's jackknife averages
+    over runs the same way.
     """
     estimates = _bootstrap_many(
         {"metric": metric}, y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
@@ -413,13 +565,38 @@ def bootstrap_runs(
 # ---------------------------------------------------------------------------------------- metric sets
 
 
-def _binary_set(threshold: float) -> dict[str, Metric]:
+def _run_thresholds(threshold: float | Sequence[float], n_runs: int) -> tuple[float, ...]:
+    """One threshold per run: a single number applies to every run."""
+    if np.ndim(threshold) == 0:
+        return (float(threshold),) * n_runs
+    thresholds = tuple(float(t) for t in threshold)
+    if len(thresholds) != n_runs:
+        raise InputError(f"{len(thresholds)} thresholds for {n_runs} runs; give one per run, or one number")
+    return thresholds
+
+
+def _with_threshold(
+    estimate: Estimate, thresholds: tuple[float, ...], source: str | None, per_run: bool
+) -> Estimate:
+    return replace(
+        estimate,
+        threshold=float(np.mean(thresholds)),
+        threshold_source=source or FIXED_THRESHOLD,
+        thresholds=thresholds if per_run else None,
+    )
+
+
+def _binary_f1(threshold: float) -> Metric:
+    return lambda y, p, *, weights=None: f1(y, p, threshold=threshold, weights=weights)
+
+
+def _binary_set(thresholds: tuple[float, ...]) -> dict[str, Metric | tuple[Metric, ...]]:
     return {
         "auroc": auroc,
         "auprc": auprc,
         "brier": brier,
         "ece": ece,
-        "f1": lambda y, p, *, weights=None: f1(y, p, threshold=threshold, weights=weights),
+        "f1": tuple(_binary_f1(t) for t in thresholds),
     }
 
 
@@ -427,15 +604,27 @@ def binary_metrics(
     y: object,
     p: object,
     *,
-    threshold: float = 0.5,
+    threshold: float = DEFAULT_THRESHOLD,
+    threshold_source: str | None = None,
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
     groups: object | None = None,
 ) -> dict[str, Estimate]:
-    """AUROC, AUPRC, Brier, ECE and F1 with bootstrap CIs, all computed on the same resamples."""
+    """AUROC, AUPRC, Brier, ECE and F1 with bootstrap CIs, all computed on the same resamples.
+
+    F1 predicts positive at ``p >= threshold`` and states it with ``threshold_source`` (say where the
+    threshold came from, e.g. :func:`tuned_threshold`'s source; the default reads "fixed, not tuned").
+    """
     return binary_metrics_runs(
-        y, [p], threshold=threshold, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
+        y,
+        [p],
+        threshold=threshold,
+        threshold_source=threshold_source,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
+        groups=groups,
     )
 
 
@@ -443,15 +632,21 @@ def binary_metrics_runs(
     y: object,
     runs: Sequence[object],
     *,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = DEFAULT_THRESHOLD,
+    threshold_source: str | None = None,
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
     groups: object | None = None,
 ) -> dict[str, Estimate]:
-    """:func:`binary_metrics` of the run-averaged model, as :func:`bootstrap_runs` defines it."""
-    return _bootstrap_many(
-        _binary_set(threshold),
+    """:func:`binary_metrics` of the run-averaged model, as :func:`bootstrap_runs` defines it.
+
+    ``threshold`` is one number, or one per run (each seed's model tuned its own): F1 is then the
+    mean over runs of each run's F1 at its own threshold, and the estimate lists them.
+    """
+    thresholds = _run_thresholds(threshold, len(runs))
+    estimates = _bootstrap_many(
+        _binary_set(thresholds),
         y,
         runs,
         n_bootstrap=n_bootstrap,
@@ -459,6 +654,9 @@ def binary_metrics_runs(
         seed=seed,
         groups=groups,
     )
+    per_run = np.ndim(threshold) > 0 and len(runs) > 1
+    estimates["f1"] = _with_threshold(estimates["f1"], thresholds, threshold_source, per_run)
+    return estimates
 
 
 def _multilabel_set(n_labels: int, ks: Sequence[int], threshold: float) -> dict[str, Metric]:
@@ -513,9 +711,12 @@ def multilabel_metrics_runs(
     """:func:`multilabel_metrics` of the run-averaged model, as :func:`bootstrap_runs` defines it."""
     n_labels = np.shape(Y)[1] if np.ndim(Y) == 2 else 0
     metrics = _multilabel_set(n_labels, ks, threshold)
-    return _bootstrap_many(
+    estimates = _bootstrap_many(
         metrics, Y, runs, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed, groups=groups
     )
+    for name in ("f1_micro", "f1_macro"):
+        estimates[name] = _with_threshold(estimates[name], (float(threshold),), None, False)
+    return estimates
 
 
 # ---------------------------------------------------------------------------------------- descriptions

@@ -2,9 +2,10 @@
 
 MEDFuse reports F1; a probability needs a threshold to become a diagnosis, and 0.5 is wrong for a
 rare disease, so each disease gets the threshold that maximises its F1 on the tuning samples (0.5
-when the tuning split has no positive of it). Micro F1 pools every (sample, disease) decision, macro
-F1 averages the diseases present; AUROC needs no threshold. Intervals: percentile bootstrap over
-patients (a patient's samples are drawn together).
+when the tuning split lacks a class of it): :func:`clinfm.evaluate.metrics.tuned_threshold`, which
+the claims recipes use too. Micro F1 pools every (sample, disease) decision, macro F1 averages the
+diseases present; AUROC needs no threshold. Intervals: BCa bootstrap over patients (a patient's
+samples are drawn together; see :mod:`clinfm.evaluate.metrics`).
 """
 
 from __future__ import annotations
@@ -13,29 +14,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clinfm.evaluate.metrics import auroc, bootstrap, f1_macro, f1_micro, macro_auroc
+from clinfm.evaluate.metrics import (
+    DEFAULT_THRESHOLD,
+    auroc,
+    best_f1_threshold,
+    bootstrap,
+    f1_macro,
+    f1_micro,
+    macro_auroc,
+    tuned_threshold,
+)
 
-DEFAULT_THRESHOLD = 0.5
-
-
-def best_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """The cut that maximises F1 of ``p >= cut`` on (y, p); midway between neighbouring scores."""
-    if not y.any():
-        return DEFAULT_THRESHOLD
-    order = np.argsort(-p, kind="stable")
-    ranked, hits = p[order], y[order].astype(np.float64)
-    true_pos = np.cumsum(hits)
-    predicted = np.arange(1, len(p) + 1)
-    f1 = 2 * true_pos / (predicted + hits.sum())
-    last = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])  # cuts between distinct scores only
-    k = last[np.argmax(f1[last])]
-    return float((ranked[k] + ranked[k + 1]) / 2) if k + 1 < len(ranked) else float(ranked[k])
+#: The cut maximising a disease's F1 on (y, p); shared with every binary recipe.
+best_threshold = best_f1_threshold
 
 
 def choose_thresholds(Y: np.ndarray | None, P: np.ndarray | None, n_labels: int) -> np.ndarray:
+    """Each disease's threshold on the tuning samples (0.5 without them, or where a class is absent)."""
     if Y is None or P is None or not len(Y):
         return np.full(n_labels, DEFAULT_THRESHOLD)
-    return np.array([best_threshold(Y[:, k] > 0, P[:, k]) for k in range(n_labels)])
+    return np.array([tuned_threshold(Y[:, k] > 0, P[:, k])[0] for k in range(n_labels)])
 
 
 def decisions(P: np.ndarray, thresholds: Sequence[float]) -> np.ndarray:
