@@ -609,6 +609,10 @@ def demo(
     from site A to site B (the concept-embedding paper's protocol); NER taggers compared on synthetic
     medication sentences; ECG representations (PCLR and baselines) probed with few labels; lab + note
     fusion (MEDFuse) and its ablations on a 10-disease task; a report for each."""
+    from rich.markup import escape
+
+    from clinfm.report.html import duration
+
     patients = patients or (4_000 if quick else 20_000)
     result = clinfm.demo(out, patients=patients, quick=quick, overwrite=overwrite)
     for site in result.sites:
@@ -617,20 +621,15 @@ def demo(
         console.print(f"validation: valid MEDS, {len(site.report.warnings)} warning(s)")
     console.rule("How the sites differ")
     console.print(_site_comparison(result.sites))
-    for task, run in (result.runs or {}).items():
-        kind, _, name = task.rpartition("/")
-        if kind in ("ner", "ecg", "fuse"):
-            title = {
-                "ner": "Clinical NER on synthetic medication sentences",
-                "ecg": "ECG representations probed",
-                "fuse": "Labs + notes (MEDFuse ablation), 10 diseases",
-            }
-            console.rule(title[kind])
-            console.print((run / "table.md").read_text())
-            continue
-        console.rule(f"Transfer site_a -> site_b: {name}" if kind == "transfer" else f"Claim-PT: {task}")
-        _print_metrics(run)
-    console.print(f"\nwrote {result.out} (summary in {result.summary_path})")
+    console.rule("Reports")
+    for report in result.reports:
+        took = f" ({duration(report.seconds)})" if report.seconds is not None else ""
+        console.print(f"[bold]{escape(report.title)}[/]{took}\n  {escape(report.headline)}")
+        console.print(f"  {report.path}", style="dim", highlight=False)
+    console.print(
+        f"\nwrote {result.out} in {duration(result.seconds)}: open {result.index_path} for every report",
+        highlight=False,
+    )
 
 
 def _site_comparison(sites) -> Table:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clinfm import progress
@@ -91,12 +93,42 @@ class DemoSite:
 
 
 @dataclass
+class DemoReport:
+    """One report of the demo: its title, where it is, its one-sentence answer and the time it took."""
+
+    key: str  # the run's folder under the demo's output, e.g. "claims/self_harm_365d"
+    title: str
+    path: Path
+    headline: str
+    seconds: float | None
+
+
+@dataclass
 class DemoResult:
     out: Path
     sites: list[DemoSite]
     summary_path: Path
     checkpoint: Path | None = None
     runs: dict[str, Path] | None = None
+    reports: list[DemoReport] = field(default_factory=list)
+    index_path: Path | None = None
+    seconds: float | None = None
+
+
+SMOKE_TEST = "clinfm demo --quick"  # the banner's reason on every --quick report
+
+
+def report_title(key: str) -> str:
+    """What each demo run shows, as the index and the console list it."""
+    kind, _, name = key.partition("/")
+    titles = {
+        "claims": f"Claim-PT: {name.replace('_', ' ')}",
+        "transfer": f"Transfer site A -> site B: {name.replace('_', ' ')}",
+        "ner": "Clinical NER on synthetic medication notes",
+        "ecg": "ECG representations probed with few labels",
+        "fuse": "Labs + notes: MEDFuse and its ablations, 10 diseases",
+    }
+    return "Claim-PT pre-training on site A" if key == "claims/pretrained" else titles[kind]
 
 
 def demo(
@@ -121,8 +153,10 @@ def demo(
     notes) and ``fuse/ablation`` (MEDFuse and its ablations), and ``summary.json``.
     """
     out = Path(out)
+    began = time.monotonic()
     sites = []
     runs: dict[str, Path] = {}
+    seconds: dict[str, float] = {}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for name, coding in DEMO_SITES:
             with progress.status(f"synthesizing {name} ({coding}, {patients:,} patients)"):
@@ -131,19 +165,27 @@ def demo(
             report.raise_for_errors()
             sites.append(DemoSite(name, coding, out / name, describe(tmp / name), report))
         plan = DemoPlan.quick() if quick else DemoPlan()
-        if claims:
-            runs = _claims(tmp, plan) | _transfer(tmp, plan)
-        if ner:
-            runs |= _ner(tmp, plan, seed)
-        if ecg:
-            runs |= _ecg(tmp, plan, seed)
-        if fuse:
-            runs |= _fuse(tmp, plan, seed)
-        _relocate(tmp, out)
+        sections: list[tuple[bool, Callable[[], dict[str, Path]]]] = [
+            (claims, lambda: _claims(tmp, plan, seconds)),
+            (claims, lambda: _timed(seconds, lambda: _transfer(tmp, plan))),
+            (ner, lambda: _timed(seconds, lambda: _ner(tmp, plan, seed))),
+            (ecg, lambda: _timed(seconds, lambda: _ecg(tmp, plan, seed))),
+            (fuse, lambda: _timed(seconds, lambda: _fuse(tmp, plan, seed))),
+        ]
+        for wanted, run_section in sections:
+            if wanted:
+                runs |= run_section()
+        reports = _relocate(tmp, out, runs, seconds, smoke_test=SMOKE_TEST if quick else None)
+        total = time.monotonic() - began
+        index = _write_index(tmp, reports, quick, total)
         summary = {
             site.name: {"coding": site.coding, "warnings": site.report.warnings, **site.description.to_dict()}
             for site in sites
         }
+        summary["reports"] = [
+            {"run": r.key, "title": r.title, "headline": r.headline, "seconds": r.seconds} for r in reports
+        ]
+        summary["seconds"] = round(total, 1)
         write_json_atomic(tmp / "summary.json", summary)
     return DemoResult(
         out=out,
@@ -151,31 +193,72 @@ def demo(
         summary_path=out / "summary.json",
         checkpoint=out / "claims" / "pretrained" if claims else None,
         runs={task: out / path.relative_to(tmp) for task, path in runs.items()},
+        reports=[
+            DemoReport(r.key, r.title, out / r.key / "report.html", r.headline, r.seconds) for r in reports
+        ],
+        index_path=out / index.name,
+        seconds=total,
     )
 
 
-def _relocate(tmp: Path, out: Path) -> None:
-    """Runs record the paths they read; name the final folder, not the temporary one being built."""
-    from clinfm.report import write_report
-
-    reports = [
-        *tmp.glob("claims/*/run.json"),
-        *tmp.glob("transfer/*/run.json"),
-        *tmp.glob("ner/compare/run.json"),
-        *tmp.glob("ecg/compare/run.json"),
-        *tmp.glob("fuse/ablation/run.json"),
-    ]
-    for record in [*reports, *tmp.glob("ner/compare/models/*/run.json")]:
-        record.write_text(record.read_text().replace(str(tmp), str(out.resolve())))
-    for record in reports:
-        write_report(record.parent)
+def _timed(seconds: dict[str, float], run_section: Callable[[], dict[str, Path]]) -> dict[str, Path]:
+    """Run one section, recording its wall time under each run it wrote (a section writes one)."""
+    began = time.monotonic()
+    runs = run_section()
+    for key in runs:
+        seconds[key] = time.monotonic() - began
+    return runs
 
 
-def _claims(tmp: Path, plan: DemoPlan) -> dict[str, Path]:
+def _relocate(
+    tmp: Path, out: Path, runs: dict[str, Path], seconds: dict[str, float], *, smoke_test: str | None
+) -> list[DemoReport]:
+    """Runs record the paths they read: name the final folder, not the temporary one being built;
+    mark --quick runs as smoke tests; then write each report."""
+    import json
+
+    from clinfm.report.html import headline_sentence, write_report
+
+    folders = {"claims/pretrained": tmp / "claims" / "pretrained", **runs}
+    for record in [
+        *(folder / "run.json" for folder in folders.values()),
+        *tmp.glob("ner/compare/models/*/run.json"),
+    ]:
+        if not record.exists():
+            continue
+        run = json.loads(record.read_text().replace(str(tmp), str(out.resolve())))
+        if smoke_test:
+            run["smoke_test"] = smoke_test
+        write_json_atomic(record, run)
+    reports = []
+    for key, folder in folders.items():
+        if (folder / "run.json").exists():
+            write_report(folder)
+            headline = headline_sentence(folder)
+            reports.append(DemoReport(key, report_title(key), folder, headline, seconds.get(key)))
+    return reports
+
+
+def _write_index(tmp: Path, reports: list[DemoReport], quick: bool, total: float) -> Path:
+    """``index.html``: every report with its one-sentence answer and the time its section took."""
+    from clinfm.report.html import IndexEntry, duration, write_index
+
+    note = (
+        f"Smoke test on tiny data ({SMOKE_TEST}): these numbers show that the pipeline runs, not how well "
+        "the methods work."
+        if quick
+        else ""
+    )
+    entries = [IndexEntry(r.title, f"{r.key}/report.html", r.headline, r.seconds) for r in reports]
+    return write_index(tmp, f"clinfm demo: {len(entries)} reports in {duration(total)}", entries, note=note)
+
+
+def _claims(tmp: Path, plan: DemoPlan, seconds: dict[str, float]) -> dict[str, Path]:
     """Pre-train on site A's train patients; a label-efficiency run per task on its held-out ones."""
     from clinfm.claims import recipes
 
     site = tmp / DEMO_SITES[0][0]
+    began = time.monotonic()
     # A quarter of the patients held out: the self-harm task is rare, and a 10% test set of a
     # demo-sized site can hold no positive at all.
     checkpoint = recipes.pretrain(
@@ -184,10 +267,12 @@ def _claims(tmp: Path, plan: DemoPlan) -> dict[str, Path]:
         train=recipes.PRETRAIN["paper"].replace(max_epochs=plan.pretrain_epochs),
         splits=SplitPolicy(seed=0, held_out=0.25),
     )
+    seconds["claims/pretrained"] = time.monotonic() - began
     runs = {}
     for task in DEMO_TASKS:
+        began = time.monotonic()
         try:
-            runs[task] = recipes.efficiency(
+            runs[f"claims/{task}"] = recipes.efficiency(
                 site,
                 site / "tasks" / f"{task}.parquet",
                 checkpoint,
@@ -197,6 +282,7 @@ def _claims(tmp: Path, plan: DemoPlan) -> dict[str, Path]:
             )
         except InputError as error:  # a small demo site can have too few labels for a rare task
             log.warning("skipped %s: %s", task, error)
+        seconds[f"claims/{task}"] = time.monotonic() - began
     return runs
 
 

@@ -12,7 +12,10 @@ Jinja escapes every value it is given; the HTML the blocks build (already escape
 
 from __future__ import annotations
 
+import html
 import os
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -65,6 +68,49 @@ def render(folder: RunFolder) -> str:
     )
 
 
+def headline_sentence(run_dir: str | os.PathLike, *, min_class_patients: int = MIN_CLASS_PATIENTS) -> str:
+    """The report's answer in one sentence of plain text, for a list of reports (the demo's index)."""
+    folder = read_run_folder(run_dir, min_class_patients=min_class_patients)
+    system = systems.system_for(folder.kind)
+    text = html.unescape(re.sub(r"<[^>]+>", "", system.headline(folder))).strip()
+    intro = getattr(system, "KIND_INTROS", {}).get(folder.kind, "")
+    answer = text.removeprefix(intro).strip() if intro and text.startswith(intro) else text
+    sentences = re.split(r"(?<=\.)\s+(?=[A-Z])", answer or text)
+    return sentences[0] if sentences else ""
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One report on an index page: what it is, where, its headline and how long it took."""
+
+    title: str
+    report: str  # path relative to the index page
+    headline: str
+    seconds: float | None = None
+
+
+def write_index(out: str | os.PathLike, title: str, entries: list[IndexEntry], *, note: str = "") -> Path:
+    """Write ``out/index.html``: a self-contained page linking each report with its headline."""
+    page = _template("index.html.j2").render(
+        title=title, note=note, entries=entries, duration=duration, css=Markup(_css())
+    )
+    path = Path(out) / "index.html"
+    tmp = path.with_name(f".index.html.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def duration(seconds: float | None) -> str:
+    """``42 s`` or ``3 min 05 s``: how long a step took, as a person reads it."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
 def _smoke_test(flag: object) -> bool | str:
     """run.json's ``smoke_test``: true, or a string saying why (shown in the banner); else no banner."""
     if isinstance(flag, str):
@@ -83,7 +129,7 @@ def _when(created: object) -> str:
 
 
 @cache
-def _template() -> jinja2.Template:
+def _template(name: str = "page.html.j2") -> jinja2.Template:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("clinfm.report", "templates"),
         autoescape=True,
@@ -92,7 +138,7 @@ def _template() -> jinja2.Template:
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,  # a misspelt name fails the tests, not the page
     )
-    return environment.get_template("page.html.j2")
+    return environment.get_template(name)
 
 
 @cache
