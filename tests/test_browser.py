@@ -246,12 +246,13 @@ def test_report_renders(kind: str, reports, browser, request) -> None:
     assert len(seen["csp"]) == 1 and "default-src 'none'" in seen["csp"][0], seen["csp"]
 
 
-# Found by this test on the reports of 2026-12: a results table wider than the page (by 50 to 850
-# px) on the transfer, NER, ECG and fusion reports; only the Claim-PT pages fit. Strict: once a table
-# fits (or scrolls in a box of its own) the test passes, which fails it until the mark goes.
-# TODO(restructure): the template's tables should fit; remove these marks with it.
+# Found by this test on the reports of 2026-12: the NER comparison's results table is some 850 px wider
+# than a 1280 px window, with any number of models. (The demo's transfer, ECG and fusion tables, with
+# every protocol, method or variant, overflow too, by 50 to 250 px; the tiny runs here have fewer
+# columns and fit.) Strict: once the table fits, or scrolls in a box of its own, the mark must go.
+# TODO(restructure): the template's tables should fit; remove this mark with it.
 WIDE_TABLE = pytest.mark.xfail(strict=True, reason="its results table is wider than a 1280 px window")
-FITS = [kind if kind == "claims" else pytest.param(kind, marks=WIDE_TABLE) for kind in BUILDERS]
+FITS = [pytest.param(kind, marks=WIDE_TABLE) if kind == "ner" else kind for kind in BUILDERS]
 
 
 @pytest.mark.parametrize("kind", FITS)
