@@ -239,6 +239,16 @@ def _result_sentences(folder: RunFolder) -> list[str]:
     return [first, second]
 
 
+def ci_phrase(estimate: Mapping, places: int, level: str) -> str:
+    """'0.81 (95% CI 0.74 to 0.87)' (en dash), the value alone without an interval."""
+    return _ci_phrase(estimate, places, level)
+
+
+def overlap_clause(a: Mapping, b: Mapping) -> str:
+    """Plain words for whether two estimates' intervals overlap (see :func:`_overlap_clause`)."""
+    return _overlap_clause(a, b)
+
+
 def _ci_phrase(estimate: Mapping, places: int, level: str) -> str:
     value = number(estimate["value"], places)
     if estimate.get("low") is None or estimate.get("high") is None:
