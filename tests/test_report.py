@@ -506,3 +506,119 @@ def test_a_test_set_with_too_few_positives_names_no_winner_and_draws_no_curves(t
     assert too_few_to_compare(495, 500, 10).startswith("cannot be evaluated: 5 test patients without")
     assert too_few_to_compare(10, 500, 10) is None
     assert too_few_to_compare(None, 500, 10) is None
+
+
+# ----------------------------------------------------------------------------- thresholds, intervals, caveats
+
+
+def _thresholded_metrics() -> dict:
+    """Pre-trained and cold start F1 at tuned thresholds over 3 seeds; gradient boosting's fell back."""
+    metrics = _metrics()
+    methods = metrics["methods"]
+    methods["pretrained"]["f1"].update(
+        threshold=0.31, threshold_source="tuning set, max F1", thresholds=[0.29, 0.31, 0.33], interval="bca"
+    )
+    methods["cold_start"]["f1"].update(threshold=0.27, threshold_source="tuning set, max F1", interval="bca")
+    methods["logistic_regression"]["f1"].update(
+        threshold=0.5, threshold_source="default 0.5: the tuning set lacks a class", interval="bca"
+    )
+    methods["cold_start"]["ece"]["interval"] = "percentile-widened"
+    metrics["seeds"] = [0, 1, 2]
+    return metrics
+
+
+def test_f1_states_its_threshold_and_the_caption_names_the_interval(tmp_path: Path) -> None:
+    _write_json(tmp_path / "run.json", _run_json(kind="finetune"))
+    _write_json(tmp_path / "metrics.json", _thresholded_metrics())
+    page = write_report(tmp_path).read_text()
+    results = page[page.index('<section id="results">') : page.index('<dl class="legend">')]
+    legend = page[page.index('<dl class="legend">') :]
+    assert (
+        'title="threshold 0.31, the mean of 3 seeds&#x27; own (0.29 to 0.33; tuning set, max F1)"' in results
+    )
+    assert "Chosen on the tuning set (max F1): pre-trained transformer 0.31 (mean of 3 seeds" in results
+    assert "cold start 0.27" in results
+    assert "0.5 by default because the tuning set lacks a class: logistic regression 0.50" in results
+    assert "The threshold is chosen on the tuning set (max F1), not 0.5." in legend
+    assert "BCa bootstrap over test patients, 1,000 resamples" in results
+    assert "1 interval is a percentile interval widened to reach its estimate" in results
+    caveats = page[page.index('<aside id="caveats"') : page.index("</aside>")]
+    assert "F1 of logistic regression uses the threshold 0.5 instead of one tuned" in caveats
+
+
+def test_caveats_name_the_seeds_and_notes_go_to_processing(tmp_path: Path) -> None:
+    notes = [
+        "Every method is judged on the same held-out patients.",
+        "30% of codes: vocabulary does not hold",
+    ]
+    _write_json(tmp_path / "run.json", _run_json(kind="finetune", notes=notes))
+    _write_json(tmp_path / "metrics.json", _thresholded_metrics())
+    page = write_report(tmp_path).read_text()
+    caveats = page[page.index('<aside id="caveats"') : page.index("</aside>")]
+    processing = page[page.index('<details id="processing"') :]
+    assert (
+        "The confidence intervals cover test-patient sampling only, not pre-training or training seeds "
+        "(3 seeds were run; pre-training once)" in caveats
+    )
+    assert "judged on the same held-out patients" not in caveats
+    assert "vocabulary does not hold" in caveats  # a warning, not a log
+    assert '<section id="notes">' in processing and "judged on the same held-out patients" in processing
+
+
+def _transfer_run(run: Path, positives: int = 40) -> None:
+    embeddings, protocols = ("ids", "text"), ("local", "shared", "transfer", "transfer_head")
+    methods = [f"{e}/{p}" for e in embeddings for p in protocols]
+    values = {"ids/local": 0.70, "ids/transfer": 0.72, "text/local": 0.71, "text/transfer": 0.86}
+    run_json = {
+        "kind": "efficiency",
+        "title": "Transfer",
+        "task": {"name": "t", "type": "binary"},
+        "data": {"source": "/data/site_a", "target": "/data/site_b", "n_train": 300, "n_test": 400},
+        "methods": {m: "described" for m in methods},
+        "primary_method": "text/transfer",
+        "config": {"preset": "claimpt", "seeds": [0, 1]},
+        "notes": ["The x axis counts the target site's training labels."],
+    }
+    _write_json(run / "run.json", run_json)
+    scores = {m: {"auroc": {**_estimate(values.get(m, 0.65), 0.04), "interval": "bca"}} for m in methods}
+    metrics = {
+        "n_bootstrap": 200,
+        "test": {"n": 400, "positives": positives},
+        "seeds": [0, 1],
+        "methods": scores,
+    }
+    _write_json(run / "metrics.json", metrics)
+    points = [
+        {
+            "method": m,
+            "fraction": f,
+            "n_train": round(300 * f),
+            "metrics": {"auroc": _estimate(values.get(m, 0.65))},
+        }
+        for m in methods
+        for f in (0.5, 1.0)
+    ]
+    _write_json(run / "efficiency.json", {"metric_names": ["auroc"], "seeds": [0, 1], "points": points})
+
+
+def test_transfer_run_answers_its_question_with_display_names(tmp_path: Path) -> None:
+    _transfer_run(tmp_path)
+    page = write_report(tmp_path).read_text()
+    summary = re.search(r'<p class="summary">(.*?)</p>', page, re.S).group(1)
+    assert "Does site_a's model help at site_b?" in summary
+    assert "With code ids, site_b's own model (local) reached AUROC 0.70 (95% CI 0.66–0.74)" in summary
+    assert "the two intervals overlap" in summary  # ids: 0.70 against 0.72
+    assert "text embeddings did better than code ids" in summary  # 0.86 against 0.72
+    for shown in ("Code ids, local", "Text embeddings, transfer (head only)", "transfer (all layers)"):
+        assert shown in page
+    shown_to_readers = page[: page.index('<details id="processing"')]  # the config may hold raw ids
+    for internal in ("transfer_head", "ids/local", "text/transfer", "Ids", "Text/"):
+        assert internal not in shown_to_readers
+
+
+def test_unevaluable_transfer_run_names_no_winner(tmp_path: Path) -> None:
+    _transfer_run(tmp_path, positives=4)
+    page = write_report(tmp_path).read_text()
+    summary = re.search(r'<p class="summary">(.*?)</p>', page, re.S).group(1)
+    assert "cannot be evaluated: 4 positives in the test set" in summary
+    assert "did better" not in summary and "<strong>0." not in page

@@ -7,7 +7,8 @@ Light on purpose (no torch): the report imports it for every run of these kinds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 
 from clinfm.evaluate.metrics import metric_info
 from clinfm.report import blocks
@@ -40,21 +41,48 @@ METHOD_DESCRIPTIONS = {
     "gru": "A recurrent neural network (GRU) that reads the patient's visits in order, trained from scratch.",
 }
 blocks.add_method_labels(METHOD_LABELS)
+TRANSFER_INTRO = (
+    "This run asks whether a model trained at one site helps at another, and whether it helps more when "
+    "the model reads codes as ids or as text embeddings of their descriptions."
+)
+EMBEDDING_LABELS = {"ids": "Code ids", "text": "Text embeddings"}
+PROTOCOL_LABELS = {
+    "local": "local",
+    "shared": "shared (source model as is)",
+    "transfer": "transfer (all layers)",
+    "transfer_head": "transfer (head only)",
+    "pooled": "pooled (both sites)",
+}
+#: How the source model reached the target, per protocol, in the headline ("A's model tuned at B").
+MOVED = {
+    "transfer": "tuned at {target}",
+    "transfer_head": "with only its classification head tuned at {target}",
+    "shared": "applied as is, with no {target} label",
+}
+#: A run note that is a warning, not a log: shown among the caveats instead of in Data processing.
+CAVEAT_NOTES = ("does not hold",)
 
 
 def headline(folder: RunFolder) -> str:
+    _name_transfer_methods(folder)
+    if is_transfer(folder):
+        return " ".join(s for s in (TRANSFER_INTRO, *transfer_sentences(folder)) if s)
     pretraining = blocks.training_sentence(folder) if folder.kind == "pretrain" else ""
     return blocks.headline(folder, KIND_INTROS.get(folder.kind, ""), pretraining)
 
 
 def caveats(folder: RunFolder) -> list[str]:
+    _name_transfer_methods(folder)
     own = []
     if folder.metrics is None and folder.kind in ("finetune", "nextvisit"):
         own.append("This run has no metrics.json, so there are no test-set results to show.")
-    return blocks.caveats(folder, *own)
+    own += [note for note in blocks.run_notes(folder) if any(word in note for word in CAVEAT_NOTES)]
+    pretrained = "pretrained" in folder.methods() or "fine_tuned" in folder.methods()
+    return blocks.caveats(folder, *own, pretrained_once=pretrained)
 
 
 def section(folder: RunFolder) -> str:
+    _name_transfer_methods(folder)
     styles = blocks.method_styles(folder)
     return blocks.join(
         blocks.methods_section(folder, styles, METHOD_DESCRIPTIONS),
@@ -67,6 +95,130 @@ def section(folder: RunFolder) -> str:
 
 
 # ----------------------------------------------------------------------------- transfer across sites
+
+
+def is_transfer(folder: RunFolder) -> bool:
+    """A cross-site run: every method is ``<embedding>/<protocol>``."""
+    methods = folder.methods()
+    return bool(methods) and all("/" in m for m in methods)
+
+
+def embedding_label(embedding: str, preset: str | None = None) -> str:
+    """``ids`` -> "Code ids" (or "One-hot findings" in the paper's preset), ``text`` -> "Text
+    embeddings", ``text-<model>`` -> "Text embeddings (<model>)"."""
+    if embedding == "ids" and preset == "paper":
+        return "One-hot findings"
+    if embedding in EMBEDDING_LABELS:
+        return EMBEDDING_LABELS[embedding]
+    if embedding.startswith("text-"):
+        return f"Text embeddings ({embedding.removeprefix('text-')})"
+    return blocks.method_label(embedding)
+
+
+def protocol_label(protocol: str) -> str:
+    return PROTOCOL_LABELS.get(protocol, protocol.replace("_", " "))
+
+
+def transfer_label(method: str, preset: str | None = None) -> str:
+    """``text/transfer_head`` -> "Text embeddings, transfer (head only)"."""
+    embedding, _, protocol = method.partition("/")
+    return f"{embedding_label(embedding, preset)}, {protocol_label(protocol)}"
+
+
+def _name_transfer_methods(folder: RunFolder) -> None:
+    """Register this run's ``<embedding>/<protocol>`` names (and the ``<embedding>-<protocol>`` of
+    its training logs) so every block and figure shows them in words."""
+    if not is_transfer(folder):
+        return
+    preset = dict_at(folder.run, "config").get("preset")
+    labels = {}
+    for method in folder.methods():
+        labels[method] = labels[method.replace("/", "-")] = transfer_label(method, preset)
+    blocks.add_method_labels(labels)
+
+
+def _site(folder: RunFolder, which: str) -> str:
+    path = dict_at(folder.run, "data").get(which)
+    name = PurePath(str(path)).name if path else ""
+    return name or ("the source site" if which == "source" else "the target site")
+
+
+def transfer_sentences(folder: RunFolder) -> list[str]:
+    """Escaped HTML: does the source site's model help at the target, reading codes as ids or as text?
+    Local against the source model tuned at the target, per embedding, then text against ids."""
+    reason = blocks.unevaluable(folder)
+    if reason is not None:
+        return [
+            f"This comparison {blocks.escape(reason)}, so no method is named better and no curve is drawn."
+        ]
+    methods = {m: s for m, s in dict_at(folder.metrics, "methods").items() if isinstance(s, Mapping)}
+    metric = next((k for k in ("auroc", "auprc") if any(k in s for s in methods.values())), None)
+    if metric is None:
+        return []
+    source, target = blocks.escape(_site(folder, "source")), blocks.escape(_site(folder, "target"))
+    level, places = blocks.confidence_level(folder), blocks.digits(metric)
+    label = blocks.escape(metric_info(metric)["label"])
+    n, positives = blocks.test_counts(folder)
+    where = f"On {blocks.count(n)} held-out patients at {target}" if n is not None else f"At {target}"
+    if positives is not None:
+        where += f" ({blocks.count(positives)} with the outcome)"
+    n_train = dict_at(folder.run, "data").get("n_train")
+    labels = (
+        f", with all {blocks.count(n_train)} of its labelled training patients" if n_train is not None else ""
+    )
+    embeddings = list(dict.fromkeys(m.split("/")[0] for m in methods))
+    protocols = [
+        p for p in ("transfer", "transfer_head", "shared") if any(m.endswith("/" + p) for m in methods)
+    ]
+    if not protocols:
+        return []
+    moved = protocols[0]
+    how = MOVED[moved].format(target=target)
+    moved_name = f"{source}'s model"
+
+    def score(method: str) -> Mapping | None:
+        estimate = methods.get(method, {}).get(metric)
+        return estimate if isinstance(estimate, Mapping) and estimate.get("value") is not None else None
+
+    def phrase(estimate: Mapping) -> str:
+        return blocks.ci_phrase(estimate, places, level)
+
+    sentences = [f"Does {source}'s model help at {target}? Scored {where[0].lower()}{where[1:]}{labels}:"]
+    best: dict[str, Mapping] = {}
+    for embedding in embeddings:
+        name = blocks.escape(embedding_label(embedding, dict_at(folder.run, "config").get("preset")).lower())
+        local, tuned = score(f"{embedding}/local"), score(f"{embedding}/{moved}")
+        if tuned is not None:
+            best[embedding] = tuned
+        if local is None or tuned is None:
+            continue
+        sentences.append(
+            f"with {name}, {target}'s own model (local) reached {label} {phrase(local)} and "
+            f"{source}'s model {how} {phrase(tuned)}; "
+            f"{_verdict(local, tuned, moved_name, 'the local one')}."
+        )
+    if len(sentences) == 1:
+        return []
+    if "ids" in best and len(best) > 1:
+        text = next(e for e in best if e != "ids")
+        sentences.append(
+            f"Reading codes as text embeddings rather than ids, {source}'s model {how} "
+            f"reached {phrase(best[text])} against "
+            f"{phrase(best['ids'])}; {_verdict(best['ids'], best[text], 'text embeddings', 'code ids')}."
+        )
+    sentences[0] = sentences[0].removesuffix(":") + "."
+    return [" ".join(s[:1].upper() + s[1:] for s in sentences)]
+
+
+def _verdict(baseline: Mapping, other: Mapping, other_name: str, baseline_name: str) -> str:
+    """'the two intervals overlap, so ...', or which is better when they do not (higher is better)."""
+    clause = blocks.overlap_clause(baseline, other)
+    if clause != "the two intervals do not overlap":
+        return clause
+    better, worse = (
+        (other_name, baseline_name) if other["value"] > baseline["value"] else (baseline_name, other_name)
+    )
+    return f"the two intervals do not overlap: {better} did better than {worse}"
 
 
 def protocols_section(folder: RunFolder, metric: str = "auroc") -> str:
@@ -91,8 +243,9 @@ def protocols_section(folder: RunFolder, metric: str = "auroc") -> str:
             reached = _labels_to_reach(points, method, fractions, metric, reference)
             note = f"<br><small>{reached}</small>" if reached else ""
             cells.append(f"<td>{blocks.format_estimate(estimate, blocks.digits(metric))}{note}</td>")
-        rows.append(blocks.row(blocks.escape(embedding), "".join(cells)))
-    head = "<th>Embedding</th>" + "".join(f"<th>{blocks.escape(p.replace('_', ' '))}</th>" for p in protocols)
+        name = embedding_label(embedding, dict_at(folder.run, "config").get("preset"))
+        rows.append(blocks.row(blocks.escape(name), "".join(cells)))
+    head = "<th>Embedding</th>" + "".join(f"<th>{blocks.escape(protocol_label(p))}</th>" for p in protocols)
     label = blocks.escape(metric_info(metric)["label"])
     caption = f"{label} at the target with all its training labels (CI)."
     if reference is not None:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from clinfm.evaluate.metrics import metric_info
+from clinfm.evaluate.metrics import BCA, FIXED_THRESHOLD, PERCENTILE_WIDENED, metric_info
 from clinfm.report import plots
 from clinfm.report.folder import RunFolder, dict_at, efficiency_points
 
@@ -33,6 +33,7 @@ DATA_LABELS = {
     "n_test": "Test patients",
     "test_positives": "Test patients with the outcome",
 }
+WIDENED_MARK = "\u2020"  # a dagger after an interval BCa could not hold: a widened percentile one
 FEW_POSITIVES = 20  # below this, bootstrap intervals on AUROC and friends are too wide to compare methods
 
 
@@ -225,7 +226,8 @@ def _result_sentences(folder: RunFolder) -> list[str]:
     if positives is not None and is_binary(folder):
         where += f" ({count(positives)} with the outcome)"
     subject = escape(method_subject(folder.primary))
-    first = f"{where}, {subject} reached {escape(label)} {_ci_phrase(primary, places, level)}."
+    first = f"{where}, {subject} reached {escape(label)} {_ci_phrase(primary, places, level)}"
+    first += f" ({escape(threshold_text(primary))})." if primary.get("threshold") is not None else "."
     rival = _best_other(methods, folder.primary, metric)
     if rival is None:
         return [first]
@@ -235,6 +237,16 @@ def _result_sentences(folder: RunFolder) -> list[str]:
         f"{_ci_phrase(estimate, places, level)}; {_overlap_clause(primary, estimate)}."
     )
     return [first, second]
+
+
+def ci_phrase(estimate: Mapping, places: int, level: str) -> str:
+    """'0.81 (95% CI 0.74 to 0.87)' (en dash), the value alone without an interval."""
+    return _ci_phrase(estimate, places, level)
+
+
+def overlap_clause(a: Mapping, b: Mapping) -> str:
+    """Plain words for whether two estimates' intervals overlap (see :func:`_overlap_clause`)."""
+    return _overlap_clause(a, b)
 
 
 def _ci_phrase(estimate: Mapping, places: int, level: str) -> str:
@@ -299,12 +311,99 @@ def _loss_trend(frame: pl.DataFrame) -> str:
 # ----------------------------------------------------------------------------- caveats
 
 
-def caveats(folder: RunFolder, *more: str) -> list[str]:
-    """What a reader must keep in mind, as plain text (the page escapes it): the automatic warnings,
-    then the system's (``more``), then the run's own notes."""
+def caveats(folder: RunFolder, *more: str, pretrained_once: bool = False) -> list[str]:
+    """What a reader must keep in mind before trusting a number, as plain text (the page escapes it):
+    the automatic warnings, then the system's (``more``), then run.json's ``caveats`` (a writer's own
+    warnings). run.json's ``notes`` say how the run was done, a log rather than a warning: they go to
+    the folded Data processing (:func:`processing`). ``pretrained_once``: the methods build on one
+    pre-training run, which the seeds caveat says too."""
+    own = folder.run.get("caveats") or []
+    own = [own] if isinstance(own, str) else own
+    found = [*_automatic_caveats(folder)]
+    seeds = seeds_caveat(folder, pretrained_once)
+    if seeds:
+        found.append(seeds)
+    found += threshold_caveats(dict_at(folder.metrics, "methods"))
+    return [*found, *more, *(str(caveat) for caveat in own)]
+
+
+def run_notes(folder: RunFolder) -> list[str]:
+    """run.json's ``notes``: how the run was done, shown in Data processing."""
     notes = folder.run.get("notes") or []
-    notes = [notes] if isinstance(notes, str) else notes
-    return [*_automatic_caveats(folder), *more, *(str(note) for note in notes)]
+    return [notes] if isinstance(notes, str) else [str(note) for note in notes]
+
+
+def run_seeds(folder: RunFolder) -> list | None:
+    """The training seeds the run names: metrics.json's, else efficiency.json's, else its config's."""
+    for source in (folder.metrics, folder.efficiency, dict_at(folder.run, "config")):
+        seeds = (source or {}).get("seeds")
+        if isinstance(seeds, list) and seeds:
+            return seeds
+    return None
+
+
+def seeds_caveat(folder: RunFolder, pretrained_once: bool = False) -> str:
+    """'The confidence intervals cover test-patient sampling only, not pre-training or training seeds
+    (3 seeds were run; pre-training once).' Only where the run has intervals and names its seeds."""
+    seeds = run_seeds(folder)
+    has_intervals = any(e.get("low") is not None for e in _estimates(folder)) or efficiency_points(
+        folder.efficiency
+    )
+    if not seeds or not has_intervals:
+        return ""
+    what = "pre-training or training seeds" if pretrained_once else "training seeds"
+    ran = f"{len(seeds)} seed{'s were' if len(seeds) != 1 else ' was'} run"
+    if pretrained_once:
+        ran += "; pre-training once"
+    spread = (
+        "how much the results move from one training run to another is not in them"
+        if len(seeds) > 1
+        else "another training run could land elsewhere"
+    )
+    return f"The confidence intervals cover test-patient sampling only, not {what} ({ran}): {spread}."
+
+
+def threshold_caveats(methods: Mapping[str, object]) -> list[str]:
+    """A thresholded metric (F1) whose threshold fell back to 0.5 instead of being tuned, per metric:
+    'F1 of gradient boosting uses 0.5 by default because the tuning set lacks a class, ...'."""
+    found = []
+    scored = {m: s for m, s in methods.items() if isinstance(s, Mapping)}
+    for key in threshold_sources(scored):
+        untuned = {}
+        for method, scores in scored.items():
+            estimate = scores.get(key)
+            if isinstance(estimate, Mapping) and estimate.get("threshold") is not None:
+                source = str(estimate.get("threshold_source") or "")
+                if not all(_is_tuned(part) for part in source.split("; ")):
+                    untuned[method] = source
+        if not untuned:
+            continue
+        label = metric_info(key)["label"]
+        whom = ", ".join(method_label(m).lower() for m in untuned)
+        reasons = "; ".join(dict.fromkeys(untuned.values()))
+        if len(untuned) == len([s for s in scored.values() if isinstance(s.get(key), Mapping)]):
+            found.append(
+                f"{label} uses a threshold that was not tuned ({reasons}); "
+                "a threshold chosen on a tuning set would usually give a higher F1."
+            )
+        else:
+            found.append(
+                f"{label} of {whom} uses the threshold 0.5 instead of one tuned like the other models' "
+                f"({reasons}), so that {label} is not directly comparable with theirs."
+            )
+    return found
+
+
+def classes_without_positives_caveat(labels: Sequence[str], what: str = "diagnoses") -> str:
+    """For multi-label tasks: 'No test patient has 2 of the diagnoses (asthma, copd): their AUROC and
+    F1 are undefined and left out of any average.' ("" when every class has positives)."""
+    if not labels:
+        return ""
+    names = ", ".join(str(label) for label in labels)
+    return (
+        f"No test patient has {len(labels)} of the {what} ({names}): their AUROC and F1 cannot be computed "
+        "and are left out of any average over them."
+    )
 
 
 def _automatic_caveats(folder: RunFolder) -> list[str]:
@@ -357,7 +456,8 @@ def methods_section(
 
 
 def metrics_section(folder: RunFolder, styles: Mapping[str, plots.Style]) -> str:
-    """metrics.json's methods by metrics, each cell an estimate with its interval, the best in bold."""
+    """metrics.json's methods by metrics, each cell an estimate with its interval, the best in bold;
+    under it, each thresholded metric's thresholds (F1 at which cut, chosen how)."""
     methods = {m: s for m, s in dict_at(folder.metrics, "methods").items() if isinstance(s, Mapping)}
     if not methods:
         return ""
@@ -365,22 +465,58 @@ def metrics_section(folder: RunFolder, styles: Mapping[str, plots.Style]) -> str
     comparable = unevaluable(folder) is None
     best = {key: _best_methods(methods, key) if comparable else set() for key in keys}
     rows = []
-    for method in (m for m in styles if m in methods):
+    shown = [m for m in styles if m in methods]
+    for method in shown:
         cells = "".join(_metric_cell(methods[method].get(key), key, method in best[key]) for key in keys)
         rows.append(row(f"{swatch(styles[method])}{escape(method_label(method))}", cells))
     head = "<th>Method</th>" + "".join(_metric_header(key) for key in keys)
+    ordered = {m: methods[m] for m in shown}
     results = table(rows, head, _metrics_caption(folder))
-    return section("results", "Test-set results", results + "\n" + metric_legend(keys))
+    legend = metric_legend(keys, threshold_sources(ordered))
+    return section("results", "Test-set results", join(results, thresholds_note(ordered), legend))
 
 
 def _metrics_caption(folder: RunFolder) -> str:
     n, _ = test_counts(folder)
-    resamples = (folder.metrics or {}).get("n_bootstrap")
-    how = f"bootstrap over {count(resamples)} resamples of test patients" if resamples else "bootstrap"
     patients = f" on {count(n)} test patients" if n is not None else ""
     reason = unevaluable(folder)
     best = f"Not compared: {escape(reason)}." if reason else "Best value per column in bold."
-    return f"Each cell: estimate{patients} ({confidence_level(folder)} confidence interval, {how}). {best}"
+    return (
+        f"Each cell: estimate{patients} ({confidence_level(folder)} confidence interval, "
+        f"{interval_method(folder)}). {best}"
+    )
+
+
+def _estimates(folder: RunFolder) -> list[Mapping]:
+    """Every estimate of metrics.json (methods by metrics)."""
+    return [
+        estimate
+        for scores in dict_at(folder.metrics, "methods").values()
+        if isinstance(scores, Mapping)
+        for estimate in scores.values()
+        if isinstance(estimate, Mapping)
+    ]
+
+
+def interval_method(folder: RunFolder) -> str:
+    """How the intervals were made, in words: 'BCa bootstrap over test patients, 1,000 resamples;
+    2 intervals are percentile intervals widened to reach their estimate (marked †)'."""
+    resamples = (folder.metrics or {}).get("n_bootstrap")
+    estimates = _estimates(folder)
+    methods = {e.get("interval") for e in estimates if e.get("low") is not None}
+    bca = methods & {BCA, PERCENTILE_WIDENED}
+    how = "BCa bootstrap over test patients" if bca else "bootstrap over test patients"
+    if resamples:
+        how += f", {count(resamples)} resamples"
+    widened = sum(1 for e in estimates if e.get("interval") == PERCENTILE_WIDENED)
+    if widened:
+        what = "interval is a percentile interval" if widened == 1 else "intervals are percentile intervals"
+        whose = "its" if widened == 1 else "their"
+        how += (
+            f"; {widened} {what} widened to reach {whose} estimate, where BCa could not hold it "
+            f"(marked {WIDENED_MARK})"
+        )
+    return how
 
 
 def _best_methods(methods: Mapping[str, Mapping], key: str) -> set[str]:
@@ -404,17 +540,120 @@ def _metric_header(key: str) -> str:
 
 
 def _metric_cell(estimate: object, key: str, bold: bool) -> str:
-    text = escape(format_estimate(estimate if isinstance(estimate, Mapping) else None, digits(key)))
-    return f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>"
+    estimate = estimate if isinstance(estimate, Mapping) else None
+    text = escape(format_estimate(estimate, digits(key)))
+    if estimate is not None and estimate.get("interval") == PERCENTILE_WIDENED:
+        text += WIDENED_MARK
+    title = ""
+    if estimate is not None and estimate.get("threshold") is not None and estimate.get("value") is not None:
+        title = f' title="{escape(threshold_text(estimate))}"'
+    return f"<td{title}><strong>{text}</strong></td>" if bold else f"<td{title}>{text}</td>"
 
 
-def metric_legend(keys: Sequence[str]) -> str:
-    """The metrics' meanings in print too, where hovering is not an option."""
+# ----------------------------------------------------------------------------- thresholds
+
+
+def threshold_text(estimate: Mapping) -> str:
+    """Plain text: 'threshold 0.31 (tuning set, max F1)', 'threshold 0.31, the mean of 3 seeds' own
+    (0.29 to 0.33; tuning set, max F1)'; "" without a threshold."""
+    threshold = estimate.get("threshold")
+    if threshold is None:
+        return ""
+    source = estimate.get("threshold_source") or "source not stated"
+    several = [float(t) for t in estimate.get("thresholds") or []]
+    if len(several) > 1:
+        spread = f"{min(several):.2f} to {max(several):.2f}"
+        return f"threshold {threshold:.2f}, the mean of {len(several)} seeds' own ({spread}; {source})"
+    return f"threshold {threshold:.2f} ({source})"
+
+
+def threshold_sources(methods: Mapping[str, Mapping]) -> dict[str, list[str]]:
+    """Each thresholded metric's distinct threshold sources, split per seed ('a; b' is two)."""
+    found: dict[str, list[str]] = {}
+    for scores in methods.values():
+        for key, estimate in scores.items():
+            if isinstance(estimate, Mapping) and estimate.get("threshold") is not None:
+                parts = str(estimate.get("threshold_source") or "").split("; ")
+                found.setdefault(key, [])
+                found[key] += [part for part in parts if part and part not in found[key]]
+    return found
+
+
+def _is_tuned(source: str) -> bool:
+    return "max F1" in source
+
+
+def thresholds_note(methods: Mapping[str, Mapping]) -> str:
+    """HTML under the metric table: each model's threshold for each thresholded metric, grouped by how
+    it was chosen ('F1 flags a patient at or above each model's own threshold. Chosen on the tuning set
+    (max F1): pre-trained transformer 0.31, ... Default 0.5 because the tuning set lacks a class: ...')."""
+    paragraphs = []
+    for key in threshold_sources(methods):
+        groups: dict[str, list[str]] = {}
+        for method, scores in methods.items():
+            estimate = scores.get(key)
+            if not isinstance(estimate, Mapping) or estimate.get("threshold") is None:
+                continue
+            source = str(estimate.get("threshold_source") or "source not stated")
+            value = f"{float(estimate['threshold']):.2f}"
+            several = [float(t) for t in estimate.get("thresholds") or []]
+            if len(several) > 1:
+                value += f" (mean of {len(several)} seeds, {min(several):.2f}{EN_DASH}{max(several):.2f})"
+            groups.setdefault(source, []).append(f"{method_label(method).lower()} {value}")
+        label = escape(metric_info(key)["label"])
+        parts = [
+            f"{escape(_source_phrase(source))}: {escape(', '.join(entries))}"
+            for source, entries in groups.items()
+        ]
+        paragraphs.append(
+            f'<p class="thresholds"><strong>{label} thresholds.</strong> {label} flags a patient whose '
+            f"predicted risk is at or above each model's own threshold. " + "; ".join(parts) + ".</p>"
+        )
+    return join(*paragraphs)
+
+
+def _source_phrase(source: str) -> str:
+    """A threshold source as the start of a clause: 'Chosen on the tuning set (max F1)'."""
+    if "; " in source:
+        return "Chosen differently per seed (" + source + ")"
+    if _is_tuned(source):
+        where = source.removesuffix(", max F1").strip()
+        return f"Chosen on the {where} (max F1)" if where else "Chosen to maximise F1"
+    if source.startswith("default 0.5"):
+        why = source.partition(":")[2].strip()
+        return f"0.5 by default because {why}" if why else "0.5 by default"
+    if source == FIXED_THRESHOLD:
+        return "Fixed at 0.5, not tuned"
+    return source[:1].upper() + source[1:]
+
+
+def _threshold_legend(sources: Sequence[str]) -> str:
+    """The legend's sentence on how a thresholded metric's threshold was chosen."""
+    tuned = [s for s in sources if _is_tuned(s)]
+    fallback = [s for s in sources if not _is_tuned(s)]
+    text = ""
+    if tuned:
+        wheres = list(dict.fromkeys(s.removesuffix(", max F1") for s in tuned))
+        where = " or ".join(wheres)
+        text = f" The threshold is chosen on the {where} (max F1), not 0.5."
+    if fallback and tuned:
+        text += " Where that was not possible, 0.5 is used instead; the note under the table says where."
+    elif fallback:
+        text = " The threshold is 0.5, not tuned; the note under the table says why."
+    return text
+
+
+def metric_legend(keys: Sequence[str], thresholds: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The metrics' meanings in print too, where hovering is not an option; ``thresholds`` (a metric's
+    threshold sources, from :func:`threshold_sources`) adds how its threshold was chosen."""
     items = []
     for key in keys:
         info = metric_info(key)
         direction = {True: " Higher is better.", False: " Lower is better."}.get(info["higher_is_better"], "")
-        items.append(f"<dt>{escape(info['label'])}</dt><dd>{escape(info['description'])}{direction}</dd>")
+        chosen = _threshold_legend((thresholds or {}).get(key, []))
+        items.append(
+            f"<dt>{escape(info['label'])}</dt><dd>{escape(info['description'])}{direction}{escape(chosen)}</dd>"
+        )
     return '<dl class="legend">\n' + "\n".join(items) + "\n</dl>"
 
 
@@ -614,8 +853,11 @@ def training_section(folder: RunFolder) -> str:
 
 def processing(folder: RunFolder) -> str:
     """What went in and how, for whoever checks or reproduces the run: the task and its counts, the
-    optional files that could not be read, the resolved configuration. The page folds it away."""
-    return join(_task_section(folder), _problems_section(folder), _config_section(folder))
+    run's own notes (run.json ``notes``), the optional files that could not be read, the resolved
+    configuration. The page folds it away."""
+    return join(
+        _task_section(folder), _notes_section(folder), _problems_section(folder), _config_section(folder)
+    )
 
 
 def _task_section(folder: RunFolder) -> str:
@@ -641,6 +883,14 @@ def _task_section(folder: RunFolder) -> str:
         return ""
     facts = table([row(name, f"<td>{value}</td>") for name, value in rows], css_class="facts")
     return section("task", "Task and cohort", facts, level=3)
+
+
+def _notes_section(folder: RunFolder) -> str:
+    notes = run_notes(folder)
+    if not notes:
+        return ""
+    items = "\n".join(f"<li>{escape(note)}</li>" for note in notes)
+    return section("notes", "How this run was done", f"<ul>\n{items}\n</ul>", level=3)
 
 
 def _problems_section(folder: RunFolder) -> str:
