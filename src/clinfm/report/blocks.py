@@ -167,9 +167,8 @@ def too_few_to_compare(positives: int | None, n: int | None, minimum: int) -> st
     if positives is None or n is None:
         return None
     if positives < minimum:
-        return (
-            f"cannot be evaluated: {count(positives)} positives in the test set (at least {minimum} needed)"
-        )
+        noun = "positive" if positives == 1 else "positives"
+        return f"cannot be evaluated: {count(positives)} {noun} in the test set (at least {minimum} needed)"
     if n - positives < minimum:
         negatives = count(n - positives)
         return (
