@@ -139,7 +139,7 @@ def _at_size(points: Mapping[str, Mapping], size, metric: str, level: str) -> st
     best, theirs = max(others, key=lambda item: item[1]["value"])
     rival = blocks.escape(blocks.method_label(best))
     where = f"with {blocks.count(int(size))} training patients"
-    values = f"PCLR {_ci(ours, level)} against {rival} {_ci(theirs, level)}"
+    values = f"PCLR {_ci(ours, level)} against the best other, {rival}, {_ci(theirs, level)}"
     difference = ours["value"] - theirs["value"]
     delta = f", \u0394R\u00b2 = {difference:+.3f}" if metric == "r2" else ""
     return f"{where}, {values}{delta}: {_verdict(ours, theirs, rival)}"

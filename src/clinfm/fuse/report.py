@@ -153,7 +153,7 @@ def _against(found: Mapping[str, Mapping], names, lead: str, key: str, label: st
         theirs = scores.get(key)
         if other == lead or not _valued(theirs):
             continue
-        shown = f"{blocks.escape(names[other])} ({_ci(theirs, '')})"
+        shown = f"{blocks.escape(names[other])} at {_ci(theirs, '')}"
         overlapping = overlap(ours, theirs)
         if overlapping is None or overlapping:
             tied.append(shown)
