@@ -309,3 +309,18 @@ def test_ner_caveats_and_processing(ner_page):
     assert "not training seeds" in caveats
     assert "SamBD for TransformerCRF + SamBD: 800 of 1,200 training sentences kept" in processing
     assert "Test entities per type: Drug 300, Dose 0." in processing and "SamBD for" not in caveats
+
+
+def test_ecg_probe_points_record_test_patients_with_the_label():
+    """Where the report finds a binary label's test positives (counted per patient, not per ECG)."""
+    import numpy as np
+
+    from clinfm.ecg.probes import probe_curve
+
+    rng = np.random.default_rng(0)
+    ids = np.repeat(np.arange(60), 2).astype(str)
+    y = np.repeat(np.arange(60) % 3 == 0, 2).astype(float)
+    x = rng.normal(size=(120, 4)) + y[:, None]
+    points = probe_curve(x, y, ids, sizes=(10,), seeds=(0,), test_share=0.5, n_bootstrap=20)
+    assert points[0]["test_patients"] == 30 and points[0]["test_positives"] == 10
+    assert "test_positives" not in probe_curve(x, x[:, 0], ids, task="regression", sizes=(10,), seeds=(0,))[0]
