@@ -130,7 +130,15 @@ def test_compare_trains_each_model_with_and_without_sambd(corpus, tmp_path):
     ]
     assert rows[1]["train_sentences"] < rows[0]["train_sentences"]  # SamBD removed all-O sentences
     assert (out / "table.md").read_text().count("\n") == 2 + 4
-    assert "transformer-crf+sambd" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "TransformerCRF + SamBD" in page and "transformer-crf+sambd" not in page  # display names
+    assert "| TransformerCRF + SamBD |" in (out / "table.md").read_text()
+    processing = page[page.index('<details id="processing"') :]
+    sentences_read = rows[0]["train_sentences"]
+    assert (
+        f"SamBD for TransformerCRF + SamBD: {rows[1]['train_sentences']:,} of {sentences_read:,}"
+        in processing
+    )
 
 
 def _write(folder: Path, name: str, text: bytes, ann: bytes | None) -> None:

@@ -448,7 +448,7 @@ def _fuse_run(run: Path) -> None:
     ("make", "module", "heading", "shown"),
     [
         (_ecg_run, "clinfm.ecg.report", "Representations probed", "PCLR"),  # ECG's own method label
-        (_ner_run, "clinfm.ner.report", "Taggers compared", "crf+sambd"),
+        (_ner_run, "clinfm.ner.report", "Taggers compared", "CRF + SamBD"),  # display name, not the id
         (_fuse_run, "clinfm.fuse.report", "Lab + note fusion", "copd &lt;b&gt;"),
         (make_full_run, "clinfm.claims.report", "Label efficiency", "Gradient boosting"),
     ],

@@ -230,8 +230,9 @@ def _point(y, ids, splits, size, everyone, binary, seeds, n_bootstrap, seed, fit
     """Seed-averaged test predictions at one size and their metric with a patient-bootstrap CI."""
     name = "auroc" if binary else "r2"
     test_rows = np.concatenate([split.test_rows for split in splits])
+    counts = _test_counts(y[test_rows], ids[test_rows], binary)
     if binary and len(np.unique(y[test_rows])) < 2:
-        return _skipped(name, seeds, "the test patients' ECGs hold one class only")
+        return _skipped(name, seeds, "the test patients' ECGs hold one class only") | counts
     predictions, n_ecgs = [], []
     for s in seeds:
         pooled = []
@@ -259,7 +260,16 @@ def _point(y, ids, splits, size, everyone, binary, seeds, n_bootstrap, seed, fit
         groups=ids[test_rows],
     )
     n_train_ecgs = n_ecgs[0] if len(set(n_ecgs)) == 1 else float(np.mean(n_ecgs))
-    return {"n_train_ecgs": n_train_ecgs, "metric": name, **estimate.to_dict(), "seeds": len(seeds)}
+    return {"n_train_ecgs": n_train_ecgs, "metric": name, **estimate.to_dict(), "seeds": len(seeds), **counts}
+
+
+def _test_counts(y: np.ndarray, ids: np.ndarray, binary: bool) -> dict:
+    """Test patients, and for a binary label those with a positive ECG (the report needs enough of
+    both before it compares methods)."""
+    counts = {"test_patients": len(np.unique(ids))}
+    if binary:
+        counts["test_positives"] = len(np.unique(ids[np.asarray(y) > 0]))
+    return counts
 
 
 def _skipped(metric: str, seeds, reason: str) -> dict:

@@ -1,5 +1,6 @@
 """What the ECG comparisons report: the methods' names, PCLR's mean relative gain (the paper's
-"+51%" form) and the Markdown table of probe points. Light (no torch): the HTML report reads it."""
+"+51%" form, AUROC only; R^2 as differences) and the Markdown table of probe points. Light (no
+torch): the HTML report reads it."""
 
 from __future__ import annotations
 
@@ -21,22 +22,40 @@ METHOD_LABELS = {  # also the report's names for these methods
 
 
 def relative_gains(curves: list[dict], reference: str = "pclr") -> dict:
-    """PCLR's mean relative gain over each other method across labels and sizes (the paper's "+51%"
-    statistic, whose exact metric the paper does not state: here (PCLR - other) / |other| of AUROC or
-    R^2, over the points both have), with the number of points averaged."""
-    by = {(c["method"], c["label"]): {p["n_train_patients"]: p["value"] for p in c["points"]} for c in curves}
+    """PCLR against each other method across labels and sizes, over the points both have.
+
+    ``mean_difference``: per metric, the mean of PCLR minus the other (AUROC, or R^2 as a plain
+    difference, ΔR^2). ``mean_relative_gain``: the paper's "+51%" statistic (whose exact metric the
+    paper does not state), (PCLR - other) / |other| of AUROC only: a ratio of R^2 values near or below
+    zero means nothing, so R^2 never becomes a percentage; None without AUROC points. ``points``
+    counts every point compared.
+    """
+    by = {
+        (c["method"], c["label"]): {
+            p["n_train_patients"]: p for p in c["points"] if p.get("value") is not None
+        }
+        for c in curves
+    }
     gains = {}
     for method in sorted({m for m, _ in by if m != reference}):
-        ratios = []
+        ratios, differences = [], {}
         for (m, label), points in by.items():
             if m != method or (reference, label) not in by:
                 continue
-            for size, value in points.items():
+            for size, point in points.items():
                 mine = by[(reference, label)].get(size)
-                if value is not None and mine is not None and value != 0:
-                    ratios.append((mine - value) / abs(value))
-        if ratios:
-            gains[method] = {"mean_relative_gain": float(np.mean(ratios)), "points": len(ratios)}
+                if mine is None:
+                    continue
+                metric = point.get("metric") or mine.get("metric") or "auroc"
+                differences.setdefault(metric, []).append(mine["value"] - point["value"])
+                if metric == "auroc" and point["value"] != 0:
+                    ratios.append((mine["value"] - point["value"]) / abs(point["value"]))
+        if differences:
+            gains[method] = {
+                "mean_relative_gain": float(np.mean(ratios)) if ratios else None,
+                "mean_difference": {k: float(np.mean(v)) for k, v in differences.items()},
+                "points": sum(len(v) for v in differences.values()),
+            }
     return gains
 
 

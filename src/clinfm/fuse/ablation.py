@@ -37,6 +37,7 @@ from clinfm.fuse.recipes import (
     scores_of,
     train_fusion,
 )
+from clinfm.fuse.report import VARIANT_LABELS
 from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.engine import TrainConfig, is_global_zero
 from clinfm.train.runs import copy_logs, work_dir, write_run
@@ -51,15 +52,15 @@ class Ablation:
     pretrained_labs: bool = True
 
 
-ABLATIONS = {
-    "labs": Ablation("Labs only", "labs"),
-    "notes": Ablation("Notes only", "notes"),
-    "concat": Ablation("Concatenation fusion", "concat"),
-    "no_mi": Ablation("Disentangled, no MI loss", "disentangled", mi=False),
-    "no_mltm": Ablation("No masked lab pre-training", "disentangled", pretrained_labs=False),
-    "full": Ablation("MEDFuse (full)", "disentangled"),
+ABLATIONS = {  # labels: the report's display names, so table.md and report.html agree
+    "labs": Ablation(VARIANT_LABELS["labs"], "labs"),
+    "notes": Ablation(VARIANT_LABELS["notes"], "notes"),
+    "concat": Ablation(VARIANT_LABELS["concat"], "concat"),
+    "no_mi": Ablation(VARIANT_LABELS["no_mi"], "disentangled", mi=False),
+    "no_mltm": Ablation(VARIANT_LABELS["no_mltm"], "disentangled", pretrained_labs=False),
+    "full": Ablation(VARIANT_LABELS["full"], "disentangled"),
     # Not in the default six: the lab branch alone without its pre-training (data without notes).
-    "labs_scratch": Ablation("Labs only, no pre-training", "labs", pretrained_labs=False),
+    "labs_scratch": Ablation(VARIANT_LABELS["labs_scratch"], "labs", pretrained_labs=False),
 }
 DEFAULT_VARIANTS = ("labs", "notes", "concat", "no_mi", "no_mltm", "full")
 

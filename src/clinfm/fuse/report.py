@@ -1,9 +1,16 @@
-"""MEDFuse's part of the run report: multi-label scores per model (F1 at the tuned thresholds, macro
-AUROC) and each disease's AUROC, for ablations and for single train/evaluate runs."""
+"""MEDFuse's part of the run report: MEDFuse (full) against its ablations on macro AUROC and micro
+F1 (at the thresholds tuned on the tuning split), with intervals, then each disease's AUROC.
+
+A winner is named only where the intervals do not overlap. A disease with too few held-out patients
+with (or without) it cannot be evaluated: its row says so and no variant is named better on it. The
+cohort's processing log (samples without notes or labs, notes embedded in chunks) goes to the folded
+data-processing details, not the caveats.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 
 from clinfm.report import blocks
 from clinfm.report.folder import RunFolder, dict_at, dig
@@ -19,15 +26,201 @@ KIND_INTROS = {
     "fuse-pretrain-labs": "This run pre-trains a lab-test encoder by masked lab-test modelling; it has no "
     "prediction task of its own, so there are no test metrics.",
 }
+#: Ablation variant id -> the name every page and table.md shows (never the id).
+VARIANT_LABELS = {
+    "full": "MEDFuse (full)",
+    "no_mltm": "No masked lab pre-training",
+    "no_mi": "No MI penalty",
+    "concat": "Plain concatenation",
+    "labs": "Labs only",
+    "notes": "Notes only",
+    "labs_scratch": "Labs only, no pre-training",
+}
+FULL = "full"
 OVERALL = (("f1_micro", "Micro F1"), ("f1_macro", "Macro F1"), ("auroc_macro", "Macro AUROC"))
+HEADLINE_METRICS = (("auroc_macro", "macro AUROC"), ("f1_micro", "micro F1"))
+blocks.add_method_labels(VARIANT_LABELS)
+
+
+def variant_label(variant: str) -> str:
+    """A variant's display name: ours for a known id, else readable words."""
+    return blocks.method_label(variant)
+
+
+# ----------------------------------------------------------------------------- reading the scores
+
+
+def models(metrics: Mapping | None) -> dict[str, Mapping]:
+    """id -> held-out scores: every ablation variant, or the one model of a train/evaluate run."""
+    variants = dig(metrics, ("variants",))
+    if isinstance(variants, Mapping):
+        return {k: v.get("held_out") or {} for k, v in variants.items() if isinstance(v, Mapping)}
+    scores = {k: v for k, v in (metrics or {}).items() if k != "data" and isinstance(v, Mapping)}
+    return {split: v for split, v in scores.items() if "f1_micro" in v}
+
+
+def _names(folder: RunFolder) -> dict[str, str]:
+    """id -> display name: a known variant's name, a stored label for an unknown one, a split's words."""
+    variants = dig(folder.metrics, ("variants",))
+    names = {}
+    for key in models(folder.metrics):
+        if isinstance(variants, Mapping):
+            stored = dig(variants, (key, "label"))
+            names[key] = VARIANT_LABELS.get(key) or (
+                stored if isinstance(stored, str) else variant_label(key)
+            )
+        else:
+            names[key] = f"Model ({key})"
+    return names
+
+
+def disease_reason(folder: RunFolder, scores: Mapping, disease: str) -> str | None:
+    """Why a disease cannot be evaluated on the held-out samples (too few with or without it)."""
+    positives = dig(scores, ("diseases", disease, "positives"))
+    samples = scores.get("samples")
+    if not isinstance(positives, int) or not isinstance(samples, int):
+        return None
+    return blocks.too_few_to_compare(positives, samples, folder.min_class_patients)
+
+
+def unevaluable_diseases(folder: RunFolder) -> dict[str, str]:
+    found = models(folder.metrics)
+    if not found:
+        return {}
+    first = next(iter(found.values()))
+    return {d: r for d in dict_at(first, "diseases") if (r := disease_reason(folder, first, d))}
+
+
+def overlap(a: Mapping, b: Mapping) -> bool | None:
+    bounds = (a.get("low"), a.get("high"), b.get("low"), b.get("high"))
+    if any(x is None for x in bounds):
+        return None
+    return a["low"] <= b["high"] and b["low"] <= a["high"]
+
+
+def _valued(estimate: object) -> bool:
+    return isinstance(estimate, Mapping) and estimate.get("value") is not None
+
+
+# ----------------------------------------------------------------------------- headline
 
 
 def headline(folder: RunFolder) -> str:
-    return blocks.headline(folder, KIND_INTROS.get(folder.kind, ""))
+    return blocks.headline(folder, KIND_INTROS.get(folder.kind, ""), answer(folder))
+
+
+def answer(folder: RunFolder) -> str:
+    """MEDFuse (full) against each ablation on macro AUROC and micro F1, with intervals; a train or
+    evaluate run's one model, with its intervals."""
+    found = models(folder.metrics)
+    if not found:
+        return ""
+    names, level = _names(folder), blocks.confidence_level(folder)
+    lead = FULL if FULL in found else next(iter(found))
+    scores = found[lead]
+    samples = scores.get("samples")
+    where = (
+        f"On {blocks.count(samples)} held-out samples" if isinstance(samples, int) else "On held-out samples"
+    )
+    reached = " and ".join(
+        f"{label} {_ci(scores[key], level)}" for key, label in HEADLINE_METRICS if _valued(scores.get(key))
+    )
+    if not reached:
+        return ""
+    sentences = [f"{where}, {blocks.escape(names[lead])} reached {reached}."]
+    for key, label in HEADLINE_METRICS if len(found) > 1 else ():
+        sentence = _against(found, names, lead, key, label)
+        if sentence:
+            sentences.append(sentence)
+    skipped = unevaluable_diseases(folder)
+    if skipped:
+        listed = "; ".join(f"{blocks.escape(d)} {blocks.escape(r)}" for d, r in skipped.items())
+        sentences.append(f"Per disease, {listed}: no variant is named better on {_them(len(skipped))}.")
+    return " ".join(sentences)
+
+
+def _them(n: int) -> str:
+    return "it" if n == 1 else "them"
+
+
+def _against(found: Mapping[str, Mapping], names, lead: str, key: str, label: str) -> str:
+    """'On macro AUROC, MEDFuse (full) beats Labs only (0.70, 95% CI ...); its interval overlaps ...'."""
+    ours = found[lead].get(key)
+    if not _valued(ours):
+        return ""
+    better, worse, tied = [], [], []
+    for other, scores in found.items():
+        theirs = scores.get(key)
+        if other == lead or not _valued(theirs):
+            continue
+        shown = f"{blocks.escape(names[other])} at {_ci(theirs, '')}"
+        overlapping = overlap(ours, theirs)
+        if overlapping is None or overlapping:
+            tied.append(shown)
+        elif ours["value"] > theirs["value"]:
+            better.append(shown)
+        else:
+            worse.append(shown)
+    who = blocks.escape(names[lead])
+    parts = []
+    if better:
+        parts.append(f"{who} is better than {_listing(better)} (the intervals do not overlap)")
+    if worse:
+        parts.append(f"{_listing(worse)} {'is' if len(worse) == 1 else 'are'} better than {who}")
+    if tied:
+        those = "that variant is" if len(tied) == 1 else "those are"
+        parts.append(f"its interval overlaps {_listing(tied)}, so {those} not named better or worse")
+    return f"On {label}, " + "; ".join(parts) + "." if parts else ""
+
+
+def _listing(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _ci(estimate: Mapping, level: str) -> str:
+    value = blocks.number(estimate["value"], 3)
+    if estimate.get("low") is None or estimate.get("high") is None:
+        return value
+    prefix = f"{level} CI " if level else ""
+    return f"{value} ({prefix}{blocks.value_range(estimate['low'], estimate['high'], 3)})"
+
+
+# ----------------------------------------------------------------------------- caveats
 
 
 def caveats(folder: RunFolder) -> list[str]:
-    return blocks.caveats(folder)
+    """Test size, diseases that cannot be evaluated, what the intervals cover; the processing log
+    (run.json's notes) goes to the data-processing details instead."""
+    found = []
+    scores = models(folder.metrics)
+    first = next(iter(scores.values()), {})
+    samples = first.get("samples")
+    if isinstance(samples, int) and samples < 200:
+        found.append(f"Only {samples} held-out samples: intervals are wide.")
+    skipped = unevaluable_diseases(folder)
+    without = [d for d in dict_at(first, "diseases") if dig(first, ("diseases", d, "positives")) == 0]
+    if without:
+        found.append(
+            f"No held-out sample has {', '.join(without)}: no AUROC or F1 is computed for "
+            f"{_them(len(without))}, and macro scores average the other diseases."
+        )
+    rest = [d for d in skipped if d not in without]
+    if rest:
+        found.append(
+            f"{', '.join(rest)}: too few held-out samples with or without {_them(len(rest))} "
+            f"(at least {folder.min_class_patients} each) to compare variants; macro AUROC still counts "
+            f"{_them(len(rest))}."
+        )
+    if scores:
+        found.append(
+            "Confidence intervals cover the sampling of held-out patients, not pre-training or training "
+            "seeds (each variant was trained once, with one seed)."
+        )
+    quiet = dataclasses.replace(folder, run={**folder.run, "notes": []})
+    return blocks.caveats(quiet, *found)
+
+
+# ----------------------------------------------------------------------------- sections
 
 
 def section(folder: RunFolder) -> str:
@@ -36,34 +229,24 @@ def section(folder: RunFolder) -> str:
 
 def fusion_section(folder: RunFolder) -> str:
     """Multi-label scores per model (F1 at tuned thresholds, AUROC) and each disease's AUROC."""
-    models = _models(folder.metrics)
-    if not models:
+    found = models(folder.metrics)
+    if not found:
         return ""
-    tables = blocks.join(_overall_table(models), _disease_table(models))
+    names = _names(folder)
+    tables = blocks.join(_overall_table(found, names), _disease_table(folder, found, names))
     return blocks.section("fusion", "Lab + note fusion", tables)
 
 
-def _models(metrics: Mapping | None) -> dict[str, Mapping]:
-    """label -> held-out scores: every ablation variant, or the one model of a train/evaluate run."""
-    variants = dig(metrics, ("variants",))
-    if isinstance(variants, Mapping):
-        return {
-            v.get("label", k): v.get("held_out", {}) for k, v in variants.items() if isinstance(v, Mapping)
-        }
-    scores = {k: v for k, v in (metrics or {}).items() if k != "data" and isinstance(v, Mapping)}
-    return {f"Model ({split})": v for split, v in scores.items() if "f1_micro" in v}
-
-
-def _overall_table(models: Mapping[str, Mapping]) -> str:
+def _overall_table(found: Mapping[str, Mapping], names: Mapping[str, str]) -> str:
     rows = [
         blocks.row(
-            blocks.escape(label),
-            "".join(f"<td>{blocks.format_estimate(scores.get(key), 3)}</td>" for key, _ in OVERALL),
+            blocks.escape(names[key]),
+            "".join(f"<td>{blocks.format_estimate(scores.get(k), 3)}</td>" for k, _ in OVERALL),
         )
-        for label, scores in models.items()
+        for key, scores in found.items()
     ]
     head = "<th>Model</th>" + "".join(f"<th>{name}</th>" for _, name in OVERALL)
-    samples = next(iter(models.values())).get("samples")
+    samples = next(iter(found.values())).get("samples")
     caption = (
         f"Scores on {blocks.count(samples)} samples not used for training; F1 at each disease's threshold "
         "chosen on the tuning split; brackets are bootstrap 95% intervals resampling patients."
@@ -71,15 +254,52 @@ def _overall_table(models: Mapping[str, Mapping]) -> str:
     return blocks.table(rows, head, blocks.escape(caption))
 
 
-def _disease_table(models: Mapping[str, Mapping]) -> str:
-    first = next(iter(models.values()))
+def _disease_table(folder: RunFolder, found: Mapping[str, Mapping], names: Mapping[str, str]) -> str:
+    first = next(iter(found.values()))
     rows = []
     for disease in dict_at(first, "diseases"):
         positives = dig(first, ("diseases", disease, "positives"))
-        cells = "".join(
-            f"<td>{blocks.format_estimate(dig(scores, ('diseases', disease, 'auroc')), 3)}</td>"
-            for scores in models.values()
-        )
+        reason = disease_reason(folder, first, disease)
+        if reason:
+            cells = f"<td colspan='{len(found)}'>{blocks.escape(reason)}</td>"
+        else:
+            cells = "".join(
+                f"<td>{blocks.format_estimate(dig(scores, ('diseases', disease, 'auroc')), 3)}</td>"
+                for scores in found.values()
+            )
         rows.append(blocks.row(blocks.escape(disease), f"<td>{blocks.count(positives)}</td>{cells}"))
-    head = "<th>Disease</th><th>Positives</th>" + "".join(f"<th>{blocks.escape(m)}</th>" for m in models)
+    head = "<th>Disease</th><th>Positives</th>" + "".join(
+        f"<th>{blocks.escape(names[key])}</th>" for key in found
+    )
     return blocks.table(rows, head, "AUROC per disease.")
+
+
+# ----------------------------------------------------------------------------- processing
+
+
+def processing(folder: RunFolder) -> str:
+    """The cohort's processing log (run.json's notes: samples without notes or labs, notes embedded in
+    chunks or cut) and its counts."""
+    notes = folder.run.get("notes") or []
+    notes = [notes] if isinstance(notes, str) else notes
+    data = dict_at(folder.metrics, "data")
+    facts = []
+    for key in (
+        "samples_without_labs",
+        "samples_without_notes",
+        "notes_chunked",
+        "chunks",
+        "chunks_beyond_max",
+    ):
+        if isinstance(data.get(key), int):
+            facts.append(
+                f"<li>{blocks.escape(key.replace('_', ' ').capitalize())}: {blocks.count(data[key])}</li>"
+            )
+    samples = dict_at(data, "samples")
+    if samples:
+        split = ", ".join(f"{blocks.escape(k)} {blocks.count(v)}" for k, v in samples.items())
+        facts.append(f"<li>Samples per split: {split}</li>")
+    items = [f"<li>{blocks.escape(note)}</li>" for note in notes] + facts
+    if not items:
+        return ""
+    return blocks.section("fusion-log", "Processing log", "<ul>\n" + "\n".join(items) + "\n</ul>", level=3)

@@ -679,13 +679,15 @@ def comparison_table(rows: Sequence[dict]) -> str:
         "BIO-strict macro F1 (95% CI) | BIO-strict weighted F1 | token macro F1 (95% CI) | "
         "entity strict micro F1 (95% CI) | entity strict macro F1 | partial micro F1 (95% CI) |"
     )
+    from clinfm.ner.report import tagger_name  # display names, as on the HTML page
+
     lines = [header, "|" + "---|" * 12]
     for row in rows:
         s, ci = row["scores"], row["scores"]["intervals"]
         bio = s["paper"]["bio_strict"]
         unit = "" if s["paper_unit"] == "subword" else " (words)"
         lines.append(
-            f"| {row['label']} | {row['parameters']:,} | {row['train_sentences']:,} "
+            f"| {tagger_name(row['label'])} | {row['parameters']:,} | {row['train_sentences']:,} "
             f"| {row['train_seconds']:.0f} | {s['sentences_per_second']:,.0f} "
             f"| {bio['macro']['precision']:.3f} / {bio['macro']['recall']:.3f}{unit} "
             f"| {estimate_text(ci['bio_strict_macro_f1'])} | {bio['weighted']['f1']:.3f} "

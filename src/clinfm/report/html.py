@@ -63,7 +63,7 @@ def render(folder: RunFolder) -> str:
         headline=Markup(system.headline(folder)),
         caveats=system.caveats(folder),
         sections=Markup(system.section(folder)),
-        processing=Markup(blocks.processing(folder)),
+        processing=Markup(_processing(system, folder)),
         css=Markup(_css()),
     )
 
@@ -109,6 +109,13 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
     return f"{seconds:.0f} s" if seconds < 90 else f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+
+
+def _processing(system, folder: RunFolder) -> str:
+    """The shared data-processing details, then the system's own (its optional ``processing(folder)``:
+    what its processing log recorded, such as windows prepared or notes truncated)."""
+    own = getattr(system, "processing", None)
+    return blocks.join(blocks.processing(folder), own(folder) if callable(own) else "")
 
 
 def _smoke_test(flag: object) -> bool | str:

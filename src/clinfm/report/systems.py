@@ -8,6 +8,7 @@ module provides:
 - ``headline(folder) -> str``: the headline paragraph, as HTML, usually ``blocks.headline(...)``;
 - ``caveats(folder) -> list[str]``: plain-text caveats, usually ``blocks.caveats(...)``;
 - ``section(folder) -> str``: the system's sections, as HTML built from ``clinfm.report.blocks``;
+- optionally ``processing(folder) -> str``: its part of the folded data-processing details (HTML);
 
 and registers its method names with ``blocks.add_method_labels`` when imported.
 """
