@@ -360,7 +360,12 @@ def representations(method: str | Path, ecg_set: ECGSet, *, batch_size: int = 25
         from clinfm.ecg.features import feature_matrix
 
         rate = ecg_set.samples / float(ecg_set.meta["settings"]["seconds"])
-        return feature_matrix(ecg_set.signals, rate, ecg_set.leads)
+        signals = ecg_set.signals  # one ECG at a time, shown: slow (neurokit2), and it was silent
+        rows = [
+            feature_matrix(signal[None], rate, ecg_set.leads)
+            for signal in progress.track(signals, f"measuring hand-crafted features of {len(signals):,} ECGs")
+        ]
+        return np.concatenate(rows) if rows else feature_matrix(signals, rate, ecg_set.leads)
     model, _, _ = load_encoder(method)
     data = ECGWindows(ecg_set.signals, ecg_set.patient_ids)
     return predict(model, data, "embed", batch_size=batch_size).numpy()

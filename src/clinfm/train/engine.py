@@ -381,6 +381,22 @@ class EpochProgress(Callback):
         self.epoch_row.close()
 
 
+def _every_epoch(resume_dir: Path) -> ModelCheckpoint:
+    """The run's state after each epoch as ``last.ckpt`` (overwritten), to resume from.
+
+    Not ``save_top_k=0, save_last=True``: Lightning 2.6 writes the last checkpoint only when it has
+    just written a top-k one, so that never saved anything and an interrupted run started over."""
+    return ModelCheckpoint(
+        dirpath=resume_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        save_last=False,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
 def _lightning_trainer(
     config: TrainConfig, objective: str, work_dir: Path, name: str, callbacks: list[Callback]
 ) -> L.Trainer:
@@ -456,7 +472,7 @@ def fit(
     if val_data is not None and len(val_data) and config.patience is not None:
         monitors.append(EarlyStopping(monitor=monitor, patience=config.patience, mode=mode))
     resume_dir = work_dir / "resume" / name
-    checkpoint = ModelCheckpoint(dirpath=resume_dir, filename="last", save_top_k=0, save_last=True)
+    checkpoint = _every_epoch(resume_dir)
     with progress.step(f"training {name}", total=config.max_epochs) as advance_run:
         shown = EpochProgress(name, advance_run)
         trainer = _lightning_trainer(
