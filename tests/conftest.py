@@ -1,4 +1,6 @@
-"""Shared fixtures: two small synthetic sites, one coded in ICD-9-CM and one in ICD-10-CM."""
+"""Shared fixtures: two small synthetic sites, one coded in ICD-9-CM and one in ICD-10-CM, and one
+``clinfm demo --quick`` run in a terminal (its console, folders and reports are checked by the CLI,
+terminal and browser tests)."""
 
 from __future__ import annotations
 
@@ -23,3 +25,19 @@ def site_icd10(tmp_path_factory) -> Path:
     return synthesize(
         tmp_path_factory.mktemp("sites") / "site_b", patients=600, site="site_b", coding="icd10", seed=1
     )
+
+
+DEMO_PATIENTS = 1500
+DEMO_TIMEOUT_S = 900  # the quick demo took 12 min on a loaded 2-core machine (ECG synthesis: 7)
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """``clinfm demo --quick`` run once, under a pseudo-terminal: (its output folder, its result)."""
+    from _terminal import command_env, in_terminal
+
+    base = tmp_path_factory.mktemp("quick-demo")
+    env = command_env(CLINFM_CACHE=str(base / "embedding-cache"))
+    out = base / "demo"
+    args = ("demo", "--quick", "--patients", DEMO_PATIENTS, "--out", out)
+    return out, in_terminal(*args, env=env, timeout=DEMO_TIMEOUT_S)

@@ -1,8 +1,8 @@
 """Every kind of run report opened in a real browser (headless Chromium through Selenium).
 
-One tiny demo (the demo's own wiring, with a plan far smaller than ``--quick``) writes a report of
-each kind: a Claim-PT label-efficiency run, a transfer run, an NER comparison, an ECG comparison and
-a fusion ablation. Each page is opened from disk at 1280 px wide and must: not scroll sideways (also
+The session's ``clinfm demo --quick`` run (tests/conftest.py) wrote a report of each kind: Claim-PT
+pre-training and label efficiency, transfer, an NER comparison, an ECG comparison, a fusion ablation,
+and the index of them all. Each page is opened from disk at 1280 px wide and must: not scroll sideways (also
 with every <details> opened), log no console error (a Content-Security-Policy violation is one),
 draw every SVG figure at a non-zero size with at least one drawn path or line, open with a headline,
 and carry its Content-Security-Policy.
@@ -73,119 +73,28 @@ def browser():
         driver.quit()
 
 
-def _ok(*args) -> None:
-    from typer.testing import CliRunner
-
-    from clinfm.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, f"{result.output}{result.exception!r}"
-
-
-# Tiny runs of each kind, through the command line, trained for a step or two: the reports are what
-# is checked, not the models. The CSV logger stays on so that the pages draw their training curves.
-TRAIN = ("--epochs", 1, "--batch-size", 32, "--accelerator", "cpu")
-TASK = "asthma_exacerbation_180d"
-
-
-def _claims(out: Path, request) -> Path:
-    site = request.getfixturevalue("site_icd9")
-    _ok("pretrain", "--data", site, "--out", out / "ckpt", "--min-subjects", 5, *TRAIN)
-    run = out / "run"
-    labels = site / "tasks" / f"{TASK}.parquet"
-    fractions = ("--fractions", "0.5,1", "--seeds", "0", "--methods", "pretrained,logistic_regression")
-    _ok(
-        "efficiency",
-        "--data",
-        site,
-        "--labels",
-        labels,
-        "--from",
-        out / "ckpt",
-        "--out",
-        run,
-        *fractions,
-        *TRAIN,
-    )
-    return run
-
-
-def _transfer(out: Path, request) -> Path:
-    source, target = request.getfixturevalue("site_icd9"), request.getfixturevalue("site_icd10")
-    run = out / "run"
-    sites = ("--source", source, "--target", target, "--labels", TASK, "--held-out", 0.4)
-    _ok(
-        "transfer",
-        *sites,
-        "--preset",
-        "paper",
-        "--protocols",
-        "local,transfer",
-        "--fractions",
-        "0.5,1",
-        "--seeds",
-        "0",
-        "--out",
-        run,
-        *TRAIN,
-    )
-    return run
-
-
-def _ner(out: Path, request) -> Path:
-    corpus, run = out / "corpus", out / "compare"
-    _ok("ner", "synth", "--out", corpus, "--train", 40, "--dev", 12, "--test", 12)
-    data = ("--train", corpus / "train", "--dev", corpus / "dev", "--test", corpus / "test")
-    _ok(
-        "ner",
-        "compare",
-        *data,
-        "--models",
-        "transformer-crf,feature-crf",
-        "--preset",
-        "small",
-        "--out",
-        run,
-        *TRAIN,
-    )
-    return run
-
-
-def _ecg(out: Path, request) -> Path:
-    records, run = out / "synth", out / "compare"
-    synth = ("--pretrain-patients", 6, "--cohort-patients", 12, "--ecgs-per-patient", "2-2")
-    _ok("ecg", "synth", "--out", records, *synth, "--sampling-rate", 100, "--workers", 2)
-    data = ("--records", records / "cohort", "--pretrain-records", records / "pretrain")
-    labels = ("--labels", records / "cohort" / "labels.csv", "--label", "af", "--label", "age")
-    probes = ("--methods", "pclr,scratch,handcrafted", "--sizes", "4,all", "--seeds", 1, "--scratch-steps", 2)
-    _ok("ecg", "compare", *data, *labels, *probes, "--out", run, *TRAIN)
-    return run
-
-
-def _fuse(out: Path, request) -> Path:
-    site, run = request.getfixturevalue("site_icd9"), out / "ablation"
-    _ok(
-        "fuse", "ablate", "--data", site, "--variants", "labs,full", "--preset", "small", "--out", run, *TRAIN
-    )
-    return run
-
-
-BUILDERS = {"claims": _claims, "transfer": _transfer, "ner": _ner, "ecg": _ecg, "fuse": _fuse}
+REPORTS = (
+    "index.html",
+    "claims/pretrained/report.html",
+    "claims/asthma_exacerbation_180d/report.html",
+    "claims/self_harm_365d/report.html",
+    "transfer/asthma_exacerbation_180d/report.html",
+    "ner/compare/report.html",
+    "ecg/compare/report.html",
+    "fuse/ablation/report.html",
+)
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    """``reports(kind, request)``: the report.html of a tiny run of ``kind``, built once per module."""
-    built: dict[str, Path] = {}
+def reports(quick_demo):
+    """``reports(name)``: a page of the shared ``clinfm demo --quick`` run (tests/conftest.py)."""
+    demo, result = quick_demo
+    result.ok()
 
-    def report(kind: str, request) -> Path:
-        if kind not in built:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("CLINFM_CACHE", str(tmp_path_factory.getbasetemp() / "embedding-cache"))
-                run = BUILDERS[kind](tmp_path_factory.mktemp(f"browser-{kind}"), request)
-            built[kind] = run / "report.html"
-        assert built[kind].is_file(), f"the {kind} run wrote no report at {built[kind]}"
-        return built[kind]
+    def report(name: str) -> Path:
+        page = demo / name
+        assert page.is_file(), f"the demo wrote no {name}"
+        return page
 
     return report
 
@@ -203,7 +112,6 @@ return {
   width: window.innerWidth,
   scrollWidth: root.scrollWidth,
   headline: headline ? headline.innerText.trim() : null,
-  summary: (document.querySelector('.summary') || {innerText: ''}).innerText.trim(),
   csp: [...document.querySelectorAll('meta[http-equiv="Content-Security-Policy"]')]
     .map(m => m.getAttribute('content')),
   figures: figures.map((svg, i) => {
@@ -224,10 +132,10 @@ def _open(browser, page: Path) -> dict:
     return browser.execute_script(MEASURE)
 
 
-@pytest.mark.parametrize("kind", list(BUILDERS))
-def test_report_renders(kind: str, reports, browser, request) -> None:
+@pytest.mark.parametrize("kind", REPORTS)
+def test_report_renders(kind: str, reports, browser) -> None:
     """No console error, every figure drawn, a headline and the Content-Security-Policy."""
-    seen = _open(browser, reports(kind, request))
+    seen = _open(browser, reports(kind))
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, f"console errors on the {kind} report: {errors}"
 
@@ -236,29 +144,15 @@ def test_report_renders(kind: str, reports, browser, request) -> None:
         assert figure["width"] > 0 and figure["height"] > 0, f"{kind}: figure {figure['name']!r} has no size"
         assert figure["drawn"] > 0, f"{kind}: figure {figure['name']!r} draws nothing"
 
-    headline = seen["headline"]
-    if headline is None:
-        # TODO(restructure): today's pages open with <p class="summary">; once the report is a template
-        # whose first block is <section id="headline" class="headline">, delete this fallback.
-        headline = seen["summary"]
-    assert headline, f"the {kind} report has no headline (#headline)"
+    assert seen["headline"], f"the {kind} report has no headline (#headline)"
 
     assert len(seen["csp"]) == 1 and "default-src 'none'" in seen["csp"][0], seen["csp"]
 
 
-# Found by this test on the reports of 2026-12: the NER comparison's results table is some 850 px wider
-# than a 1280 px window, with any number of models. (The demo's transfer, ECG and fusion tables, with
-# every protocol, method or variant, overflow too, by 50 to 250 px; the tiny runs here have fewer
-# columns and fit.) Strict: once the table fits, or scrolls in a box of its own, the mark must go.
-# TODO(restructure): the template's tables should fit; remove this mark with it.
-WIDE_TABLE = pytest.mark.xfail(strict=True, reason="its results table is wider than a 1280 px window")
-FITS = [pytest.param(kind, marks=WIDE_TABLE) if kind == "ner" else kind for kind in BUILDERS]
-
-
-@pytest.mark.parametrize("kind", FITS)
-def test_report_fits_the_window(kind: str, reports, browser, request) -> None:
+@pytest.mark.parametrize("kind", REPORTS)
+def test_report_fits_the_window(kind: str, reports, browser) -> None:
     """At 1280 px the page does not scroll sideways, nor once every <details> is opened."""
-    seen = _open(browser, reports(kind, request))
+    seen = _open(browser, reports(kind))
     assert seen["width"] == WIDTH
     assert seen["scrollWidth"] <= seen["width"], (
         f"the {kind} report scrolls sideways ({seen['scrollWidth']} px > {seen['width']} px): {seen['wide']}"

@@ -69,14 +69,13 @@ def render(folder: RunFolder) -> str:
 
 
 def headline_sentence(run_dir: str | os.PathLike, *, min_class_patients: int = MIN_CLASS_PATIENTS) -> str:
-    """The report's answer in one sentence of plain text, for a list of reports (the demo's index)."""
+    """The report's answer in one sentence of plain text, for a list of reports (the demo's index):
+    the headline's first sentence with a figure in it (its opening ones say what the run asks)."""
     folder = read_run_folder(run_dir, min_class_patients=min_class_patients)
-    system = systems.system_for(folder.kind)
-    text = html.unescape(re.sub(r"<[^>]+>", "", system.headline(folder))).strip()
-    intro = getattr(system, "KIND_INTROS", {}).get(folder.kind, "")
-    answer = text.removeprefix(intro).strip() if intro and text.startswith(intro) else text
-    sentences = re.split(r"(?<=\.)\s+(?=[A-Z])", answer or text)
-    return sentences[0] if sentences else ""
+    text = html.unescape(re.sub(r"<[^>]+>", "", systems.system_for(folder.kind).headline(folder))).strip()
+    sentences = re.split(r"(?<=[.?])\s+(?=[A-Z0-9a-z])", text)
+    answers = [s for s in sentences if re.search(r"\d", s) and not s.endswith("?")]
+    return (answers or sentences or [""])[0]
 
 
 @dataclass(frozen=True)
