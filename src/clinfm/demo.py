@@ -71,8 +71,8 @@ class DemoPlan:
             ner_documents=(200, 60, 60),
             ner_models=("transformer-crf", "feature-crf"),
             ner_epochs=2,
-            ecg_patients=(12, 24),
-            ecg_per_patient=(2, 1),  # simulating ECGs (~1.4 s each on one core) is --quick's main cost
+            ecg_patients=(12, 20),  # simulating ECGs (~1.4 s each on one core) is --quick's main cost
+            ecg_per_patient=(2, 2),
             ecg_epochs=3,
             ecg_labels=("af", "age"),
             ecg_sizes=(10, None),
