@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -117,7 +118,7 @@ def test_demo_ends_with_one_story_every_report_with_its_headline_and_time(quick_
     for report in reports:
         assert report["headline"] and report["seconds"] > 0, report
         assert " ".join(report["headline"].split()) in shown, report["headline"]
-        assert report["title"] in shown and report["title"] in index
+        assert report["title"] in shown and html.escape(report["title"]) in index
         assert f'href="{report["run"]}/report.html"' in index
         page = (demo / report["run"] / "report.html").read_text()
         assert 'id="smoke-test"' in page and 'id="headline"' in page
