@@ -139,29 +139,15 @@ def _at_size(points: Mapping[str, Mapping], size, metric: str, level: str) -> st
     best, theirs = max(others, key=lambda item: item[1]["value"])
     rival = blocks.escape(blocks.method_label(best))
     where = f"with {blocks.count(int(size))} training patients"
-    values = f"PCLR {_ci(ours, level)} against the best other, {rival}, {_ci(theirs, level)}"
+    ours_text, theirs_text = blocks.ci_phrase(ours, 3, level), blocks.ci_phrase(theirs, 3, level)
+    values = f"PCLR {ours_text} against the best other, {rival}, {theirs_text}"
     difference = ours["value"] - theirs["value"]
     delta = f", \u0394R\u00b2 = {difference:+.3f}" if metric == "r2" else ""
     return f"{where}, {values}{delta}: {_verdict(ours, theirs, rival)}"
 
 
-def _ci(estimate: Mapping, level: str) -> str:
-    value = blocks.number(estimate["value"], 3)
-    if estimate.get("low") is None or estimate.get("high") is None:
-        return value
-    return f"{value} ({level} CI {blocks.value_range(estimate['low'], estimate['high'], 3)})"
-
-
-def overlap(a: Mapping, b: Mapping) -> bool | None:
-    """Whether two intervals overlap; None when either has none."""
-    bounds = (a.get("low"), a.get("high"), b.get("low"), b.get("high"))
-    if any(x is None for x in bounds):
-        return None
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
-
-
 def _verdict(ours: Mapping, theirs: Mapping, rival: str) -> str:
-    overlapping = overlap(ours, theirs)
+    overlapping = blocks.intervals_overlap(ours, theirs)
     if overlapping is None:
         return "no intervals, so no winner is named"
     if overlapping:

@@ -91,13 +91,6 @@ def unevaluable_diseases(folder: RunFolder) -> dict[str, str]:
     return {d: r for d in dict_at(first, "diseases") if (r := disease_reason(folder, first, d))}
 
 
-def overlap(a: Mapping, b: Mapping) -> bool | None:
-    bounds = (a.get("low"), a.get("high"), b.get("low"), b.get("high"))
-    if any(x is None for x in bounds):
-        return None
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
-
-
 def _valued(estimate: object) -> bool:
     return isinstance(estimate, Mapping) and estimate.get("value") is not None
 
@@ -123,7 +116,9 @@ def answer(folder: RunFolder) -> str:
         f"On {blocks.count(samples)} held-out samples" if isinstance(samples, int) else "On held-out samples"
     )
     reached = " and ".join(
-        f"{label} {_ci(scores[key], level)}" for key, label in HEADLINE_METRICS if _valued(scores.get(key))
+        f"{label} {blocks.ci_phrase(scores[key], 3, level)}"
+        for key, label in HEADLINE_METRICS
+        if _valued(scores.get(key))
     )
     if not reached:
         return ""
@@ -153,8 +148,8 @@ def _against(found: Mapping[str, Mapping], names, lead: str, key: str, label: st
         theirs = scores.get(key)
         if other == lead or not _valued(theirs):
             continue
-        shown = f"{blocks.escape(names[other])} at {_ci(theirs, '')}"
-        overlapping = overlap(ours, theirs)
+        shown = f"{blocks.escape(names[other])} at {blocks.ci_phrase(theirs, 3, '')}"
+        overlapping = blocks.intervals_overlap(ours, theirs)
         if overlapping is None or overlapping:
             tied.append(shown)
         elif ours["value"] > theirs["value"]:
@@ -175,14 +170,6 @@ def _against(found: Mapping[str, Mapping], names, lead: str, key: str, label: st
 
 def _listing(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _ci(estimate: Mapping, level: str) -> str:
-    value = blocks.number(estimate["value"], 3)
-    if estimate.get("low") is None or estimate.get("high") is None:
-        return value
-    prefix = f"{level} CI " if level else ""
-    return f"{value} ({prefix}{blocks.value_range(estimate['low'], estimate['high'], 3)})"
 
 
 # ----------------------------------------------------------------------------- caveats

@@ -79,22 +79,8 @@ def entity_f1(model: Mapping) -> Mapping | None:
     return {"value": value} if isinstance(value, int | float) else None
 
 
-def overlap(a: Mapping, b: Mapping) -> bool | None:
-    bounds = (a.get("low"), a.get("high"), b.get("low"), b.get("high"))
-    if any(x is None for x in bounds):
-        return None
-    return a["low"] <= b["high"] and b["low"] <= a["high"]
-
-
-def _ci(estimate: Mapping, level: str) -> str:
-    value = blocks.number(estimate["value"], 3)
-    if estimate.get("low") is None or estimate.get("high") is None:
-        return value
-    return f"{value} ({level} CI {blocks.value_range(estimate['low'], estimate['high'], 3)})"
-
-
 def _verdict(a: Mapping, b: Mapping, name_a: str) -> str:
-    overlapping = overlap(a, b)
+    overlapping = blocks.intervals_overlap(a, b)
     if overlapping is None:
         return "no intervals were computed, so neither is named better"
     if overlapping:
@@ -124,12 +110,15 @@ def answer(folder: RunFolder) -> str:
         entities = _entity_count(test)
         extra = f", {blocks.count(entities)} entities" if entities is not None else ""
         where += f" ({blocks.count(test['sentences'])} sentences{extra})"
-    sentences = [f"{where}, {name} reached the highest entity-level strict F1, {_ci(estimate, level)}."]
+    sentences = [
+        f"{where}, {name} reached the highest entity-level strict F1, {blocks.ci_phrase(estimate, 3, level)}."
+    ]
     if len(ranked) > 1:
         runner, theirs = ranked[1]
         other = blocks.escape(tagger_name(runner.get("label")))
         sentences.append(
-            f"The runner-up, {other}, reached {_ci(theirs, level)}; {_verdict(estimate, theirs, name)}."
+            f"The runner-up, {other}, reached {blocks.ci_phrase(theirs, 3, level)}; "
+            f"{_verdict(estimate, theirs, name)}."
         )
     sentences += _sambd_sentences(scored, level)
     return " ".join(sentences)
@@ -152,7 +141,7 @@ def _sambd_sentences(scored: Sequence[tuple[Mapping, Mapping]], level: str) -> l
         if label.endswith(SAMBD) or with_ is None:
             continue
         name = blocks.escape(tagger_name(label))
-        overlapping = overlap(with_, without)
+        overlapping = blocks.intervals_overlap(with_, without)
         if overlapping is None:
             verdict = "no intervals, so no difference is claimed"
         elif overlapping:
@@ -164,7 +153,8 @@ def _sambd_sentences(scored: Sequence[tuple[Mapping, Mapping]], level: str) -> l
                 + (" (the intervals do not overlap)")
             )
         sentences.append(
-            f"{name} without SamBD reached {_ci(without, level)} and with it {_ci(with_, level)}: {verdict}."
+            f"{name} without SamBD reached {blocks.ci_phrase(without, 3, level)} and with it "
+            f"{blocks.ci_phrase(with_, 3, level)}: {verdict}."
         )
     return sentences
 

@@ -225,7 +225,7 @@ def _result_sentences(folder: RunFolder) -> list[str]:
     if positives is not None and is_binary(folder):
         where += f" ({count(positives)} with the outcome)"
     subject = escape(method_subject(folder.primary))
-    first = f"{where}, {subject} reached {escape(label)} {_ci_phrase(primary, places, level)}"
+    first = f"{where}, {subject} reached {escape(label)} {ci_phrase(primary, places, level)}"
     first += f" ({escape(threshold_text(primary))})." if primary.get("threshold") is not None else "."
     rival = _best_other(methods, folder.primary, metric)
     if rival is None:
@@ -233,26 +233,38 @@ def _result_sentences(folder: RunFolder) -> list[str]:
     other, estimate = rival
     second = (
         f"The best other method, {escape(method_label(other).lower())}, reached "
-        f"{_ci_phrase(estimate, places, level)}; {_overlap_clause(primary, estimate)}."
+        f"{ci_phrase(estimate, places, level)}; {overlap_clause(primary, estimate)}."
     )
     return [first, second]
 
 
 def ci_phrase(estimate: Mapping, places: int, level: str) -> str:
-    """'0.81 (95% CI 0.74 to 0.87)' (en dash), the value alone without an interval."""
-    return _ci_phrase(estimate, places, level)
-
-
-def overlap_clause(a: Mapping, b: Mapping) -> str:
-    """Plain words for whether two estimates' intervals overlap (see :func:`_overlap_clause`)."""
-    return _overlap_clause(a, b)
-
-
-def _ci_phrase(estimate: Mapping, places: int, level: str) -> str:
+    """'0.81 (95% CI 0.74 to 0.87)' (an en dash for "to"); the value alone without an interval;
+    ``level`` "" drops the "95% CI" prefix."""
     value = number(estimate["value"], places)
     if estimate.get("low") is None or estimate.get("high") is None:
         return value
-    return f"{value} ({level} CI {value_range(estimate['low'], estimate['high'], places)})"
+    prefix = f"{level} CI " if level else ""
+    return f"{value} ({prefix}{value_range(estimate['low'], estimate['high'], places)})"
+
+
+def intervals_overlap(a: Mapping, b: Mapping) -> bool | None:
+    """Whether two estimates' intervals overlap (a cautious reading, not a formal test); None when
+    either has none. Reports name a method better only when this is False."""
+    bounds = (a.get("low"), a.get("high"), b.get("low"), b.get("high"))
+    if any(x is None for x in bounds):
+        return None
+    return a["low"] <= b["high"] and b["low"] <= a["high"]
+
+
+def overlap_clause(a: Mapping, b: Mapping) -> str:
+    """Plain words for :func:`intervals_overlap`."""
+    overlapping = intervals_overlap(a, b)
+    if overlapping is None:
+        return "no intervals were computed, so the difference cannot be judged"
+    if overlapping:
+        return "the two intervals overlap, so this test set cannot tell them apart with confidence"
+    return "the two intervals do not overlap"
 
 
 def _best_other(methods: Mapping, primary: str, metric: str) -> tuple[str, Mapping] | None:
@@ -270,16 +282,6 @@ def _best_other(methods: Mapping, primary: str, metric: str) -> tuple[str, Mappi
         return None
     pick = max if higher else min
     return pick(candidates, key=lambda item: item[1]["value"])
-
-
-def _overlap_clause(a: Mapping, b: Mapping) -> str:
-    """Plain words for whether two intervals overlap (a cautious reading, not a formal test)."""
-    bounds = (a.get("low"), a.get("high"), b.get("low"), b.get("high"))
-    if any(x is None for x in bounds):
-        return "no intervals were computed, so the difference cannot be judged"
-    if a["low"] <= b["high"] and b["low"] <= a["high"]:
-        return "the two intervals overlap, so this test set cannot tell them apart with confidence"
-    return "the two intervals do not overlap"
 
 
 def training_sentence(folder: RunFolder) -> str:
