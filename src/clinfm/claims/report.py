@@ -195,7 +195,7 @@ def transfer_sentences(folder: RunFolder) -> list[str]:
         sentences.append(
             f"with {name}, {target}'s own model (local) reached {label} {phrase(local)} and "
             f"{source}'s model {how} {phrase(tuned)}; "
-            f"{_verdict(local, tuned, moved_name, 'the local one')}."
+            f"{blocks.verdict(tuned, local, moved_name, 'the local one')}."
         )
     if len(sentences) == 1:
         return []
@@ -204,21 +204,11 @@ def transfer_sentences(folder: RunFolder) -> list[str]:
         sentences.append(
             f"Reading codes as text embeddings rather than ids, {source}'s model {how} "
             f"reached {phrase(best[text])} against "
-            f"{phrase(best['ids'])}; {_verdict(best['ids'], best[text], 'text embeddings', 'code ids')}."
+            f"{phrase(best['ids'])}; "
+            f"{blocks.verdict(best[text], best['ids'], 'text embeddings', 'code ids')}."
         )
     sentences[0] = sentences[0].removesuffix(":") + "."
     return [" ".join(s[:1].upper() + s[1:] for s in sentences)]
-
-
-def _verdict(baseline: Mapping, other: Mapping, other_name: str, baseline_name: str) -> str:
-    """'the two intervals overlap, so ...', or which is better when they do not (higher is better)."""
-    clause = blocks.overlap_clause(baseline, other)
-    if clause != "the two intervals do not overlap":
-        return clause
-    better, worse = (
-        (other_name, baseline_name) if other["value"] > baseline["value"] else (baseline_name, other_name)
-    )
-    return f"the two intervals do not overlap: {better} did better than {worse}"
 
 
 def protocols_section(folder: RunFolder, metric: str = "auroc") -> str:

@@ -143,20 +143,7 @@ def _at_size(points: Mapping[str, Mapping], size, metric: str, level: str) -> st
     values = f"PCLR {ours_text} against the best other, {rival}, {theirs_text}"
     difference = ours["value"] - theirs["value"]
     delta = f", \u0394R\u00b2 = {difference:+.3f}" if metric == "r2" else ""
-    return f"{where}, {values}{delta}: {_verdict(ours, theirs, rival)}"
-
-
-def _verdict(ours: Mapping, theirs: Mapping, rival: str) -> str:
-    overlapping = blocks.intervals_overlap(ours, theirs)
-    if overlapping is None:
-        return "no intervals, so no winner is named"
-    if overlapping:
-        return "the intervals overlap, so neither is named better"
-    return (
-        "PCLR is better (the intervals do not overlap)"
-        if ours["value"] > theirs["value"]
-        else (f"{rival} is better (the intervals do not overlap)")
-    )
+    return f"{where}, {values}{delta}: {blocks.verdict(ours, theirs, 'PCLR', rival)}"
 
 
 # ----------------------------------------------------------------------------- caveats

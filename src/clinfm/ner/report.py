@@ -79,15 +79,6 @@ def entity_f1(model: Mapping) -> Mapping | None:
     return {"value": value} if isinstance(value, int | float) else None
 
 
-def _verdict(a: Mapping, b: Mapping, name_a: str) -> str:
-    overlapping = blocks.intervals_overlap(a, b)
-    if overlapping is None:
-        return "no intervals were computed, so neither is named better"
-    if overlapping:
-        return "the intervals overlap, so this test set cannot tell them apart"
-    return f"the intervals do not overlap, so {name_a} is better on this test set"
-
-
 # ----------------------------------------------------------------------------- headline
 
 
@@ -118,7 +109,7 @@ def answer(folder: RunFolder) -> str:
         other = blocks.escape(tagger_name(runner.get("label")))
         sentences.append(
             f"The runner-up, {other}, reached {blocks.ci_phrase(theirs, 3, level)}; "
-            f"{_verdict(estimate, theirs, name)}."
+            f"{blocks.verdict(estimate, theirs, name, other)}."
         )
     sentences += _sambd_sentences(scored, level)
     return " ".join(sentences)

@@ -284,6 +284,18 @@ def _best_other(methods: Mapping, primary: str, metric: str) -> tuple[str, Mappi
     return pick(candidates, key=lambda item: item[1]["value"])
 
 
+def verdict(a: Mapping, b: Mapping, name_a: str, name_b: str) -> str:
+    """Which of two estimates is better, in words: only when their intervals do not overlap (higher
+    is better); otherwise that neither is named better, and why."""
+    overlapping = intervals_overlap(a, b)
+    if overlapping is None:
+        return "no intervals were computed, so neither is named better"
+    if overlapping:
+        return "the intervals overlap, so neither is named better"
+    better, worse = (name_a, name_b) if a["value"] > b["value"] else (name_b, name_a)
+    return f"the intervals do not overlap: {better} did better than {worse}"
+
+
 def training_sentence(folder: RunFolder) -> str:
     """'It trained on 20,000 patients. The training loss went from 5.1 to 2.3 over 10 epochs.'"""
     data = dict_at(folder.run, "data")
