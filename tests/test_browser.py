@@ -77,7 +77,6 @@ REPORTS = (
     "index.html",
     "claims/pretrained/report.html",
     "claims/asthma_exacerbation_180d/report.html",
-    "claims/self_harm_365d/report.html",
     "transfer/asthma_exacerbation_180d/report.html",
     "ner/compare/report.html",
     "ecg/compare/report.html",

@@ -73,7 +73,7 @@ def test_demo_writes_two_valid_sites_claims_and_transfer_reports(quick_demo):
     result.ok()
     summary = json.loads((demo / "summary.json").read_text())
     assert summary["site_a"]["coding"] == "icd9" and summary["site_b"]["coding"] == "icd10"
-    assert summary["site_a"]["subjects"] == summary["site_b"]["subjects"] == 1500
+    assert summary["site_a"]["subjects"] == summary["site_b"]["subjects"] == 4000
     assert (demo / "claims" / "pretrained" / "model.safetensors").exists()
     run = demo / "claims" / "asthma_exacerbation_180d"
     methods = json.loads((run / "metrics.json").read_text())["methods"]
@@ -92,7 +92,7 @@ def test_demo_writes_two_valid_sites_claims_and_transfer_reports(quick_demo):
     ecg = demo / "ecg" / "compare"
     curves = json.loads((ecg / "metrics.json").read_text())["ecg"]["probes"]
     assert {c["method"] for c in curves} == {"pclr", "clocs", "autoencoder", "scratch", "handcrafted"}
-    assert {c["label"] for c in curves} == {"af", "age"}
+    assert {c["label"] for c in curves} == {"sex", "age"}
     assert "Representations probed" in (ecg / "report.html").read_text()
     assert (demo / "ecg" / "synthetic" / "cohort" / "labels.csv").exists()
 
@@ -107,7 +107,6 @@ def test_demo_ends_with_one_story_every_report_with_its_headline_and_time(quick_
     assert keys == [
         "claims/pretrained",
         "claims/asthma_exacerbation_180d",
-        "claims/self_harm_365d",
         "transfer/asthma_exacerbation_180d",
         "ner/compare",
         "ecg/compare",
@@ -124,6 +123,29 @@ def test_demo_ends_with_one_story_every_report_with_its_headline_and_time(quick_
         assert 'id="smoke-test"' in page and 'id="headline"' in page
     assert "|---" not in result.output and "| ---" not in result.output  # no Markdown tables
     assert "Smoke test on tiny data" in index
+
+
+def test_quick_demo_compares_only_what_its_test_sets_can_support(quick_demo):
+    """Each --quick comparison has at least 10 test patients with and without its outcome (the
+    fusion report may still list single diseases it cannot evaluate); what --quick leaves out for
+    that reason is named, with the reason, in index.html, summary.json and on the console."""
+    demo, result = quick_demo
+    summary = json.loads((demo / "summary.json").read_text())
+    for report in summary["reports"]:
+        assert "comparison cannot be evaluated" not in report["headline"], report
+        page = (demo / report["run"] / "report.html").read_text()
+        if report["run"] != "fuse/ablation":
+            assert "cannot be evaluated" not in page, report["run"]
+    fusion = (demo / "fuse" / "ablation" / "report.html").read_text()
+    assert "MEDFuse (full) reached macro AUROC" in html.unescape(fusion)
+    left_out = {entry["title"]: entry["reason"] for entry in summary["left_out"]}
+    assert set(left_out) == {"Claim-PT: self harm 365d", "ECG: atrial fibrillation, wide QRS"}
+    index = html.unescape((demo / "index.html").read_text())
+    shown = " ".join(result.output.split())
+    for title, reason in left_out.items():
+        assert "at least 10" in reason or "about 3" in reason
+        assert title in index and reason in index
+        assert f"Left out: {title}" in shown and reason in shown
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from clinfm.ecg.records import LEADS_12
 from clinfm.ecg.synth import labels_table, synthetic_ecg, synthetic_patients, synthetic_records
 from clinfm.errors import InputError
 
@@ -92,3 +93,46 @@ def test_bad_input():
         synthetic_records(2, (3, 1))
     with pytest.raises(InputError):
         synthetic_patients(-1)
+
+
+def _sinus(patient):
+    return dataclasses.replace(
+        patient,
+        atrial_fibrillation=False,
+        wide_qrs=False,
+        qrs_width=90.0,
+        bradycardia=False,
+        tachycardia=False,
+    )
+
+
+def test_limb_leads_obey_einthoven_and_r_grows_across_the_chest():
+    patients = [_sinus(p) for p in synthetic_patients(20, seed=5)]
+    rng = np.random.default_rng(0)
+    for patient in patients:
+        lead = dict(zip(LEADS_12, synthetic_ecg(patient, rng=rng), strict=True))
+        residual = lead["III"] - (lead["II"] - lead["I"])
+        assert residual.std() < 3 * patient.noise  # three independently noisy leads: sqrt(3) x noise
+        aug = lead["aVR"] + lead["aVL"] + lead["aVF"]  # Goldberger: sums to zero
+        assert aug.std() < 3 * patient.noise
+    r_v1, r_v5 = [], []
+    for patient in patients:
+        signal = synthetic_ecg(patient, rng=rng)
+        r_v1.append(signal[LEADS_12.index("V1")].max())
+        r_v5.append(signal[LEADS_12.index("V5")].max())
+    assert np.median(r_v5) > 2 * np.median(r_v1)
+
+
+def test_measured_axis_follows_the_patients_axis():
+    from clinfm.ecg.features import FEATURES, ecg_features
+
+    patients = [_sinus(p) for p in synthetic_patients(30, seed=6)]
+    rng = np.random.default_rng(0)
+    measured = [
+        ecg_features(synthetic_ecg(p, rng=rng), 250, LEADS_12)[FEATURES.index("qrs_axis_deg")]
+        for p in patients
+    ]
+    assert np.corrcoef([p.axis for p in patients], measured)[0, 1] > 0.8
+    ages = np.array([p.age for p in synthetic_patients(400, seed=0)])
+    axes = np.array([p.axis for p in synthetic_patients(400, seed=0)])
+    assert np.corrcoef(ages, axes)[0, 1] < -0.3  # the axis turns left with age

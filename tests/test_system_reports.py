@@ -162,10 +162,10 @@ def test_ecg_caveats_and_processing(ecg_page):
 # ----------------------------------------------------------------------------- fusion
 
 
-def _fuse_run(run: Path) -> Path:
+def _fuse_run(run: Path, copd_positives: int = 40) -> Path:
     def held_out(auroc: float, f1: float) -> dict:
         diseases = {
-            "copd": {"positives": 40, "threshold": 0.3, "auroc": _est(auroc)},
+            "copd": {"positives": copd_positives, "threshold": 0.3, "auroc": _est(auroc)},
             "rare <b>": {"positives": 4, "threshold": 0.5, "auroc": _est(0.9, 0.2)},
         }
         return {"samples": 300, "f1_micro": _est(f1), "auroc_macro": _est(auroc), "diseases": diseases}
@@ -202,10 +202,23 @@ def test_fuse_headline_compares_full_with_its_ablations(fuse_page):
 
 
 def test_fuse_disease_with_few_positives_cannot_be_evaluated(fuse_page):
-    reason = "rare <b> cannot be evaluated: 4 positives in the test set (at least 10 needed)"
+    reason = (
+        "this one cannot be evaluated (fewer than 10 held-out samples with or without the disease): "
+        "rare <b> (4 positives)"
+    )
     assert reason in fuse_page["headline"]
     row = re.search(r"<tr><th scope='row'>rare <b></th>.*?</tr>", fuse_page["sections"], re.S).group(0)
     assert "cannot be evaluated: 4 positives in the test set" in row and "0.900" not in row
+
+
+def test_fuse_comparison_without_an_evaluable_disease_names_no_number(tmp_path):
+    page = _parts(write_report(_fuse_run(tmp_path, copd_positives=295)).read_text())
+    headline = page["headline"]
+    assert (
+        "This comparison cannot be evaluated: among its 300 held-out samples, no disease has at least 10 "
+        "with it and 10 without it (copd (5 negatives), rare <b> (4 positives)), so no variant is named"
+    ) in headline
+    assert "reached" not in headline and "0.850" not in headline and "better than" not in headline
 
 
 def test_fuse_variants_by_display_name_on_page_and_in_table_md(fuse_page):

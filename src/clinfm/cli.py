@@ -626,6 +626,8 @@ def demo(
         took = f" ({duration(report.seconds)})" if report.seconds is not None else ""
         console.print(f"[bold]{escape(report.title)}[/]{took}\n  {escape(report.headline)}")
         console.print(f"  {report.path}", style="dim", highlight=False)
+    for title, reason in result.left_out:
+        console.print(f"[bold]Left out: {escape(title)}[/]\n  {escape(reason)}")
     console.print(
         f"\nwrote {result.out} in {duration(result.seconds)}: open {result.index_path} for every report",
         highlight=False,

@@ -130,11 +130,12 @@ def synth_command(
     seconds: float = typer.Option(10.0, min=1.0, help="Length of each ECG."),
     sampling_rate: int = typer.Option(250, min=50, help="Samples per second."),
     seed: int = typer.Option(0, help="Random seed: the same seed, the same ECGs."),
-    workers: int = typer.Option(os.cpu_count() or 1, min=1, help="Processes simulating ECGs."),
+    workers: int = typer.Option(os.cpu_count() or 1, min=1, help="Processes simulating and writing ECGs."),
     overwrite: bool = OVERWRITE_OPTION,
 ):
-    """Synthetic 12-lead ECGs (neurokit2) of patients with persistent traits and labels to probe: AF,
-    bradycardia, tachycardia, wide QRS, sex, age. Written as WFDB records with rhythm annotations."""
+    """Synthetic 12-lead ECGs (a rotating-dipole simulator) of patients with persistent traits and
+    labels to probe: AF, bradycardia, tachycardia, wide QRS, sex, age. Written as WFDB records with
+    rhythm annotations."""
     from clinfm.ecg import recipes
 
     counts = recipes.synth(

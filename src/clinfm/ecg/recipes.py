@@ -86,7 +86,8 @@ def synth(
             folder = tmp / part
             folder.mkdir()
             jobs = [(p, ecgs_per_patient, seconds, sampling_rate, seed, folder) for p in members]
-            counts[part] = {"patients": len(members), "ecgs": sum(_map(_write_patient, jobs, workers, part))}
+            ecgs = _map(_write_patient, jobs, workers, f"synthesising {part} ECGs")
+            counts[part] = {"patients": len(members), "ecgs": sum(ecgs)}
         _write_labels(tmp / "cohort" / "labels.csv", parts["cohort"], LABELS)
         config = {
             "seed": seed,
@@ -94,17 +95,17 @@ def synth(
             "seconds": seconds,
             "sampling_rate": sampling_rate,
         }
-        note = "neurokit2's ECGSYN simulator; approximations in clinfm.ecg.synth and docs/ecg.md"
+        note = "clinfm's rotating-dipole ECG simulator; approximations in clinfm.ecg.synth, docs/ecg.md"
         write_run(tmp, "ecg-synth", "Synthetic ECGs", config, counts, [note])
     return counts
 
 
-def _map(function, jobs: list, workers: int, what: str) -> list:
+def _map(function, jobs: list, workers: int, description: str) -> list:
     """``function`` over ``jobs`` in ``workers`` processes (1: in this one), with a progress bar."""
     if workers <= 1 or len(jobs) < 2:
-        return [function(job) for job in progress.track(jobs, f"synthesising {what} ECGs")]
+        return [function(job) for job in progress.track(jobs, description)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(progress.track(pool.map(function, jobs), f"synthesising {what} ECGs", total=len(jobs)))
+        return list(progress.track(pool.map(function, jobs, chunksize=4), description, total=len(jobs)))
 
 
 def _write_patient(job: tuple) -> int:
@@ -352,23 +353,37 @@ def _fit_pair_batches(training: TrainConfig, train_data, val_data) -> tuple[Trai
 # ------------------------------------------------------------------------------------------ embed
 
 
-def representations(method: str | Path, ecg_set: ECGSet, *, batch_size: int = 256) -> np.ndarray:
-    """Every window's representation: the encoder's 320-d pooled output, or hand-crafted features."""
+PARALLEL_FEATURES_FROM = 64  # ECGs: fewer are measured in this process
+
+
+def representations(
+    method: str | Path, ecg_set: ECGSet, *, batch_size: int = 256, workers: int | None = None
+) -> np.ndarray:
+    """Every window's representation: the encoder's 320-d pooled output, or hand-crafted features
+    (measured in ``workers`` processes, default one per core)."""
     from clinfm.ecg.data import ECGWindows
 
     if str(method) == HANDCRAFTED:
-        from clinfm.ecg.features import feature_matrix
+        from clinfm.ecg.features import FEATURES
 
         rate = ecg_set.samples / float(ecg_set.meta["settings"]["seconds"])
-        signals = ecg_set.signals  # one ECG at a time, shown: slow (neurokit2), and it was silent
-        rows = [
-            feature_matrix(signal[None], rate, ecg_set.leads)
-            for signal in progress.track(signals, f"measuring hand-crafted features of {len(signals):,} ECGs")
-        ]
-        return np.concatenate(rows) if rows else feature_matrix(signals, rate, ecg_set.leads)
+        jobs = [(signal, rate, ecg_set.leads) for signal in ecg_set.signals]  # memory-mapped views
+        # neurokit2 measures about 10 ECGs a second per core; below a few dozen, starting workers
+        # (each importing neurokit2) costs more than it saves.
+        workers = (workers or os.cpu_count() or 1) if len(jobs) >= PARALLEL_FEATURES_FROM else 1
+        rows = _map(_features, jobs, workers, f"measuring hand-crafted features of {len(jobs):,} ECGs")
+        return np.stack(rows) if rows else np.empty((0, len(FEATURES)))
     model, _, _ = load_encoder(method)
     data = ECGWindows(ecg_set.signals, ecg_set.patient_ids)
     return predict(model, data, "embed", batch_size=batch_size).numpy()
+
+
+def _features(job: tuple) -> np.ndarray:
+    """Hand-crafted features of one ECG (a worker's job: signal, sampling rate, leads)."""
+    from clinfm.ecg.features import ecg_features
+
+    signal, rate, leads = job
+    return ecg_features(np.asarray(signal), rate, leads)
 
 
 def embed(

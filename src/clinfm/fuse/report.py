@@ -104,7 +104,8 @@ def headline(folder: RunFolder) -> str:
 
 def answer(folder: RunFolder) -> str:
     """MEDFuse (full) against each ablation on macro AUROC and micro F1, with intervals; a train or
-    evaluate run's one model, with its intervals."""
+    evaluate run's one model, with its intervals. A comparison in which no disease has enough
+    held-out samples with and without it says so instead, and names no number as its answer."""
     found = models(folder.metrics)
     if not found:
         return ""
@@ -115,6 +116,17 @@ def answer(folder: RunFolder) -> str:
     where = (
         f"On {blocks.count(samples)} held-out samples" if isinstance(samples, int) else "On held-out samples"
     )
+    skipped = unevaluable_diseases(folder)
+    diseases = dict_at(scores, "diseases")
+    if len(found) > 1 and diseases and len(skipped) == len(diseases):
+        among = (
+            f"among its {blocks.count(samples)} held-out samples" if isinstance(samples, int) else "held out"
+        )
+        return (
+            f"This comparison cannot be evaluated: {among}, no disease has at least "
+            f"{folder.min_class_patients} with it and {folder.min_class_patients} without it "
+            f"({_positives(scores, skipped)}), so no variant is named better and no number is its answer."
+        )
     reached = " and ".join(
         f"{label} {blocks.ci_phrase(scores[key], 3, level)}"
         for key, label in HEADLINE_METRICS
@@ -127,15 +139,37 @@ def answer(folder: RunFolder) -> str:
         sentence = _against(found, names, lead, key, label)
         if sentence:
             sentences.append(sentence)
-    skipped = unevaluable_diseases(folder)
     if skipped:
-        listed = "; ".join(f"{blocks.escape(d)} {blocks.escape(r)}" for d, r in skipped.items())
-        sentences.append(f"Per disease, {listed}: no variant is named better on {_them(len(skipped))}.")
+        sentences.append(
+            f"Per disease, {_these(len(skipped))} cannot be evaluated (fewer than "
+            f"{folder.min_class_patients} held-out samples with or without the disease): "
+            f"{_positives(scores, skipped)}."
+        )
     return " ".join(sentences)
+
+
+def _positives(scores: Mapping, diseases: Mapping[str, str]) -> str:
+    """'adhd (0 positives), obesity (3 negatives)': each disease's smaller held-out class."""
+    samples, parts = scores.get("samples"), []
+    for disease in diseases:
+        positives = dig(scores, ("diseases", disease, "positives"))
+        if isinstance(samples, int) and isinstance(positives, int) and positives > samples - positives:
+            parts.append(f"{blocks.escape(disease)} ({_counted(samples - positives, 'negative')})")
+        else:
+            parts.append(f"{blocks.escape(disease)} ({_counted(positives, 'positive')})")
+    return ", ".join(parts)
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{blocks.count(n)} {noun}" + ("" if n == 1 else "s")
 
 
 def _them(n: int) -> str:
     return "it" if n == 1 else "them"
+
+
+def _these(n: int) -> str:
+    return "this one" if n == 1 else f"these {n}"
 
 
 def _against(found: Mapping[str, Mapping], names, lead: str, key: str, label: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -88,10 +89,18 @@ class IndexEntry:
     seconds: float | None = None
 
 
-def write_index(out: str | os.PathLike, title: str, entries: list[IndexEntry], *, note: str = "") -> Path:
-    """Write ``out/index.html``: a self-contained page linking each report with its headline."""
+def write_index(
+    out: str | os.PathLike,
+    title: str,
+    entries: list[IndexEntry],
+    *,
+    note: str = "",
+    left_out: Sequence[tuple[str, str]] = (),
+) -> Path:
+    """Write ``out/index.html``: a self-contained page linking each report with its headline, then
+    what the run left out and why (``left_out``: title, reason)."""
     page = _template("index.html.j2").render(
-        title=title, note=note, entries=entries, duration=duration, css=Markup(_css())
+        title=title, note=note, entries=entries, left_out=left_out, duration=duration, css=Markup(_css())
     )
     path = Path(out) / "index.html"
     tmp = path.with_name(f".index.html.{os.getpid()}.tmp")
