@@ -281,7 +281,7 @@ def test_labels_of_absent_subjects(site_icd9, checkpoint, tmp_path):
     line = _one_error_line(
         _cli("finetune", "--data", site_icd9, "--labels", path, "--from", checkpoint, "--out", tmp_path / "r")
     )
-    assert "row 0" in line and "not in the dataset" in line and str(path) in line
+    assert "row 1" in line and "not in the dataset" in line and str(path) in line
     assert not (tmp_path / "r").exists()
 
 
@@ -290,7 +290,7 @@ def test_prediction_time_before_birth(site_icd9, checkpoint, tmp_path):
     line = _one_error_line(
         _cli("finetune", "--data", site_icd9, "--labels", path, "--from", checkpoint, "--out", tmp_path / "r")
     )
-    assert "before subject" in line and "birth" in line
+    assert "before the subject's birth" in line
 
 
 def test_empty_cohort(site_icd9, checkpoint, tmp_path):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -321,6 +323,27 @@ def test_ctrl_c_stops_pretraining_with_one_line_and_the_same_command_resumes(sit
     _has(out, "config.json", "model.safetensors", "vocabulary.json", "report.html")
     notes = json.loads((out / "run.json").read_text())["notes"]
     assert any("resumed from the end of epoch" in note for note in notes), notes
+
+
+def test_sigterm_stops_pretraining_with_exit_143_and_the_same_command_resumes(site_icd9, env, tmp_path):
+    """``kill``, a scheduler's time limit or ``docker stop`` send SIGTERM: exit 143 (not 0), one line,
+    the finished epochs kept, and the same command resumes from them."""
+    out = tmp_path / "claimpt"
+    args = ("pretrain", "--data", site_icd9, "--out", out, "--min-subjects", "5", "--epochs", "4")
+    args = (*args, "--batch-size", "32", "--logger", "none")
+    command = PtyCommand(args, env)
+    command.read_until(r"epoch [2-4]/4", timeout=TIMEOUT_S)  # epoch 1's state is saved
+    os.kill(command.pid, signal.SIGTERM)
+    stopped = command.finish(TIMEOUT_S)
+    shown = stopped.output
+    assert stopped.code == 143, shown
+    assert "Traceback" not in shown, shown
+    said = [line.strip() for line in shown.splitlines() if "terminated:" in line]
+    assert len(said) == 1 and "rerun the same command" in said[0], shown
+    assert not out.exists() and (tmp_path / ".claimpt.partial").is_dir()
+    again = in_terminal(*args, env=env).ok()
+    assert "resuming" in again.output, again.output
+    _has(out, "config.json", "model.safetensors")
 
 
 # ----------------------------------------------------------------------------------------- the demo

@@ -6,6 +6,7 @@ Bad input ends with one line on stderr and exit code 2; set CLINFM_DEBUG=1 for t
 from __future__ import annotations
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -41,6 +42,23 @@ app = typer.Typer(
 convert_app = typer.Typer(
     help="Convert source data (MIMIC-III, OMOP CDM, your own CSV) to MEDS.", no_args_is_help=True
 )
+
+
+@app.callback()
+def main(
+    allow_download: bool = typer.Option(
+        False,
+        "--allow-download",
+        help="Let model ids be fetched from the Hugging Face hub (clinfm never goes online otherwise).",
+    ),
+):
+    """Options that apply to every command."""
+    if allow_download:
+        from clinfm.pretrained import ALLOW_DOWNLOAD
+
+        os.environ[ALLOW_DOWNLOAD] = "1"
+
+
 app.add_typer(convert_app, name="convert")
 app.add_typer(concepts_app, name="concepts")
 app.add_typer(ner_app, name="ner")

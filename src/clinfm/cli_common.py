@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
+import threading
 from enum import StrEnum
 
 import typer
@@ -13,17 +15,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from clinfm import progress
-from clinfm.errors import InputError
+from clinfm.errors import InputError, Terminated
 
 console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 def user_facing(command):
-    """Run a command with progress shown; bad input becomes one line and exit code 2, Ctrl-C one line
-    saying how to go on and exit code 130."""
+    """Run a command with progress shown; bad input becomes one line and exit code 2, Ctrl-C (or
+    SIGTERM) one line saying how to go on and exit code 130 (143)."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
@@ -32,20 +35,42 @@ def user_facing(command):
 
         progress.enable()
         _log_to_display()
+        before = _terminate_gracefully()
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
             progress.stop()
             error_console.print(f"[bold yellow]interrupted:[/] {_after_interrupt(kwargs)}", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated:
+            progress.stop()
+            error_console.print(f"[bold yellow]terminated:[/] {_after_interrupt(kwargs)}", highlight=False)
+            raise typer.Exit(EXIT_TERMINATED) from None
         except (InputError, pl.exceptions.PolarsError, pa.ArrowException, OSError) as err:
             if os.environ.get("CLINFM_DEBUG"):
                 raise
             message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        finally:
+            if before is not None:  # a command run inside another program (a test, a notebook)
+                signal.signal(signal.SIGTERM, before)
 
     return run
+
+
+def _terminate_gracefully():
+    """SIGTERM raises :class:`Terminated` where the program is, as Ctrl-C raises KeyboardInterrupt,
+    instead of ending the process on the spot: the run then keeps its resumable state, removes its
+    half-written output and says how to go on. (Lightning, while it trains, calls this handler
+    after noting the signal itself.) Returns the handler it replaced, None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _log_to_display() -> None:

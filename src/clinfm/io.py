@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clinfm.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def _clinfm_output(path: Path) -> bool:
@@ -44,23 +49,96 @@ def check_output(out: str | os.PathLike, overwrite: bool) -> Path:
     return out
 
 
+# Outputs this process holds (resolved path -> [lock file, depth]): a converter holds its OUT while
+# staging, then again while writing it.
+_held: dict[Path, list] = {}
+
+
+@contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``out`` for the length of a run: a second clinfm run into the same output is refused
+    while this one lasts (both would report success and the last rename would win), and what a
+    killed earlier run left beside it is cleared first (:func:`_clear_leftovers`). Re-entrant."""
+    out = Path(out).resolve()
+    if out in _held:
+        _held[out][1] += 1
+        try:
+            yield out
+        finally:
+            _held[out][1] -= 1
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.with_name(f".{out.name}.lock")
+    handle = _lock_file(lock, out)
+    _held[out] = [handle, 1]
+    try:
+        _clear_leftovers(out)
+        yield out
+    finally:
+        del _held[out]
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def _lock_file(lock: Path, out: Path):
+    """An open, exclusively locked ``lock`` file; the file must still be the one at that path once
+    locked (a finishing run unlinks it, and a lock on an unlinked file would guard nothing)."""
+    for _ in range(10):
+        handle = open(lock, "a")  # noqa: SIM115 - held open for the run, closed by output_lock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise InputError(
+                "another clinfm run is writing this output now; wait for it to finish or choose another path",
+                path=out,
+            ) from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()
+    raise InputError("could not take the output's lock file; is another run starting?", path=lock)
+
+
+def _clear_leftovers(out: Path) -> None:
+    """Remove what a killed run into ``out`` left beside it: its temporary and staging folders
+    (named after ``out``, so no other output's are touched), and put back an old output that a
+    run killed between the two renames of :func:`replace_directory` had moved aside."""
+    leftover = re.compile(rf"\.{re.escape(out.name)}\.(?:[a-z0-9_]{{8}}\.tmp|staging-[a-z0-9_]{{8}})")
+    stale = [p for p in out.parent.iterdir() if leftover.fullmatch(p.name) and p.is_dir()]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    if stale:
+        log.info("removed %d folder(s) left beside %s by an interrupted run", len(stale), out)
+    old = out.with_name(f".{out.name}.old")
+    if old.is_dir() and not out.exists():
+        old.rename(out)
+        log.warning("put back %s: a run replacing it was stopped after moving it aside", out)
+    elif old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextmanager
 def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``out``; move it to ``out`` only if the block succeeds.
 
     An existing ``out`` is refused unless ``overwrite`` is set (see :func:`check_output`), and even
     then it is replaced only after the new output is complete; if the swap itself fails, the old
-    output is put back. Nothing the user had is lost to a failed run.
+    output is put back. Nothing the user had is lost to a failed run. ``out`` is held for the run
+    (:func:`output_lock`), and checked again before the swap in case something else wrote it.
     """
     out = check_output(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    replace_directory(tmp, out)
+    with output_lock(out):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            yield tmp
+            check_output(out, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        replace_directory(tmp, out)
 
 
 def replace_directory(tmp: Path, out: Path) -> None:

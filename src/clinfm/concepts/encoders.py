@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from clinfm.errors import InputError
-from clinfm.pretrained import default_text_model_path, offline_huggingface
+from clinfm.pretrained import default_text_model_path, downloads_allowed, offline_huggingface
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class SentenceTransformerEncoder:
 
         source, local = _source(id_or_path)
         try:
-            self.model = SentenceTransformer(source, device=device, local_files_only=True)
+            self.model = SentenceTransformer(source, device=device, local_files_only=not downloads_allowed())
         except (OSError, ValueError) as err:
             if local:
                 raise InputError(f"cannot load a sentence-transformers model: {err}", path=source) from err
@@ -113,8 +113,10 @@ class HFEncoder:
 
         source, local = _source(id_or_path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            self.model = AutoModel.from_pretrained(source, local_files_only=True).to(device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=not downloads_allowed())
+            self.model = (
+                AutoModel.from_pretrained(source, local_files_only=not downloads_allowed()).to(device).eval()
+            )
         except (OSError, ValueError) as err:
             if local:
                 raise InputError(f"cannot load a Hugging Face encoder: {err}", path=source) from err

@@ -37,13 +37,14 @@ def check_labels(
     """Refuse labels a model cannot be trained or judged on, naming the first offending row.
 
     Every subject must be in the data, no prediction may precede the subject's birth, and the label
-    value (``boolean_value`` for binary tasks) must be present on every row.
+    value (``boolean_value`` for binary tasks) must be present on every row. Rows are numbered from 1;
+    messages name rows, never subject ids or dates.
     """
     if labels.height == 0:
         raise InputError("the label file has no rows: the cohort is empty", path=path)
     if value and (value not in labels.columns or labels[value].null_count() == labels.height):
         raise InputError(f"no {value} in the labels: a binary task needs one per row", path=path)
-    rows = labels.with_row_index("row").select(
+    rows = labels.with_row_index("row", offset=1).select(
         "row", "subject_id", "prediction_time", *([value] if value else [])
     )
     if value and labels[value].null_count():
@@ -67,7 +68,7 @@ def check_labels(
     if missing.height:
         first = missing.row(0, named=True)
         raise InputError(
-            f"row {first['row']}: subject_id {first['subject_id']} is not in the dataset "
+            f"row {first['row']}: its subject_id is not in the dataset "
             f"({missing.height} of {labels.height} label rows name absent subjects)",
             path=path,
         )
@@ -75,7 +76,7 @@ def check_labels(
     if early.height:
         first = early.row(0, named=True)
         raise InputError(
-            f"row {first['row']}: prediction_time {first['prediction_time']} is before subject "
-            f"{first['subject_id']}'s birth ({first['birth']})",
+            f"row {first['row']}: prediction_time is before the subject's birth "
+            f"({early.height} of {labels.height} label rows)",
             path=path,
         )

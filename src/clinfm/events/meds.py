@@ -90,8 +90,10 @@ def scan_events(root: str | os.PathLike, *, columns: list[str] | None = None) ->
     """All events of a MEDS dataset as one lazy frame with the core columns typed.
 
     Shards may differ in their extra columns (MEDS allows it); missing ones read as null.
-    ``columns`` restricts the read to those columns (the core ones are always kept).
+    ``columns`` restricts the read to those columns (the core ones are always kept). A dataset that
+    breaks the MEDS contract is refused first (:func:`clinfm.events.validate.require_valid`).
     """
+    _require_valid(root)
     scans = [pl.scan_parquet(path) for path in data_files(root)]
     events = pl.concat(scans, how="diagonal_relaxed") if len(scans) > 1 else scans[0]
     events = normalize_events(events)
@@ -104,7 +106,14 @@ def scan_events(root: str | os.PathLike, *, columns: list[str] | None = None) ->
 def scan_shards(root: str | os.PathLike) -> list[pl.LazyFrame]:
     """Each event shard as its own lazy frame, core columns typed: for work done shard by shard
     (MEDS keeps a subject's events in one shard), so memory follows a shard, not the data set."""
+    _require_valid(root)
     return [normalize_events(pl.scan_parquet(path)) for path in data_files(root)]
+
+
+def _require_valid(root: str | os.PathLike) -> None:
+    from clinfm.events.validate import require_valid  # validate reads through this module
+
+    require_valid(root)
 
 
 def read_dataset_metadata(root: str | os.PathLike) -> dict:
@@ -163,12 +172,42 @@ def read_labels(path: str | os.PathLike) -> pl.DataFrame:
         labels = labels.drop(
             [c for c in LABEL_VALUE_COLUMNS if c in labels.columns and labels[c].is_null().all()]
         )
+    _check_label_keys(labels, path)
     try:
         return labels.with_columns(
             pl.col(c).cast(LABEL_SCHEMA[c]) for c in labels.columns if c in LABEL_SCHEMA
         )
     except pl.exceptions.PolarsError as err:
         raise InputError(f"label columns of the wrong type ({_first_line(err)})", path=path) from None
+
+
+def _check_label_keys(labels: pl.DataFrame, path: object) -> None:
+    """Refuse label keys a cast would silently change: an empty subject or time, a fractional
+    subject id (cast to an integer it would name another patient), or a time zone (cast to MEDS's
+    naive times it would shift the prediction time, letting later events in)."""
+    rows = labels.with_row_index("row", offset=1)
+    for column in ("subject_id", "prediction_time"):
+        empty = rows.filter(pl.col(column).is_null())
+        if empty.height:
+            raise InputError(f"row {empty['row'][0]}: {column} is empty ({empty.height} rows)", path=path)
+    subject = labels.schema["subject_id"]
+    if subject.is_float():
+        fractional = rows.filter(
+            ~pl.col("subject_id").is_finite() | (pl.col("subject_id").round() != pl.col("subject_id"))
+        )
+        if fractional.height:
+            raise InputError(
+                f"row {fractional['row'][0]}: subject_id is not a whole number; MEDS ids are integers",
+                path=path,
+            )
+    when = labels.schema["prediction_time"]
+    if isinstance(when, pl.Datetime) and when.time_zone is not None:
+        raise InputError(
+            f"prediction_time carries the time zone {when.time_zone}; MEDS times are naive local times, "
+            "like the events'. Convert them first, e.g. "
+            "pl.col('prediction_time').dt.convert_time_zone(<the events' zone>).dt.replace_time_zone(None)",
+            path=path,
+        )
 
 
 def _first_line(err: Exception) -> str:

@@ -63,9 +63,36 @@ def _conforms(schema, arrow, path: Path, report: ValidationReport) -> bool:
     return True
 
 
+def _text_as_meds(arrow, schema, path: Path, report: ValidationReport):
+    """An Arrow schema or table with each text column as the text type the `meds` ``schema``
+    specifies for it (string or large_string), with a warning: Polars and pandas write one or the
+    other, and clinfm reads both."""
+    if arrow is None:
+        return None
+    wanted, fields = schema.schema(), arrow if isinstance(arrow, pa.Schema) else arrow.schema
+    swapped = [
+        f.name
+        for f in fields
+        if f.name in wanted.names
+        and _is_text(f.type)
+        and _is_text(wanted.field(f.name).type)
+        and f.type != wanted.field(f.name).type
+    ]
+    if not swapped:
+        return arrow
+    report.warnings.append(f"{path}: {', '.join(swapped)} stored as another text type than MEDS says")
+    relaxed = pa.schema([f.with_type(wanted.field(f.name).type) if f.name in swapped else f for f in fields])
+    return relaxed if isinstance(arrow, pa.Schema) else arrow.cast(relaxed)
+
+
+def _is_text(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
 def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
     """Schema, nulls and ordering of one shard; returns its per-subject summary."""
-    if not _conforms(meds.DataSchema, _read(pq.read_schema, path, report), path, report):
+    schema = _text_as_meds(_read(pq.read_schema, path, report), meds.DataSchema, path, report)
+    if not _conforms(meds.DataSchema, schema, path, report):
         return None
     shard = pl.scan_parquet(path).select("subject_id", "time", "code").with_row_index("row", offset=1)
     nulls = shard.filter(pl.col("subject_id").is_null() | pl.col("code").is_null()).head(1).collect()
@@ -81,20 +108,21 @@ def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
     runs = ordered.group_by("subject_id").agg(
         runs=pl.col("new_subject").fill_null(True).sum(),
         rows=pl.len(),
-        first_row=pl.col("row").min(),
     )
     summary = runs.collect()
-    split_subjects = summary.filter(pl.col("runs") > 1)
-    if split_subjects.height:
-        subject = split_subjects.sort("first_row")["subject_id"][0]
+    # Errors name rows, never subject ids or times: a message may be pasted anywhere.
+    if summary.filter(pl.col("runs") > 1).height:
+        returns = pl.col("new_subject").fill_null(True)
+        again = ordered.filter(returns & (returns.cast(pl.UInt32).cum_sum().over("subject_id") > 1))
+        row = again.select("row").head(1).collect().item()
         report.errors.append(
-            f"{path}: subject {subject}'s events are not contiguous; MEDS requires each subject's "
-            "events together, sorted by time"
+            f"{path}: row {row}: its subject's events already appeared earlier in the shard; MEDS "
+            "requires each subject's events together, sorted by time"
         )
     unsorted = ordered.filter(pl.col("earlier") | pl.col("late_static")).head(1).collect()
     if unsorted.height:
         report.errors.append(
-            f"{path}: row {unsorted['row'][0]}: time goes backwards for subject {unsorted['subject_id'][0]}; "
+            f"{path}: row {unsorted['row'][0]}: time goes backwards for its subject; "
             "MEDS requires each subject's events sorted by time, null-time (static) events first"
         )
     return summary.select("subject_id", "rows").with_columns(shard=pl.lit(str(path)))
@@ -105,7 +133,8 @@ def _check_codes(root: Path, used_codes: pl.Series, report: ValidationReport) ->
     if not path.exists():
         report.warnings.append(f"{path}: missing; descriptions of codes are unknown")
         return
-    if not _conforms(meds.CodeMetadataSchema, _read(pq.read_schema, path, report), path, report):
+    schema = _text_as_meds(_read(pq.read_schema, path, report), meds.CodeMetadataSchema, path, report)
+    if not _conforms(meds.CodeMetadataSchema, schema, path, report):
         return
     described = read_codes(root)["code"]
     absent = used_codes.filter(~used_codes.is_in(described.implode()))
@@ -139,12 +168,19 @@ def _check_splits(root: Path, subjects: pl.Series, report: ValidationReport) -> 
     if not path.exists():
         report.warnings.append(f"{path}: missing; clinfm assigns deterministic splits when it needs them")
         return
-    if not _conforms(meds.SubjectSplitSchema, _read(pq.read_table, path, report), path, report):
+    table = _text_as_meds(_read(pq.read_table, path, report), meds.SubjectSplitSchema, path, report)
+    if not _conforms(meds.SubjectSplitSchema, table, path, report):
         return
     splits = pl.read_parquet(path)
-    repeated = splits.group_by("subject_id").agg(n=pl.col("split").n_unique()).filter(pl.col("n") > 1)
+    repeated = splits.with_row_index("row", offset=1).filter(
+        (pl.col("split").n_unique().over("subject_id") > 1) & ~pl.col("subject_id").is_first_distinct()
+    )
     if repeated.height:
-        report.errors.append(f"{path}: subject {repeated['subject_id'][0]} is in more than one split")
+        row = repeated["row"][0]
+        report.errors.append(
+            f"{path}: row {row}: its subject is also in another split; a subject in two splits would be "
+            "trained on and tested on"
+        )
     unsplit = subjects.filter(~subjects.is_in(splits["subject_id"].implode()))
     if unsplit.len():
         report.warnings.append(f"{path}: {unsplit.len()} subject(s) of the data are in no split")
@@ -163,6 +199,7 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
         ]
         if report.meds_version and report.meds_version.startswith("0.3"):
             table = table.drop_columns(unused)
+        table = _text_as_meds(table, meds.LabelSchema, path, report)
         if not _conforms(meds.LabelSchema, table, path, report):
             continue
         labelled = pl.from_arrow(table.select(["subject_id"]))["subject_id"]
@@ -172,12 +209,19 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
 
 
 def validate(root: str | os.PathLike) -> ValidationReport:
-    """Validate a MEDS dataset (0.4, or 0.3.3 as MEDS_transforms writes it).
+    """Validate a MEDS dataset (0.4, or 0.3.3 as MEDS_transforms writes it): :func:`check_dataset`
+    with its warnings."""
+    return check_dataset(root, warnings=True)
+
+
+def check_dataset(root: str | os.PathLike, *, warnings: bool = True) -> ValidationReport:
+    """Check a MEDS dataset (0.4, or 0.3.3 as MEDS_transforms writes it).
 
     Errors: a data shard, ``codes.parquet``, ``subject_splits.parquet`` or a label file that breaks
     the `meds` schemas; null subject ids or codes; a subject split across shards or not contiguous;
     events out of time order; a subject in two splits. Warnings: codes missing from
-    ``codes.parquet``, codes without a known vocabulary prefix, ICD codes not in the code sets.
+    ``codes.parquet``, codes without a known vocabulary prefix, ICD codes not in the code sets
+    (only with ``warnings``: the code checks are the slow part).
     """
     root = Path(root)
     if not root.is_dir():
@@ -199,13 +243,54 @@ def validate(root: str | os.PathLike) -> ValidationReport:
     per_subject = pl.concat(summaries)
     in_two = per_subject.group_by("subject_id").agg(pl.col("shard").n_unique()).filter(pl.col("shard") > 1)
     if in_two.height:
-        report.errors.append(f"{root}: subject {in_two['subject_id'][0]} has events in more than one shard")
+        shards = per_subject.filter(pl.col("subject_id") == in_two["subject_id"][0])["shard"].sort()
+        report.errors.append(
+            f"{root}: a subject has events in more than one shard ({', '.join(shards)}); MEDS keeps each "
+            "subject in one"
+        )
     if report.errors:
         return report
     subjects = per_subject["subject_id"].unique()
-    used_codes = pl.scan_parquet(data_files(root)).select(pl.col("code").unique()).collect()["code"]
-    _check_codes(root, used_codes, report)
-    _check_vocabularies(used_codes, report)
+    if warnings:
+        used_codes = pl.scan_parquet(data_files(root)).select(pl.col("code").unique()).collect()["code"]
+        _check_codes(root, used_codes, report)
+        _check_vocabularies(used_codes, report)
     _check_splits(root, subjects, report)
     _check_tasks(root, subjects, report)
     return report
+
+
+# Datasets already found valid in this process, by their files' sizes and times: a command that
+# reads one dataset several times (the demo, a transfer's two sites) checks it once.
+_valid: set[tuple] = set()
+
+
+def require_valid(root: str | os.PathLike) -> None:
+    """Refuse, with its first error on one line, a dataset that breaks the MEDS contract.
+
+    Every command that trains on or reports from a MEDS dataset calls this (through
+    :func:`clinfm.events.meds.scan_events`): a subject in two splits would leak test patients into
+    training, and unsorted or split subjects would give wrong histories. Warnings are left to
+    ``clinfm validate``, which also lists every problem, not only the first.
+    """
+    root = Path(root)
+    stamp = _stamp(root)
+    if stamp in _valid:
+        return
+    report = check_dataset(root, warnings=False)
+    if report.errors:
+        raise InputError(f"{report.errors[0]} (clinfm validate {root} lists every problem)")
+    _valid.add(stamp)
+
+
+def _stamp(root: Path) -> tuple:
+    files = [*data_files(root), root / meds.subject_splits_filepath, *task_files(root).values()]
+    return (str(root.resolve()), *((str(f), *_size_and_time(f)) for f in files))
+
+
+def _size_and_time(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)

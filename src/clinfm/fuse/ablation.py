@@ -30,6 +30,7 @@ from clinfm.fuse.recipes import (
     input_counts,
     lab_branch_for,
     load_lab_branch,
+    note_cache,
     prepare_notes,
     pretrain_labs,
     read_cohort,
@@ -112,7 +113,7 @@ def ablate(
         pretrained = given or _pretrain_here(data, work, cohort, preset, min_subjects, pretraining)
         fresh = lab_branch_for(cohort, None, preset, min_subjects, training.seed)
         if any(ABLATIONS[v].fusion != "labs" for v in variants):
-            prepare_notes(cohort, pretrained, cache=cache)
+            prepare_notes(cohort, pretrained, cache=note_cache(data, cache))
         results = {}
         for name in progress.track(variants, "ablation", total=len(variants)):
             results[name] = _variant(name, cohort, pretrained, fresh, base, training, work)

@@ -102,7 +102,9 @@ NOTE_TRAIN_LAYERS_OPTION = typer.Option(
     help="Fine-tune the note encoder's top K layers with the fusion model (0: frozen, cached embeddings).",
 )
 CACHE_OPTION = typer.Option(
-    True, help="Cache note embeddings on disk ($CLINFM_CACHE) so reruns do not re-embed."
+    True,
+    help="Cache note embeddings so reruns do not re-embed: in DATA/.clinfm/note-embeddings (patient text "
+    "stays with its dataset; delete that folder to clear it), or $CLINFM_CACHE if set.",
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -48,6 +49,8 @@ PRETRAINING = TrainConfig(max_epochs=100, batch_size=256, optimizer="adamw", lr=
 FINE_TUNING = TrainConfig(max_epochs=50, batch_size=64, optimizer="adamw", lr=5e-4, patience=5)
 #: Lab pre-training samples: every distinct time a patient had labs drawn, at most this many.
 MAX_PANELS = 200_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,22 @@ def read_cohort(
     )
     texts = inputs.notes["text"].fill_null("").to_list()
     return Cohort(labels, names, inputs.labs, texts, inputs.report, settings, chosen)
+
+
+NOTE_CACHE = ".clinfm/note-embeddings"  # under the dataset the notes come from
+
+
+def note_cache(data: str | os.PathLike, cache: object) -> object:
+    """Where vectors of patient notes are cached: beside the dataset they come from (``NOTE_CACHE``),
+    so they are kept, moved and deleted with it and never gather in the user's home folder.
+    $CLINFM_CACHE, a folder or an EmbeddingCache given by the caller wins; False: no cache. A
+    dataset folder this user cannot write gets no cache (said once)."""
+    if cache is not True or os.environ.get("CLINFM_CACHE"):
+        return cache
+    if not os.access(data, os.W_OK):
+        log.info("not caching note embeddings: %s is read-only", data)
+        return False
+    return Path(data) / NOTE_CACHE
 
 
 def prepare_notes(cohort: Cohort, branch: LabBranch | None, *, cache=True) -> None:
@@ -606,7 +625,7 @@ def train(
     if fusion.uses_labs:
         branch = lab_branch_for(cohort, given, preset, min_subjects, training.seed)
     if fusion.uses_notes:
-        prepare_notes(cohort, branch, cache=cache)
+        prepare_notes(cohort, branch, cache=note_cache(data, cache))
     with work_dir(out, recorded, resume) as work:
         model, outputs = train_fusion(cohort, branch, fusion, training, work)
         thresholds, metrics = scores_of(cohort, outputs)
@@ -678,7 +697,7 @@ def evaluate(
         )
     cohort.names = list(config["diseases"])  # the model's output order
     if model.config.uses_notes:
-        prepare_notes(cohort, branch, cache=cache)
+        prepare_notes(cohort, branch, cache=note_cache(data, cache))
         if cohort.note_counts["encoder"] != config["note_encoder"]:
             raise InputError(
                 f"the notes were embedded with {cohort.note_counts['encoder']}, the model was trained on "

@@ -18,7 +18,7 @@ import torch
 
 from clinfm.errors import InputError
 from clinfm.ner.document import OUTSIDE, Sentence, counting_units
-from clinfm.pretrained import offline_huggingface
+from clinfm.pretrained import downloads_allowed, offline_huggingface
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=not downloads_allowed())
     except (OSError, ValueError) as error:
         raise InputError(f"cannot load a tokenizer from {path!r}: {str(error).splitlines()[0]}") from None
     if not tokenizer.is_fast:

@@ -21,7 +21,7 @@ from torch import nn
 
 from clinfm.errors import InputError
 from clinfm.ner.crf import CRF
-from clinfm.pretrained import offline_huggingface
+from clinfm.pretrained import downloads_allowed, offline_huggingface
 
 MODELS = ("transformer-crf", "transformer-apt", "bert-crf", "bert-apt")
 HEADS = ("crf", "apt")
@@ -104,11 +104,11 @@ def pretrained_encoder(path: str) -> nn.Module:
     from transformers import AutoModel
 
     try:
-        return AutoModel.from_pretrained(path)
+        return AutoModel.from_pretrained(path, local_files_only=not downloads_allowed())
     except (OSError, ValueError) as error:
         raise InputError(
             f"cannot load the encoder {path!r} offline ({str(error).splitlines()[0]}); "
-            "pass a local folder holding config.json and the weights"
+            "pass a local folder holding config.json and the weights (or clinfm --allow-download)"
         ) from None
 
 

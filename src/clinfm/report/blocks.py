@@ -886,7 +886,7 @@ def _task_section(folder: RunFolder) -> str:
         if isinstance(value, dict | list):
             continue
         shown = f"<code>{escape(value)}</code>" if key == "dataset" else count(value)
-        rows.append((DATA_LABELS.get(key, key.replace("_", " ").capitalize()), shown))
+        rows.append((DATA_LABELS.get(key) or escape(key.replace("_", " ").capitalize()), shown))
     n, positives = test_counts(folder)
     if is_binary(folder) and isinstance(n, int) and isinstance(positives, int) and n:
         rows.append(("Prevalence in the test set", f"{positives / n:.1%}"))

@@ -29,9 +29,10 @@ from pathlib import Path
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from clinfm import progress
-from clinfm.errors import InputError
+from clinfm.errors import InputError, Terminated
 from clinfm.train.sampling import BucketBatchSampler
 
 log = logging.getLogger(__name__)
@@ -497,7 +498,9 @@ def fit(
                 ckpt_path=last if resumed is not None else None,
                 weights_only=True,
             )
-        except SystemExit:
+        except SystemExit as stop:
+            if isinstance(stop, SIGTERMException):  # Lightning's SIGTERM: a SystemExit without a code
+                raise Terminated() from None
             if trainer.interrupted:  # Lightning turns Ctrl-C into exit(1) and ignores further Ctrl-C
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 raise KeyboardInterrupt from None

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clinfm.errors import InputError
 from clinfm.events.convert.tables import (
@@ -75,6 +75,13 @@ class TableMapping(BaseModel):
     encounter_id: str | None = None
     unit: str | None = None
     separator: str | None = None
+
+    @field_validator("separator")
+    @classmethod
+    def _one_character(cls, separator: str | None) -> str | None:
+        if separator is not None and (len(separator) != 1 or separator in '"\r\n'):
+            raise ValueError(f"expected one character such as ',' ';' or '\\t' (a tab), got {separator!r}")
+        return separator
 
     @model_validator(mode="after")
     def _one_code_source(self) -> TableMapping:

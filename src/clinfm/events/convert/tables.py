@@ -9,6 +9,7 @@ deep inside a query, and nothing is written to the output before every table has
 
 from __future__ import annotations
 
+import csv
 import gzip
 import logging
 import os
@@ -23,6 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from clinfm.errors import InputError
+from clinfm.io import output_lock
 from clinfm.progress import status
 
 log = logging.getLogger("clinfm")
@@ -95,21 +97,35 @@ def _header_line(path: Path) -> str:
         raise InputError(f"could not read the file ({err})", path=path) from None
 
 
-def _scan_text(path: Path, separator: str | None) -> pl.LazyFrame:
-    """Every column as text, names lower-cased and stripped."""
+def _scan_text(path: Path, separator: str | None) -> tuple[pl.LazyFrame, str]:
+    """Every column as text, names lower-cased and stripped; and the separator used."""
     if path.suffix.lower() == ".parquet":
-        return pl.scan_parquet(path).select(pl.all().cast(pl.String).name.to_lowercase())
+        return pl.scan_parquet(path).select(pl.all().cast(pl.String).name.to_lowercase()), ""
     header = _header_line(path)
     if not header.strip():
         raise InputError("empty file; expected a header line with column names", path=path)
     separator = separator or ("\t" if header.count("\t") > header.count(",") else ",")
-    return pl.scan_csv(
+    scan = pl.scan_csv(
         path,
         separator=separator,
         infer_schema=False,
         encoding="utf8-lossy",  # a stray Latin-1 byte becomes U+FFFD instead of stopping the run
         with_column_names=lambda names: [n.strip().strip('"').lower() for n in names],
     )
+    return scan, separator
+
+
+def _first_long_row(path: Path, separator: str, width: int) -> tuple[int | None, int]:
+    """The first data row (from 1) with more than ``width`` fields, and its field count; read with
+    Python's csv module, which follows the same quoting rules, on the rare path only."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, delimiter=separator)
+        next(reader, None)
+        for row, fields in enumerate(reader, start=1):
+            if len(fields) > width:
+                return row, len(fields)
+    return None, 0
 
 
 def _blank_as_null(text: pl.Expr) -> pl.Expr:
@@ -142,7 +158,7 @@ class SourceTable:
         self.spec = spec
         self.needs_rows = needs_rows
         try:
-            self.raw = _scan_text(path, separator)
+            self.raw, self.separator = _scan_text(path, separator)
             header = self.raw.collect_schema().names()
         except (pl.exceptions.PolarsError, OSError, EOFError, zlib.error) as err:
             raise InputError(f"could not read the file ({err})", path=path) from None
@@ -157,6 +173,23 @@ class SourceTable:
         self.failures: list[tuple[str, str]] = []  # (column, what was expected) per check
         self.staged = path  # replaced by the typed Parquet file in stage()
         self.frame = pl.LazyFrame()  # the typed table, once staged
+
+    @property
+    def is_parquet(self) -> bool:
+        return self.path.suffix.lower() == ".parquet"
+
+    def unreadable(self, err: Exception) -> str:
+        """Why Polars could not read the file, with the row when it was a ragged one."""
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "more fields" not in reason:
+            return reason
+        row, fields = _first_long_row(self.path, self.separator, len(self.header))
+        if row is None:
+            return reason
+        return (
+            f"row {row} has {fields} fields, the header {len(self.header)}; a value holding the "
+            f"separator {self.separator!r} must be quoted"
+        )
 
     def _sources(self, name: str) -> tuple[str, ...]:
         return self.spec[name].sources or (name,)
@@ -242,10 +275,10 @@ class SourceTable:
                 .collect()
             )
             if repeated.height:
-                row, value = repeated.row(0)
+                row, _ = repeated.row(0)
                 source = "/".join(self._sources(name))
                 raise InputError(
-                    f"row {row}, column {source}: {value} appears in more than one row; expected it once",
+                    f"row {row}, column {source}: the value of an earlier row again; expected each once",
                     path=self.path,
                 )
 
@@ -260,27 +293,44 @@ class SourceTable:
         if column in self.header:  # rare path: read the offending value back from the source
             offending = self.raw.with_row_index("_row", offset=1).filter(pl.col("_row") == row)
             value = offending.select(_blank_as_null(pl.col(column))).collect().item()
-        got = "empty" if value is None else f"got {value!r}"
+        got = "empty" if value is None else f"got {_shape(value)!r} (its shape: digits as 9, letters as x)"
         raise InputError(f"row {row}, column {column}: {got}, expected {expected}", path=self.path)
+
+
+def _shape(value: str) -> str:
+    """A value's shape, not the value: the failing columns hold ids and dates, which may identify a
+    patient in a message pasted into an issue tracker; '05/05/2090' shows as '99/99/9999'."""
+    shape = "".join("9" if c.isdigit() else "x" if c.isalpha() else c for c in value[:40])
+    return shape + ("..." if len(value) > 40 else "")
+
+
+# Polars checks a CSV row's field count only when it parses every field: reading a subset of the
+# columns, it would read a row with an unquoted separator in a value with its fields shifted.
+_EVERY_FIELD = pl.QueryOptFlags(projection_pushdown=False)
 
 
 def stage_tables(tables: list[SourceTable], staging: Path) -> None:
     """Type every table in one streaming pass each, then raise the first problem found, if any.
 
-    A file Polars cannot parse at all (a ragged row, an unclosed quote, a truncated gzip) is
-    reported with its path, like every other problem.
+    A file Polars cannot parse at all (a row with more fields than the header, an unclosed quote, a
+    truncated gzip) is reported with its path, and the row where it can be found, like every other
+    problem.
     """
     unreadable = (pl.exceptions.PolarsError, OSError, EOFError, zlib.error)
+    text = [table for table in tables if not table.is_parquet]
+    parquet = [table for table in tables if table.is_parquet]
     try:
         with status(f"Reading {len(tables)} source table(s)"):
-            pl.collect_all([table.stage(staging) for table in tables])  # in parallel
+            pl.collect_all([table.stage(staging) for table in text], optimizations=_EVERY_FIELD)
+            pl.collect_all([table.stage(staging) for table in parquet])  # in parallel
     except unreadable:
         for table in tables:  # rare path: find which file it was
             try:
-                table.stage(staging).collect()
+                table.stage(staging).collect(optimizations=_EVERY_FIELD)
             except unreadable as err:
-                reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise InputError(f"could not read the file: {reason}", path=table.path) from None
+                raise InputError(
+                    f"could not read the file: {table.unreadable(err)}", path=table.path
+                ) from None
         raise
     for table in tables:
         table.raise_problem(table.first_problem().collect())
@@ -289,10 +339,12 @@ def stage_tables(tables: list[SourceTable], staging: Path) -> None:
 
 @contextmanager
 def staging_area(out: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside ``out`` for typed tables; removed whatever happens."""
-    parent = Path(out).parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".clinfm-staging-", dir=parent) as staging:
+    """A temporary folder beside ``out`` for typed tables, removed whatever happens; ``out`` is held
+    meanwhile, and a folder a killed run left is removed by the next run into the same ``out``."""
+    with (
+        output_lock(out) as held,
+        tempfile.TemporaryDirectory(prefix=f".{held.name}.staging-", dir=held.parent) as staging,
+    ):
         yield Path(staging)
 
 
