@@ -232,19 +232,19 @@ def test_read_record_dispatches_by_suffix(tmp_path):
     with pytest.raises(InputError) as info:
         read_record(tmp_path / "one.npy")
     assert "one.npy" in str(info.value) and "--sampling-rate" in str(info.value)
-    rec = read_record(tmp_path / "one.npy", sampling_rate=30, patient_id="p1")
-    assert rec.leads == LEADS_12 and rec.sampling_rate == 30 and rec.patient_id == "p1"
+    rec = read_record(tmp_path / "one.npy", sampling_rate=60, patient_id="p1")
+    assert rec.leads == LEADS_12 and rec.sampling_rate == 60 and rec.patient_id == "p1"
     np.testing.assert_allclose(rec.signal, array, rtol=1e-6)
     np.save(tmp_path / "two.npy", array[:2])
-    assert read_record(tmp_path / "two.npy", sampling_rate=30).leads == ("I", "II")  # standard order
-    assert read_record(tmp_path / "two.npy", sampling_rate=30, leads=("II", "V5")).leads == ("II", "V5")
+    assert read_record(tmp_path / "two.npy", sampling_rate=60).leads == ("I", "II")  # standard order
+    assert read_record(tmp_path / "two.npy", sampling_rate=60, leads=("II", "V5")).leads == ("II", "V5")
     np.save(tmp_path / "many.npy", np.zeros((15, 300)))
     with pytest.raises(InputError, match="array has 15 leads; pass their names"):
-        read_record(tmp_path / "many.npy", sampling_rate=30)
+        read_record(tmp_path / "many.npy", sampling_rate=60)
     np.save(tmp_path / "batch.npy", np.stack([array, array]))
     with pytest.raises(InputError, match="holds 2 records"):
-        read_record(tmp_path / "batch.npy", sampling_rate=30)
-    batch = read_records(tmp_path / "batch.npy", sampling_rate=30)
+        read_record(tmp_path / "batch.npy", sampling_rate=60)
+    batch = read_records(tmp_path / "batch.npy", sampling_rate=60)
     assert [r.record_id for r in batch] == ["batch_0", "batch_1"] and batch[1].leads == LEADS_12
     assert [r.record_id for r in read_records(base.with_suffix(".hea"))] == ["data_7_3"]
     with pytest.raises(InputError, match="--sampling-rate"):

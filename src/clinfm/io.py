@@ -1,7 +1,9 @@
-"""Atomic writes: a crash leaves the old state or the new one, never half."""
+"""Atomic writes (a crash leaves the old state or the new one, never half), one run per output, and
+checked reads."""
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import logging
@@ -198,3 +200,40 @@ def read_json_document(path: str | os.PathLike, *, format: str, version: int, wh
     if payload.get("version") != version:
         raise InputError(f"unsupported {what} version {payload.get('version')!r}", path=path)
     return payload
+
+
+def read_csv_rows(
+    path: str | os.PathLike, *, what: str
+) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The column names and rows of a UTF-8 CSV, each row with its line number.
+
+    One InputError naming the file and line when it cannot be read, has no header, names a column
+    twice, or has a row with more or fewer fields than the header (csv.DictReader would fill the
+    missing ones with None and hide the extra ones). Blank lines are skipped.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
+            reader = csv.reader(file)
+            columns = next(reader, [])
+            if not columns:
+                raise InputError(f"line 1: no header line (expected the {what}'s column names)", path=path)
+            repeated = next((c for c in columns if columns.count(c) > 1), None)
+            if repeated is not None:
+                raise InputError(f"line 1: column {repeated!r} appears twice", path=path)
+            rows = [(reader.line_num, fields) for fields in reader if fields]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"cannot read the {what}: {error}", path=path) from None
+    for line, fields in rows:
+        if len(fields) != len(columns):
+            raise InputError(
+                f"line {line}: {len(fields)} field{'s' * (len(fields) != 1)}, expected {len(columns)} "
+                f"({_listed(columns)})",
+                path=path,
+            )
+    return columns, [(line, dict(zip(columns, fields, strict=True))) for line, fields in rows]
+
+
+def _listed(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + f", ... ({len(names) - limit} more)" if len(names) > limit else shown

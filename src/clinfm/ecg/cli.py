@@ -59,7 +59,7 @@ MISSING_OPTION = typer.Option(
 CENTER_OPTION = typer.Option(
     False, help="Subtract each lead's median per window (PCLR does not; for records with DC offsets)."
 )
-RATE_OPTION = typer.Option(None, min=0.0, help="Sampling rate (Hz) of .npy records, which carry none.")
+RATE_OPTION = typer.Option(None, help="Sampling rate (Hz) of .npy records, which carry none (50 to 10,000).")
 SIZES_OPTION = typer.Option(
     "10,25,50,100,250,all", help="Training-set sizes, in labelled patients (comma list; all = every one)."
 )

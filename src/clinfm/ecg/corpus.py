@@ -31,11 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from clinfm import progress
+from clinfm.ecg.header import check_sampling_rate
 from clinfm.ecg.records import (
     LEADS_12,
     PAPER_SAMPLES,
     PAPER_SECONDS,
     Record,
+    check_numeric,
     find_records,
     header_fields,
     quality_problems,
@@ -46,7 +48,7 @@ from clinfm.ecg.records import (
     windows,
 )
 from clinfm.errors import InputError
-from clinfm.io import write_json_atomic
+from clinfm.io import read_csv_rows, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ class PrepareSettings:
             raise InputError(f"missing leads must be 'zeros' or 'skip', not {self.missing_leads!r}")
         if not self.leads:
             raise InputError("give at least one lead")
+        if self.sampling_rate is not None:  # given for .npy records: wrong for all of them, so say it once
+            check_sampling_rate(self.sampling_rate, None, field="--sampling-rate")
 
 
 @dataclass
@@ -310,10 +314,10 @@ def open_set(path: str | os.PathLike) -> ECGSet:
         raise InputError(f"not a prepared ECG set of version {VERSION}", path=path / SET_FILE)
     try:
         signals = np.load(path / SIGNALS_FILE, mmap_mode="r", allow_pickle=False)
-        with open(path / WINDOWS_FILE, newline="", encoding="utf-8") as table:
-            rows = list(csv.DictReader(table))
     except (OSError, ValueError) as error:
         raise InputError(f"damaged prepared ECG set: {error}", path=path) from None
+    check_numeric(signals, path / SIGNALS_FILE)
+    rows = [row for _, row in read_csv_rows(path / WINDOWS_FILE, what="windows table")[1]]
     if signals.ndim != 3 or len(signals) != len(rows) or len(rows) != meta.get("windows"):
         raise InputError(
             f"damaged prepared ECG set: {len(rows)} table rows, signals of shape {signals.shape}", path=path

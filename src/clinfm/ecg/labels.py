@@ -9,7 +9,7 @@ inside it) are left out of that label's probe, and counted.
 
 from __future__ import annotations
 
-import csv
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from clinfm.errors import InputError
+from clinfm.io import read_csv_rows
 
 KEYS = ("record_id", "patient_id")  # a labels CSV joins on the first of these it has
 
@@ -35,26 +36,46 @@ class Label:
 
 
 def read_labels(path: str | os.PathLike) -> tuple[str, dict[str, dict[str, str]]]:
-    """(key column, {key: {column: value}}) from a labels CSV with a record_id or patient_id column."""
+    """(key column, {key: {column: value}}) from a labels CSV with a record_id or patient_id column.
+
+    Every row must hold one field per column and a key of its own; a column of numbers must hold
+    finite ones (an empty cell is a missing value). Messages name the line and the column, never a
+    cell's value: keys and labels can identify a patient.
+    """
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as file:
-            reader = csv.DictReader(file)
-            columns = reader.fieldnames or []
-            key = next((k for k in KEYS if k in columns), None)
-            if key is None:
-                raise InputError(
-                    f"line 1: no record_id or patient_id column (columns: {', '.join(columns) or 'none'})",
-                    path=path,
-                )
-            table = {}
-            for line, row in enumerate(reader, start=2):
-                if row[key] in table:
-                    raise InputError(f"line {line}: {key} {row[key]!r} appears twice", path=path)
-                table[row[key]] = row
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InputError(f"cannot read the labels CSV: {error}", path=path) from None
+    columns, rows = read_csv_rows(path, what="labels CSV")
+    key = next((k for k in KEYS if k in columns), None)
+    if key is None:
+        raise InputError(
+            f"line 1: no record_id or patient_id column (columns: {', '.join(columns)})", path=path
+        )
+    table: dict[str, dict[str, str]] = {}
+    lines: dict[str, int] = {}
+    for line, row in rows:
+        if not row[key].strip():
+            raise InputError(f"line {line}, column {key}: empty, expected the row's {key}", path=path)
+        if row[key] in lines:
+            raise InputError(f"line {line}, column {key}: the same as line {lines[row[key]]}", path=path)
+        table[row[key]], lines[row[key]] = row, line
+    for column in columns:
+        if column not in KEYS:
+            _check_finite(path, column, rows)
     return key, table
+
+
+def _check_finite(path: Path, column: str, rows: list[tuple[int, dict[str, str]]]) -> None:
+    """In a column of numbers, refuse inf and nan: a probe cannot fit them, and a missing value is
+    an empty cell. A column with text in it (M/F, or "Inf" for an inferior infarct) is left alone."""
+    cells = [(line, row[column].strip()) for line, row in rows if row[column].strip()]
+    if not all(_is_number(cell) for _, cell in cells):
+        return
+    for line, cell in cells:
+        if not math.isfinite(float(cell)):
+            raise InputError(
+                f"line {line}, column {column}: not a finite number, expected a number "
+                "(or an empty cell for a missing value)",
+                path=path,
+            )
 
 
 def label_values(
@@ -81,6 +102,10 @@ def label_values(
             f"label {column}: holds text such as {example!r}; "
             f"name the value to predict, e.g. --label {column}={example}"
         ) from None
+    if np.isinf(values).any():  # a labels CSV refuses them on reading; a header field or table may not
+        raise InputError(
+            f"label {column}: {int(np.isinf(values).sum())} windows have an infinite value, expected numbers"
+        )
     known = values[~np.isnan(values)]
     if not len(known):
         raise InputError(f"label {column}: no window has a value")

@@ -36,6 +36,7 @@ from clinfm.ecg.corpus import (
 from clinfm.ecg.labels import Label, label_values, read_labels
 from clinfm.ecg.model import PRESETS, ResNetConfig
 from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
+from clinfm.ecg.records import check_numeric
 from clinfm.ecg.results import (
     HANDCRAFTED,
     METHOD_LABELS,
@@ -44,7 +45,7 @@ from clinfm.ecg.results import (
     relative_gains,
 )
 from clinfm.errors import InputError
-from clinfm.io import atomic_directory, check_output, write_json_atomic
+from clinfm.io import atomic_directory, check_output, read_csv_rows, write_json_atomic
 from clinfm.train.engine import FitResult, TrainConfig, fit, is_global_zero, predict
 from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
 
@@ -430,16 +431,19 @@ def embed(
 
 
 def read_embeddings(folder: str | os.PathLike) -> tuple[np.ndarray, list[dict]]:
-    """(vectors, window rows) from a folder ``embed`` wrote."""
-    import csv
-
+    """(vectors, window rows) from a folder ``embed`` wrote: numbers, none infinite (NaN is a
+    hand-crafted feature an ECG did not allow measuring)."""
     folder = Path(folder)
     try:
         vectors = np.load(folder / "embeddings.npy", allow_pickle=False)
-        with open(folder / "windows.csv", newline="", encoding="utf-8") as table:
-            rows = list(csv.DictReader(table))
     except (OSError, ValueError) as error:
         raise InputError(f"not an embeddings folder from clinfm ecg embed ({error})", path=folder) from None
+    check_numeric(vectors, folder / "embeddings.npy")
+    if np.isinf(vectors).any():
+        raise InputError(
+            "holds infinite values, expected finite numbers or NaN", path=folder / "embeddings.npy"
+        )
+    rows = [row for _, row in read_csv_rows(folder / WINDOWS_FILE, what="windows table")[1]]
     if vectors.ndim != 2 or len(vectors) != len(rows):
         raise InputError(f"embeddings {vectors.shape} do not match {len(rows)} windows", path=folder)
     return vectors, rows

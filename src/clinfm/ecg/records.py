@@ -23,18 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
+from clinfm.ecg.header import MAX_SIGNALS, Header, check_agreement, check_sampling_rate, read_header
 from clinfm.errors import InputError
 
 LEADS_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 PAPER_SAMPLES = 4096
 PAPER_SECONDS = 10.0
 
-# Signal file formats wfdb 4.x can read, and the bytes per sample of those whose size we check.
-KNOWN_FORMATS = ("8", "16", "24", "32", "61", "80", "160", "212", "310", "311", "508", "516", "524")
-BYTES_PER_SAMPLE = {"16": 2.0, "212": 1.5, "80": 1.0}
-# Multiplier from a header's physical unit to millivolts (compared lower-case).
-TO_MILLIVOLTS = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+# Bytes per sample of the fixed-size WFDB formats (FLAC formats 508, 516 and 524 vary), for the size check.
+BYTES_PER_SAMPLE = {
+    "8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5,
+    "310": 4 / 3, "311": 4 / 3,
+}  # fmt: skip
 FLAT_MV = 1e-3
+MIN_WINDOW_SAMPLES = 2  # a window interpolated onto the model's samples needs two ends
 _CPSC_NAME = re.compile(r"^data_(\w+?)_(\w+)$")
 _HEADER_FIELD = re.compile(r"^\s*([^:=]+?)\s*[:=]\s*(.*?)\s*$")
 # MATLAB v4 matrix header: type code, rows, columns, imaginary flag, name length (int32 each).
@@ -76,17 +78,14 @@ def _record_base(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix in (".hea", ".dat", ".mat", ".atr") else path
 
 
-def _read_header(base: Path):
-    """Parse the ``.hea`` header, turning any failure into a one-line InputError."""
+def _wfdb_header(base: Path):
+    """wfdb's reading of the ``.hea`` header, any failure as a one-line InputError."""
     import wfdb
 
-    hea = base.with_suffix(".hea")
-    if not hea.is_file():
-        raise InputError("WFDB header not found (expected <record>.hea beside the .dat)", path=hea)
     try:
         return wfdb.rdheader(str(base))
     except Exception as exc:  # wfdb raises many types for a malformed header
-        raise InputError(f"unreadable WFDB header: {_one_line(exc)}", path=hea) from None
+        raise InputError(f"unreadable WFDB header: {_one_line(exc)}", path=base.with_suffix(".hea")) from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -94,25 +93,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _check_signal_files(base: Path, header) -> None:
-    """Check each signal file exists, has a known format, and holds the samples the header declares."""
-    by_file: dict[str, list[int]] = {}
-    for i, name in enumerate(header.file_name or []):
-        by_file.setdefault(name, []).append(i)
-    for name, channels in by_file.items():
-        file = base.parent / name
-        fmt = str(header.fmt[channels[0]])
-        if fmt not in KNOWN_FORMATS:
-            raise InputError(
-                f"field fmt: unknown signal format code {fmt!r} (expected one of {', '.join(KNOWN_FORMATS)})",
-                path=base.with_suffix(".hea"),
-            )
+def _check_signal_files(base: Path, header: Header) -> None:
+    """Check each signal file exists and holds the samples the header declares."""
+    by_file: dict[str, list] = {}
+    for signal in header.signals:
+        by_file.setdefault(signal.file, []).append(signal)
+    for name, signals in by_file.items():
+        file, first = base.parent / name, signals[0]
         if not file.is_file():
             raise InputError(f"signal file named in the header {base.name}.hea is missing", path=file)
-        offset = (header.byte_offset or [None] * len(header.fmt))[channels[0]] or 0
         if file.suffix.lower() == ".mat":
-            _check_mat4(file, fmt, offset, len(channels))
-        _check_size(file, fmt, offset, len(channels), header)
+            _check_mat4(file, first.format, first.byte_offset, len(signals))
+        _check_size(file, first.format, first.byte_offset, len(signals), header.samples)
 
 
 def _check_mat4(file: Path, fmt: str, offset: int, n_channels: int) -> None:
@@ -147,34 +139,36 @@ def _check_mat4(file: Path, fmt: str, offset: int, n_channels: int) -> None:
         raise InputError("; ".join(problems), path=file)
 
 
-def _check_size(file: Path, fmt: str, offset: int, n_channels: int, header) -> None:
-    """Raise when a format 16 / 212 / 80 file holds fewer samples than the header's sig_len.
+def _check_size(file: Path, fmt: str, offset: int, n_channels: int, samples: int | None) -> None:
+    """Raise when a fixed-size format's file holds fewer samples than the header's ``samples``.
 
     ``offset`` is the header's byte offset for the file (``16+24``: 24), skipped before the samples.
     """
     per_sample = BYTES_PER_SAMPLE.get(fmt)
-    if per_sample is None or header.sig_len is None:
+    if per_sample is None or not samples:
         return
     data_bytes = max(0, file.stat().st_size - offset)
-    needed = math.ceil(n_channels * header.sig_len * per_sample)
+    needed = math.ceil(n_channels * samples * per_sample)
     if data_bytes < needed:
         held = int(data_bytes // (n_channels * per_sample))
         raise InputError(
-            f"header declares {header.sig_len} samples per signal but the file holds {held} "
+            f"header declares {samples} samples per signal but the file holds {held} "
             f"(format {fmt}, {n_channels} signals, {data_bytes} bytes)",
             path=file,
         )
 
 
-def _millivolt_scale(units: list[str], path: Path) -> np.ndarray:
-    """Per-lead multipliers from the header units to millivolts."""
-    scales = []
-    for unit in units:
-        scale = TO_MILLIVOLTS.get(str(unit).strip().lower())
-        if scale is None:
-            raise InputError(f"field units: unknown unit {unit!r} (expected mV, uV or V)", path=path)
-        scales.append(scale)
-    return np.asarray(scales, dtype=np.float64)[:, None]
+def _millivolts(rec, header: Header) -> np.ndarray:
+    """wfdb's physical samples as float32 leads x samples in millivolts, scaled by the header's units."""
+    samples = None if rec.p_signal is None else np.asarray(rec.p_signal)
+    if samples is None or samples.ndim != 2 or samples.shape[1] != len(header.signals):
+        shape = "none" if samples is None else "x".join(map(str, samples.shape))
+        raise InputError(
+            f"the signal files hold samples of shape {shape}, expected samples x {len(header.signals)}",
+            path=header.path,
+        )
+    scale = np.asarray(header.millivolts, dtype=np.float64)[:, None]
+    return (samples.astype(np.float64).T * scale).astype(np.float32)
 
 
 def _read_rhythm_labels(base: Path) -> tuple[tuple[int, str], ...]:
@@ -215,29 +209,32 @@ def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
 
     ``path`` is the record path with or without extension. The patient is ``patient_id`` when
     given, else a ``patient_id: ...`` header comment, else taken from the record name
-    (:func:`patient_from_name`). Header problems, missing or short signal
-    files, unknown formats and unknown units raise a one-line :class:`InputError` naming the file.
+    (:func:`patient_from_name`). Every header field used is checked first (:mod:`clinfm.ecg.header`:
+    sampling rate, signals, formats, gains, units, lead names); a bad field, a missing or short
+    signal file raise a one-line :class:`InputError` naming the file.
     """
     import wfdb
 
     base = _record_base(path)
-    header = _read_header(base)
+    hea = base.with_suffix(".hea")
+    if not hea.is_file():
+        raise InputError("WFDB header not found (expected <record>.hea beside the .dat)", path=hea)
+    header = read_header(hea)
+    check_agreement(header, _wfdb_header(base))
     _check_signal_files(base, header)
     try:
         rec = wfdb.rdrecord(str(base), physical=True)
     except Exception as exc:
-        raise InputError(f"unreadable WFDB signal: {_one_line(exc)}", path=base.with_suffix(".hea")) from None
-    scale = _millivolt_scale(rec.units, base.with_suffix(".hea"))
-    signal = (np.asarray(rec.p_signal, dtype=np.float64).T * scale).astype(np.float32)
+        raise InputError(f"unreadable WFDB signal: {_one_line(exc)}", path=hea) from None
     comments = tuple(rec.comments or ())
     if patient_id is None:
         patient_id = _comment_fields(comments).get("patient_id") or patient_from_name(base.name)
     return Record(
         record_id=base.name,
         patient_id=patient_id,
-        signal=signal,
-        sampling_rate=float(rec.fs),
-        leads=tuple(str(n) for n in rec.sig_name),
+        signal=_millivolts(rec, header),
+        sampling_rate=header.sampling_rate,
+        leads=header.leads,
         comments=comments,
         annotations=_read_rhythm_labels(base) or _record_rhythm(comments),
     )
@@ -255,14 +252,10 @@ def read_numpy(
     Record ids are ``<file stem>_<index>``; patient ids default to the record ids.
     """
     path = Path(path)
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)  # records are read as they are used
-    except Exception as exc:
-        raise InputError(f"unreadable .npy array: {_one_line(exc)}", path=path) from None
+    rate = check_sampling_rate(sampling_rate, path)
+    array = _open_npy(path)  # memory-mapped: records are read as they are used
     if array.ndim == 2:
         array = array[None]
-    if array.ndim != 3:
-        raise InputError(f"array has {array.ndim} dimensions (expected records x leads x samples)", path=path)
     if array.shape[1] != len(leads):
         raise InputError(
             f"array has {array.shape[1]} leads but {len(leads)} lead names were given", path=path
@@ -272,7 +265,7 @@ def read_numpy(
         raise InputError(f"{len(patient_ids)} patient ids for {len(ids)} records", path=path)
     patients = list(patient_ids) if patient_ids is not None else ids
     return [
-        Record(rid, str(pid), np.asarray(array[i], dtype=np.float32), float(sampling_rate), tuple(leads))
+        Record(rid, str(pid), np.asarray(array[i], dtype=np.float32), rate, tuple(leads))
         for i, (rid, pid) in enumerate(zip(ids, patients, strict=True))
     ]
 
@@ -375,23 +368,43 @@ def _npy_settings(
     """The array's shape, its sampling rate (required) and lead names (given, or standard order)."""
     if sampling_rate is None:
         raise InputError("a .npy array has no sampling rate; pass it (--sampling-rate, in Hz)", path=path)
-    shape = _npy_shape(path)
+    shape = _open_npy(path).shape  # a memory map: the samples are not loaded
     if leads is None:
         if shape[-2] > len(LEADS_12):
             raise InputError(f"array has {shape[-2]} leads; pass their names (--leads)", path=path)
         leads = LEADS_12[: shape[-2]]
-    return shape, float(sampling_rate), tuple(leads)
+    return shape, check_sampling_rate(sampling_rate, path), tuple(leads)
 
 
-def _npy_shape(path: Path) -> tuple[int, ...]:
-    """The array's shape, read from a memory map without loading the samples."""
+def _open_npy(path: Path) -> np.ndarray:
+    """The array, memory-mapped and checked: leads x samples or records x leads x samples, none of
+    them zero, at most ``MAX_SIGNALS`` leads, and numbers."""
     try:
-        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
         raise InputError(f"unreadable .npy array: {_one_line(exc)}", path=path) from None
-    if len(shape) not in (2, 3):
-        raise InputError(f"array has {len(shape)} dimensions (expected leads x samples)", path=path)
-    return shape
+    shape = "x".join(map(str, array.shape))
+    if array.ndim not in (2, 3):
+        raise InputError(
+            f"array has {array.ndim} dimensions, expected leads x samples or records x leads x samples",
+            path=path,
+        )
+    if 0 in array.shape:
+        raise InputError(f"array of shape {shape} is empty", path=path)
+    if array.shape[-2] > MAX_SIGNALS:
+        raise InputError(
+            f"array of shape {shape} has {array.shape[-2]} leads, expected at most {MAX_SIGNALS} "
+            "(leads come before samples: transpose it?)",
+            path=path,
+        )
+    check_numeric(array, path)
+    return array
+
+
+def check_numeric(array: np.ndarray, path: object, what: str = "array") -> None:
+    """Refuse an array whose values are not real numbers (text, booleans, complex, records)."""
+    if array.dtype.kind not in "iuf":
+        raise InputError(f"{what} holds values of type {array.dtype}, expected integers or floats", path=path)
 
 
 def quality_problems(record: Record) -> list[str]:
@@ -459,8 +472,12 @@ def windows(
     """
     length = window_length(record, seconds)
     step = length if step is None else int(step)
-    if length <= 0 or step <= 0:
-        raise ValueError("window length and step must be positive")
+    if length < MIN_WINDOW_SAMPLES or step <= 0:
+        raise InputError(
+            f"a {seconds:g} s window at {record.sampling_rate:g} Hz holds {length} samples and steps by "
+            f"{step}, expected at least {MIN_WINDOW_SAMPLES} samples and a positive step",
+            path=record.record_id,
+        )
     starts = range(0, record.n_samples - length + 1, step)
     return [(start, record.signal[:, start : start + length]) for start in starts]
 

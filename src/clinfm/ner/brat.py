@@ -145,10 +145,17 @@ def _parse_entity(line: str, text: str, where: str, report: ReadReport) -> Entit
     return Entity(type=match.group(1), spans=tuple(sorted(spans)), id=fields[0])
 
 
-def write_brat(documents: Sequence[Document], directory: str | Path, *, overwrite: bool = False) -> Path:
+def write_brat(
+    documents: Sequence[Document],
+    directory: str | Path,
+    *,
+    overwrite: bool = False,
+    read_counts: dict[str, int] | None = None,
+) -> Path:
     """Write ``documents`` as a brat folder: ``<name>.txt`` (exact text), ``<name>.ann`` (entities as T
     lines), an ``annotation.conf`` so it opens in brat, and a ``run.json`` that marks it as clinfm
-    output (so ``overwrite=True`` may replace it later). Written atomically; returns the folder.
+    output (so ``overwrite=True`` may replace it later) and keeps ``read_counts`` (what reading the
+    texts skipped, repaired or split). Written atomically; returns the folder.
 
     Entities without an id are numbered T1, T2, ... A fragment holding a line break is written as one
     fragment per line (the .ann format is line-based), and so reads back as a discontinuous entity.
@@ -172,6 +179,7 @@ def write_brat(documents: Sequence[Document], directory: str | Path, *, overwrit
             "documents": len(documents),
             "entities": sum(types.values()),
             "types": dict(sorted(types.items())),
+            "skipped_or_repaired": dict(sorted((read_counts or {}).items())),
         }
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     if split:

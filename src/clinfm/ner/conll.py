@@ -4,7 +4,9 @@ blank line between sentences.
 Such files keep no original text, so the reader makes one up: each sentence is its tokens joined by
 single spaces, sentences joined by "\\n", and the whole file is one pseudo document named after the
 file's stem ("train" for train.tsv). Token offsets index that text, which :func:`synthesized_text`
-rebuilds, so CoNLL sentences flow through the same offset-based code as brat documents.
+rebuilds, so CoNLL sentences flow through the same offset-based code as brat documents. A sentence
+longer than 512 tokens is read as pieces (:func:`clinfm.ner.document.split_long`, counted); the
+rebuilt text then holds a "\\n" where the file's sentence held a space, at the same offset.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clinfm.errors import InputError
-from clinfm.ner.document import ReadReport, Sentence
+from clinfm.ner.document import ReadReport, Sentence, split_long
 from clinfm.ner.text import iob2
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def read_conll(path: str | Path, *, report: ReadReport | None = None) -> list[Se
         if changed:
             report.add(REPAIRED, f"{path.name}:{first_line}")
         sentence = _sentence(path.stem, tokens, repaired, offset)
-        sentences.append(sentence)
+        sentences.extend(split_long(sentence, report, f"{path.name}:{first_line}"))
         offset = sentence.offsets[-1][1] + 1  # one "\n" between sentences
         tokens.clear()
         tags.clear()

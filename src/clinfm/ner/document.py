@@ -15,6 +15,14 @@ log = logging.getLogger(__name__)
 
 OUTSIDE = "O"
 
+# Tokens a sentence may hold. A text without line breaks or sentence ends, or a CoNLL file without
+# blank lines, would otherwise be one sentence of any length, and the feature CRF builds every token's
+# features of a sentence at once (one 1,000,000-token sentence took more than 5 GB). Longer sentences
+# are split into pieces of at most this many tokens (512, a transformer's usual context), counted.
+MAX_SENTENCE_TOKENS = 512
+LONG_SENTENCES = f"sentences longer than {MAX_SENTENCE_TOKENS} tokens split into pieces"
+SPLIT_ENTITIES = f"entities longer than {MAX_SENTENCE_TOKENS} tokens split with their sentence"
+
 
 def split_tag(tag: str) -> tuple[str, str]:
     """'B-Drug' -> ('B', 'Drug'), 'O' -> ('O', ''); ValueError for anything that is not IOB2."""
@@ -98,3 +106,46 @@ class ReadReport:
 
     def to_dict(self) -> dict:
         return {kind: {"count": n, "first": self.examples[kind]} for kind, n in sorted(self.counts.items())}
+
+
+def split_long(sentence: Sentence, report: ReadReport, where: str) -> list[Sentence]:
+    """``sentence`` as pieces of at most ``MAX_SENTENCE_TOKENS`` tokens, counted in ``report`` when
+    it is longer; each piece keeps its tokens' offsets, so predictions still map back to the text.
+
+    A piece ends before a token that starts an entity or is outside one, stepping back from the limit,
+    so no entity is cut; only an entity longer than a whole piece is, and its continuation then
+    opens with ``B-`` (counted).
+    """
+    if len(sentence) <= MAX_SENTENCE_TOKENS:
+        return [sentence]
+    pieces, begin = [], 0
+    while begin < len(sentence):
+        end = _piece_end(sentence.tags, begin, len(sentence))
+        pieces.append(_piece(sentence, begin, end, report, where))
+        begin = end
+    report.add(LONG_SENTENCES, f"{where} ({len(sentence)} tokens, {len(pieces)} pieces)")
+    return pieces
+
+
+def _piece_end(tags: tuple[str, ...] | None, begin: int, length: int) -> int:
+    """Where the piece starting at ``begin`` ends: at the limit, or before the entity running over it."""
+    end = min(begin + MAX_SENTENCE_TOKENS, length)
+    if tags is None or end == length:
+        return end
+    boundary = end
+    while boundary > begin and tags[boundary].startswith("I-"):
+        boundary -= 1
+    return boundary if boundary > begin else end
+
+
+def _piece(sentence: Sentence, begin: int, end: int, report: ReadReport, where: str) -> Sentence:
+    tags = None if sentence.tags is None else list(sentence.tags[begin:end])
+    if tags and tags[0].startswith("I-"):  # an entity longer than a piece, cut: its rest is a new one
+        tags[0] = "B-" + tags[0][2:]
+        report.add(SPLIT_ENTITIES, where)
+    return Sentence(
+        sentence.document,
+        sentence.tokens[begin:end],
+        sentence.offsets[begin:end],
+        None if tags is None else tuple(tags),
+    )

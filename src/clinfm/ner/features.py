@@ -13,16 +13,20 @@ opened on them; ``save`` writes those bytes as ``model.crfsuite`` beside a ``con
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pycrfsuite
 
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory
-from clinfm.ner.document import Sentence, counting_units
+from clinfm.ner.document import ReadReport, Sentence, counting_units, split_long
+
+log = logging.getLogger(__name__)
 
 FORMAT = "clinfm-feature-crf"
 VERSION = 1
@@ -150,6 +154,12 @@ def sentence_features(tokens: Sequence[str]) -> list[dict[str, object]]:
     return [word_features(tokens, i) for i in range(len(tokens))]
 
 
+def _tag_pieces(tagger: pycrfsuite.Tagger, sentence: Sentence, cut: ReadReport) -> list[str]:
+    # cut without the tags: where gold tags are known, they must not steer a prediction
+    pieces = split_long(replace(sentence, tags=None), cut, sentence.document)
+    return [tag for piece in pieces for tag in tagger.tag(sentence_features(piece.tokens))]
+
+
 class FeatureCRF:
     """A linear-chain CRF over :func:`word_features`, trained with CRFsuite.
 
@@ -192,11 +202,16 @@ class FeatureCRF:
         return params
 
     def fit(self, sentences: Sequence[Sentence]) -> FeatureCRF:
-        """Train on the sentences that have tags (unlabelled ones are skipped, as they carry no signal)."""
+        """Train on the sentences that have tags (unlabelled ones are skipped, as they carry no signal).
+
+        Like :meth:`predict`, it featurises a sentence longer than ``MAX_SENTENCE_TOKENS`` in pieces
+        (:func:`clinfm.ner.document.split_long`; logged), so memory stays bounded by the piece.
+        """
         trainer = pycrfsuite.Trainer(algorithm=self.algorithm, verbose=False)
         trainer.set_params(self._trainer_params())
         frequent = _frequent_words(sentences)
         used = 0
+        cut = ReadReport()  # the readers split long sentences already; sentences built elsewhere may not be
         for sentence in sentences:
             if sentence.tags is None or len(sentence) == 0:
                 continue
@@ -205,10 +220,12 @@ class FeatureCRF:
                     f"sentence of {sentence.document!r} has {len(sentence.tokens)} tokens but "
                     f"{len(sentence.tags)} tags; expected one tag per token"
                 )
-            trainer.append(
-                _without_rare_words(sentence_features(sentence.tokens), frequent), list(sentence.tags)
-            )
+            for piece in split_long(sentence, cut, sentence.document):
+                trainer.append(
+                    _without_rare_words(sentence_features(piece.tokens), frequent), list(piece.tags)
+                )
             used += 1
+        cut.log(log)
         if used == 0:
             raise InputError("no sentence has tags; the CRF needs labelled sentences to train on")
         with tempfile.TemporaryDirectory(prefix="clinfm-crf-") as tmp:
@@ -228,9 +245,13 @@ class FeatureCRF:
         return self._tagger
 
     def predict(self, sentences: Sequence[Sentence]) -> list[list[str]]:
-        """The most likely tag sequence (Viterbi) of each sentence."""
+        """The most likely tag sequence (Viterbi) of each sentence, one longer than
+        ``MAX_SENTENCE_TOKENS`` piece by piece (logged)."""
         tagger = self._require_model()
-        return [list(tagger.tag(sentence_features(s.tokens))) if len(s) else [] for s in sentences]
+        cut = ReadReport()
+        tags = [_tag_pieces(tagger, s, cut) if len(s) else [] for s in sentences]
+        cut.log(log)
+        return tags
 
     @property
     def labels(self) -> list[str]:

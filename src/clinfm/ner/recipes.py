@@ -540,7 +540,7 @@ def predict(
         tags = tagged.words[position : position + len(group)]
         predictions.append(entities_from_sentences(document.name, document.text, group, tags))
         position += len(group)
-    write_brat(predictions, out, overwrite=overwrite)
+    write_brat(predictions, out, overwrite=overwrite, read_counts=dict(report.counts))
     log.info(
         "tagged %d documents (%d sentences, %.0f sentences/s)",
         len(documents),

@@ -12,7 +12,10 @@ each case is counted in the ``ReadReport`` passed to :func:`to_sentences`):
   "discontinuous entities split into fragments";
 - an entity boundary inside a token ("25" of "25mg" cannot happen, the tokenizer splits it, but "azith"
   of "azithromycin" can): the whole token is tagged, counted as "entity boundaries inside a token";
-- a sentence is never split inside an entity: the sentence spans it crosses are merged.
+- a sentence is never split inside an entity: the sentence spans it crosses are merged;
+- a sentence longer than ``MAX_SENTENCE_TOKENS`` (512) tokens is split into pieces at entity
+  boundaries, counted as "sentences longer than 512 tokens split into pieces"
+  (:func:`clinfm.ner.document.split_long`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
 
-from clinfm.ner.document import OUTSIDE, Document, Entity, ReadReport, Sentence, split_tag
+from clinfm.ner.document import OUTSIDE, Document, Entity, ReadReport, Sentence, split_long, split_tag
 
 # Runs of digits (a decimal "2.5" or "1,000" stays whole), runs of letters, or any other single
 # non-space character. Letter/digit transitions split ("25mg" -> "25" "mg"), and so do hyphens and
@@ -135,14 +138,13 @@ def to_sentences(
 
     sentences = []
     for first, last in _sentence_token_ranges(document, starts, runs, report):
-        sentences.append(
-            Sentence(
-                document=document.name,
-                tokens=tuple(token for token, _, _ in tokens[first:last]),
-                offsets=tuple(zip(starts[first:last], ends[first:last], strict=True)),
-                tags=tuple(tags[first:last]),
-            )
+        sentence = Sentence(
+            document=document.name,
+            tokens=tuple(token for token, _, _ in tokens[first:last]),
+            offsets=tuple(zip(starts[first:last], ends[first:last], strict=True)),
+            tags=tuple(tags[first:last]),
         )
+        sentences += split_long(sentence, report, f"{document.name}: character {starts[first]}")
     return sentences
 
 
