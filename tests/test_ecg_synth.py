@@ -136,3 +136,34 @@ def test_measured_axis_follows_the_patients_axis():
     ages = np.array([p.age for p in synthetic_patients(400, seed=0)])
     axes = np.array([p.axis for p in synthetic_patients(400, seed=0)])
     assert np.corrcoef(ages, axes)[0, 1] < -0.3  # the axis turns left with age
+
+
+def test_write_wfdb_writes_what_wfdb_writes(tmp_path, records):
+    """clinfm's own WFDB writer (wfdb.wrsamp's bookkeeping cost more than simulating the ECG) must
+    write the same bytes, and read back to the signal in 1 uV steps."""
+    import wfdb
+
+    from clinfm.ecg.records import read_wfdb, write_wfdb
+
+    record = records[0][0]
+    comments = (f"patient_id: {record.patient_id}", *record.comments)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir(), theirs.mkdir()
+    write_wfdb(record, ours, comments=comments)
+    wfdb.wrsamp(
+        record.record_id,
+        fs=record.sampling_rate,
+        units=["mV"] * 12,
+        sig_name=list(record.leads),
+        p_signal=record.signal.T.astype(np.float64),
+        fmt=["16"] * 12,
+        adc_gain=[1000.0] * 12,
+        baseline=[0] * 12,
+        comments=list(comments),
+        write_dir=str(theirs),
+    )
+    for suffix in (".hea", ".dat"):
+        name = record.record_id + suffix
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), suffix
+    back = read_wfdb(ours / record.record_id)
+    assert np.abs(back.signal - record.signal).max() <= 0.0005 + 1e-6

@@ -36,7 +36,7 @@ from clinfm.ecg.corpus import (
 from clinfm.ecg.labels import Label, label_values, read_labels
 from clinfm.ecg.model import PRESETS, ResNetConfig
 from clinfm.ecg.probes import PAPER_SIZES, linear_probe, probe_curve
-from clinfm.ecg.records import check_numeric
+from clinfm.ecg.records import check_numeric, write_wfdb
 from clinfm.ecg.results import (
     HANDCRAFTED,
     METHOD_LABELS,
@@ -120,18 +120,7 @@ def _write_patient(job: tuple) -> int:
         patient, ecgs_per_patient, seconds=seconds, sampling_rate=sampling_rate, seed=seed
     )
     for record in records:
-        wfdb.wrsamp(
-            record.record_id,
-            fs=record.sampling_rate,
-            units=["mV"] * len(record.leads),
-            sig_name=list(record.leads),
-            p_signal=record.signal.T.astype(np.float64),
-            fmt=["16"] * len(record.leads),
-            adc_gain=[1000.0] * len(record.leads),
-            baseline=[0] * len(record.leads),
-            comments=[f"patient_id: {record.patient_id}", *record.comments],
-            write_dir=str(folder),
-        )
+        write_wfdb(record, folder, comments=(f"patient_id: {record.patient_id}", *record.comments))
         samples = [start for start, _ in record.annotations]
         notes = [note for _, note in record.annotations]
         wfdb.wrann(

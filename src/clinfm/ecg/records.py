@@ -204,6 +204,27 @@ def _record_rhythm(comments: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
     return ((0, found[0]),) if len(found) == 1 else ()
 
 
+MICROVOLTS_PER_MV = 1000.0  # write_wfdb's ADC gain: 16-bit samples in 1 uV steps, +-32.767 mV
+
+
+def write_wfdb(record: Record, folder: str | Path, *, comments: Iterable[str] = ()) -> None:
+    """``record`` as ``<record_id>.hea`` and ``<record_id>.dat`` in ``folder``: WFDB format 16 in
+    1 uV steps, byte for byte what ``wfdb.wrsamp`` writes for it (a test checks), in a fraction of
+    its time (wrsamp spends about 85 ms a record on its field bookkeeping, more than simulating it).
+    """
+    folder, name = Path(folder), record.record_id
+    scaled = np.round(np.asarray(record.signal, dtype=np.float64).T * MICROVOLTS_PER_MV)
+    digital = np.clip(scaled, -32767, 32767).astype("<i2")  # -32768 is WFDB's "no sample"
+    lines = [f"{name} {len(record.leads)} {record.sampling_rate:g} {digital.shape[0]}"]
+    for lead, column in zip(record.leads, digital.T, strict=True):
+        checksum = int(column.astype(np.int64).sum()) % 65536
+        first = int(column[0]) if len(column) else 0
+        lines.append(f"{name}.dat 16 {MICROVOLTS_PER_MV}(0)/mV 16 0 {first} {checksum} 0 {lead}")
+    lines += [f"# {comment}" for comment in comments]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    digital.tofile(folder / f"{name}.dat")
+
+
 def read_wfdb(path: str | Path, *, patient_id: str | None = None) -> Record:
     """Read a WFDB record (``.hea`` + signal file, optional ``.atr``) into millivolts.
 
