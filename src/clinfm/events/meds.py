@@ -189,7 +189,8 @@ def _check_label_keys(labels: pl.DataFrame, path: object) -> None:
     for column in ("subject_id", "prediction_time"):
         empty = rows.filter(pl.col(column).is_null())
         if empty.height:
-            raise InputError(f"row {empty['row'][0]}: {column} is empty ({empty.height} rows)", path=path)
+            many = f" (and {empty.height - 1} more rows)" if empty.height > 1 else ""
+            raise InputError(f"row {empty['row'][0]}: {column} is empty{many}", path=path)
     subject = labels.schema["subject_id"]
     if subject.is_float():
         fractional = rows.filter(
