@@ -197,6 +197,19 @@ def test_load_refuses_tampered_or_foreign_files(tmp_path, events):
         Vocabulary.load(path)
 
 
+def test_a_vocabulary_keeping_single_patients_codes_is_not_saved_or_loaded_with_a_model(tmp_path, events):
+    every_code = Vocabulary.from_events(events, min_subjects=1)
+    assert "ICD9CM/311" in every_code  # one patient's code: fine in memory, never in a saved model
+    with pytest.raises(InputError, match="single patient"):
+        every_code.save(tmp_path / "v.json")
+    Vocabulary.from_events(events, min_subjects=2).save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json", of_model=True).min_subjects == 2
+    hand_made = Vocabulary(("ICD9CM/277.02",), min_subjects=10)
+    hand_made.save(tmp_path / "hand.json", allow_uncounted=True)
+    with pytest.raises(InputError, match="counted = false"):
+        Vocabulary.load(tmp_path / "hand.json", of_model=True)
+
+
 def test_a_hand_made_vocabulary_is_not_saved_as_if_counted(tmp_path):
     rare = Vocabulary(("ICD9CM/277.02",), min_subjects=10)
     with pytest.raises(InputError, match="not built from data"):

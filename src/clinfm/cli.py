@@ -32,6 +32,7 @@ from clinfm.events.meds import DEFAULT_SUBJECTS_PER_SHARD, TARGET_EVENTS_PER_SHA
 from clinfm.fuse.cli import fuse_app
 from clinfm.ner.cli import ner_app
 from clinfm.vocab import DEFAULT_MIN_SUBJECTS
+from clinfm.vocab.vocabulary import MIN_SAVED_SUBJECTS
 
 app = typer.Typer(
     help="Pre-train models on large unlabeled health data; transfer them to small cohorts and other sites.",
@@ -292,7 +293,9 @@ def pretrain(
         Preset.paper, help="paper: the published Claim-PT; modern: larger, pre-LN."
     ),
     min_subjects: int = typer.Option(
-        DEFAULT_MIN_SUBJECTS, min=1, help="A code enters the vocabulary only if this many patients have it."
+        DEFAULT_MIN_SUBJECTS,
+        min=MIN_SAVED_SUBJECTS,
+        help="A code enters the vocabulary only if this many patients have it.",
     ),
     split_seed: int | None = typer.Option(
         None, help="Split patients by a stable hash with this seed instead of the dataset's splits."

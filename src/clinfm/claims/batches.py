@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
+from clinfm.checks import MAX_VOCABULARY, check_fields, each, integer, text
 from clinfm.claims.tokenizer import MAX_AGE, PackedVisits, ranges
 from clinfm.errors import InputError
 from clinfm.vocab.vocabulary import Vocabulary
+
+#: What a saved category map may hold (clinfm.checks); its offsets are checked for order on top.
+CATEGORY_RULES = {
+    "names": each(text(), 1, MAX_VOCABULARY, unique=True),
+    "code_offsets": each(integer(0, 100 * MAX_VOCABULARY), 1, MAX_VOCABULARY + 1),
+    "category_ids": each(integer(0, MAX_VOCABULARY - 1), 0, 100 * MAX_VOCABULARY),
+}
 
 #: Diagnoses map to these groupers; any other code falls back to its prefix plus the first three
 #: characters of its value, as the paper's code falls back to ``code[:5]`` for ``D_xxx`` codes.
@@ -73,14 +82,21 @@ class CategoryMap:
 
     @classmethod
     def from_json(cls, payload: dict, *, where: object = None) -> CategoryMap:
-        try:
-            return cls(
-                tuple(payload["names"]),
-                np.asarray(payload["code_offsets"], dtype=np.int64),
-                np.asarray(payload["category_ids"], dtype=np.int64),
+        """A map read from a file (``where``): lists of the right types and sizes, offsets that rise
+        from 0 to the number of category ids, and ids that name a category."""
+        check_fields(payload, CATEGORY_RULES, where, required=tuple(CATEGORY_RULES))
+        names, offsets, ids = payload["names"], payload["code_offsets"], payload["category_ids"]
+        offsets, ids = np.asarray(offsets, dtype=np.int64), np.asarray(ids, dtype=np.int64)
+        if offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
+            raise InputError(
+                f"code_offsets must rise, never falling, from 0 to {len(ids):,} (the number of category_ids)",
+                path=where,
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise InputError(f"not a category map: {error}", path=where) from None
+        if len(ids) and ids.max() >= len(names):
+            raise InputError(
+                f"category_ids name category {ids.max():,} but there are {len(names):,} names", path=where
+            )
+        return cls(tuple(names), offsets, ids)
 
     def save(self, path) -> None:
         from clinfm.io import write_json_atomic
@@ -90,9 +106,10 @@ class CategoryMap:
     @classmethod
     def load(cls, path) -> CategoryMap:
         try:
-            return cls.from_json(json.loads(open(path, encoding="utf-8").read()), where=path)
-        except (OSError, json.JSONDecodeError) as error:
+            payload = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputError(f"cannot read the category map: {error}", path=path) from None
+        return cls.from_json(payload, where=path)
 
     def categories_of(self, code_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each code occurrence, its categories: (occurrence index, category id) pairs."""

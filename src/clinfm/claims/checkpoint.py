@@ -13,8 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
+from clinfm.checks import check_fields, nested, number, one_of, optional, shown, text
 from clinfm.claims.batches import CategoryMap, VisitBatches
-from clinfm.claims.model import ClaimPT, ClaimPTConfig
+from clinfm.claims.model import OBJECTIVES, ClaimPT, ClaimPTConfig
 from clinfm.claims.tokenizer import TokenizerConfig, tokenize
 from clinfm.errors import InputError
 from clinfm.events.splits import SplitPolicy
@@ -77,27 +78,63 @@ class ClaimsModel:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> ClaimsModel:
+        """The model in ``folder``; every file is checked, then every tensor, before the model is built."""
         folder = Path(folder)
+        where = folder / "config.json"
         config = read_config(folder)
         if config.get("model") != MODEL_NAME:
-            raise InputError(
-                f"a {config.get('model')!r} checkpoint, not Claim-PT", path=folder / "config.json"
-            )
-        vocab = Vocabulary.load(folder / VOCABULARY_FILE)
+            raise InputError(f"a {shown(config.get('model'))} checkpoint, not Claim-PT", path=where)
+        check_fields(config, SETTINGS_RULES, where, ignore_unknown=True)
+        vocab = Vocabulary.load(folder / VOCABULARY_FILE, of_model=True)
         categories = CategoryMap.load(folder / CATEGORIES_FILE)
-        model_config = ClaimPTConfig.from_dict(config.get("model_config") or {}, where=folder / "config.json")
-        if (model_config.vocab_size, model_config.n_categories) != (len(vocab), len(categories)):
-            raise InputError(
-                f"the model embeds {model_config.vocab_size} tokens and {model_config.n_categories} "
-                f"categories but its files list {len(vocab)} and {len(categories)}: files from different "
-                "checkpoints",
-                path=folder,
-            )
-        model = load_weights(folder, ClaimPT(model_config))
-        tokenizer = TokenizerConfig.from_dict(config.get("tokenizer") or {})
-        splits = SplitPolicy.from_dict(config.get("splits"))
-        encoder = config.get("encoder") or {}
+        model_values = nested(config, "model_config", where)
+        model_config = ClaimPTConfig.from_dict(model_values, where=where, section="model_config")
+        tokenizer_values = nested(config, "tokenizer", where, optional=True) or {}
+        tokenizer = TokenizerConfig.from_dict(tokenizer_values, where=where, section="tokenizer")
+        splits = SplitPolicy.from_dict(nested(config, "splits", where, optional=True), where=where)
+        encoder = nested(config, "encoder", where, optional=True) or {}
+        check_fields(encoder, ENCODER_RULES, where, section="encoder")
+        _check_agreement(folder, model_config, tokenizer, vocab, categories)
+        model = load_weights(folder, lambda: ClaimPT(model_config))
         trained_for = config.get("trained_for", "pretrain")
         return cls(
             model, vocab, categories, tokenizer, trained_for, splits, encoder.get("spec"), encoder.get("name")
+        )
+
+
+#: The top-level settings of a Claim-PT config.json this module reads (clinfm.checks); the model,
+#: tokenizer and split settings are checked by their own classes.
+SETTINGS_RULES = {
+    "trained_for": one_of(*OBJECTIVES),
+    "threshold": optional(number(0, 1)),
+}
+ENCODER_RULES = {"spec": optional(text()), "name": optional(text())}
+
+
+def _check_agreement(
+    folder: Path,
+    config: ClaimPTConfig,
+    tokenizer: TokenizerConfig,
+    vocab: Vocabulary,
+    categories: CategoryMap,
+) -> None:
+    """The files of one checkpoint describe one model: the same tokens, categories and dates."""
+    if (config.vocab_size, config.n_categories) != (len(vocab), len(categories)):
+        raise InputError(
+            f"the model embeds {config.vocab_size} tokens and {config.n_categories} "
+            f"categories but its files list {len(vocab)} and {len(categories)}: files from different "
+            "checkpoints",
+            path=folder,
+        )
+    if len(categories.code_offsets) != len(vocab) + 1:
+        raise InputError(
+            f"the category map covers {len(categories.code_offsets) - 1} tokens but the vocabulary has "
+            f"{len(vocab)}: files from different checkpoints",
+            path=folder / CATEGORIES_FILE,
+        )
+    if tokenizer.date_vocab > config.date_vocab:
+        raise InputError(
+            f"tokenizer.date_vocab ({tokenizer.date_vocab}) exceeds the model's date_vocab "
+            f"({config.date_vocab}): files from different checkpoints",
+            path=folder / "config.json",
         )

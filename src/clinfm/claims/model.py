@@ -19,13 +19,25 @@ masked-code objective (BEHRT / Med-BERT style: hidden codes are predicted from t
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clinfm.claims.tokenizer import DEMOGRAPHIC_VOCAB, MAX_AGE, VISIT_TYPES
+from clinfm.checks import (
+    MAX_FEED_FORWARD,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_VOCABULARY,
+    MAX_WIDTH,
+    config_from,
+    flag,
+    integer,
+    number,
+    one_of,
+)
+from clinfm.claims.tokenizer import DEMOGRAPHIC_VOCAB, MAX_AGE, MAX_DATE_VOCAB, VISIT_TYPES
 from clinfm.errors import InputError
 
 OBJECTIVES = ("pretrain", "classify", "nextvisit")
@@ -92,15 +104,9 @@ class ClaimPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict, *, where: object = None) -> ClaimPTConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise InputError(f"unknown Claim-PT settings {sorted(unknown)}", path=where)
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise InputError(f"incomplete Claim-PT config: {error}", path=where) from None
+    def from_dict(cls, values: dict, *, where: object = None, section: str | None = None) -> ClaimPTConfig:
+        """A config read from a file (``where``): every field checked before a model is built from it."""
+        return config_from(cls, values, CLAIM_PT_RULES, where, section=section)
 
     def __post_init__(self) -> None:
         if self.code_embedding not in CODE_EMBEDDINGS:
@@ -110,6 +116,39 @@ class ClaimPTConfig:
             raise InputError(f"code embedding {self.code_embedding!r} needs concept vectors (concept_dim)")
         if self.d_model % self.n_heads:
             raise InputError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.time_embedding and self.d_model % 2:
+            # sinusoid() pairs a sine with each cosine: an odd width would not add up.
+            raise InputError(f"time_embedding needs an even d_model, got {self.d_model}")
+        if self.masked_code_prob > 0 and not 0 <= self.mask_token_id < self.vocab_size:
+            raise InputError(
+                f"mask_token_id ({self.mask_token_id}) must be a token id below {self.vocab_size}"
+            )
+
+
+#: What each field of a saved ClaimPTConfig may hold (clinfm.checks).
+CLAIM_PT_RULES = {
+    "vocab_size": integer(1, MAX_VOCABULARY),
+    "n_categories": integer(1, MAX_VOCABULARY),  # at most one category per code
+    "preset": one_of("paper", "modern"),
+    "d_model": integer(1, MAX_WIDTH),
+    "n_layers": integer(1, MAX_LAYERS),
+    "n_heads": integer(1, MAX_HEADS),
+    "d_ff": integer(1, MAX_FEED_FORWARD),
+    "cls_hidden": integer(1, MAX_FEED_FORWARD),
+    "bias": flag(),
+    "norm_first": flag(),
+    "dropout": number(0, 1, below=True),
+    "date_vocab": integer(2, MAX_DATE_VOCAB),
+    "time_embedding": flag(),
+    "masked_code_prob": number(0, 1, below=True),
+    "cp_loss_over_padding": flag(),
+    "mask_token_id": integer(0, MAX_VOCABULARY),
+    "cp_weight": number(0, 1e6),
+    "nvp_weight": number(0, 1e6),
+    "cls_weight": number(0, 1e6),
+    "code_embedding": one_of(*CODE_EMBEDDINGS),
+    "concept_dim": integer(0, MAX_WIDTH),
+}
 
 
 class SelfAttention(nn.Module):

@@ -36,7 +36,7 @@ from clinfm.events.splits import SplitPolicy
 from clinfm.io import atomic_directory, check_output, write_json_atomic, write_parquet_atomic
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.train.runs import copy_logs, now, resume_note, work_dir
-from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, check_saved_min_subjects
 
 PRESETS = ("paper", "modern")
 NEURAL_METHODS = ("pretrained", "cold_start", "gru")
@@ -108,6 +108,7 @@ def pretrain(
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     out = check_output(out, overwrite)
+    check_saved_min_subjects(min_subjects)  # now, not after training, when the checkpoint is saved
     data = Path(data).resolve()
     train = train or PRETRAIN[preset]
     tokenizer = tokenizer or (TokenizerConfig.paper() if preset == "paper" else TokenizerConfig.modern())

@@ -22,12 +22,13 @@ batch is assembled from them with vectorised indexing, never a Python loop over 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
 import polars as pl
 
+from clinfm.checks import MAX_LENGTH, config_from, flag, integer, one_of
 from clinfm.errors import InputError
 from clinfm.events.labels import events_as_of
 from clinfm.vocab.vocabulary import Vocabulary
@@ -37,6 +38,8 @@ VISIT_TYPES = ("PAD", "OP", "IP", "RX")  # id 0 pads
 OP, IP, RX = 1, 2, 3
 SEXES = ("F", "M", "UNKNOWN")
 MAX_AGE = 120  # years; ages above are clipped, an unknown age gets MAX_AGE + 1
+#: Day indices are stored as int16, so a date vocabulary has at most this many entries.
+MAX_DATE_VOCAB = 32_767
 #: The demographic vocabulary is shared by age and sex, as in the paper: ages first, then sexes.
 DEMOGRAPHIC_VOCAB = MAX_AGE + 2 + len(SEXES)
 
@@ -82,9 +85,10 @@ class TokenizerConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> TokenizerConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+    def from_dict(cls, values: dict, *, where: object = None, section: str | None = None) -> TokenizerConfig:
+        """Settings read from a file (``where``), each checked; fields this version does not know are
+        ignored, as they always were."""
+        return config_from(cls, values, TOKENIZER_RULES, where, section=section, ignore_unknown=True)
 
     def __post_init__(self) -> None:
         minimum = 2 if self.hold_out_last_visit else 1
@@ -94,6 +98,17 @@ class TokenizerConfig:
             )
         if self.keep not in ("first", "last") or self.group_visits_by not in ("encounter", "day"):
             raise InputError("keep must be first|last and group_visits_by encounter|day")
+
+
+#: What each field of saved tokenizer settings may hold (clinfm.checks).
+TOKENIZER_RULES = {
+    "max_visits": integer(1, MAX_LENGTH),
+    "max_codes": integer(1, MAX_LENGTH),
+    "keep": one_of("first", "last"),
+    "group_visits_by": one_of("encounter", "day"),
+    "hold_out_last_visit": flag(),
+    "date_vocab": integer(2, MAX_DATE_VOCAB),
+}
 
 
 def claim_code_filter(columns: list[str]) -> pl.Expr:

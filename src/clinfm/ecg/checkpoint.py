@@ -9,9 +9,11 @@ from pathlib import Path
 
 import torch
 
-from clinfm.ecg.baselines import pretraining_model
+from clinfm.checks import check_field, nested, one_of
+from clinfm.ecg.baselines import OBJECTIVES, pretraining_model
 from clinfm.ecg.corpus import PrepareSettings
 from clinfm.ecg.model import ResNetConfig
+from clinfm.errors import InputError
 from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
 
 KIND = "ecg-encoder"
@@ -19,14 +21,6 @@ KIND = "ecg-encoder"
 
 def encoder_config_dict(config: ResNetConfig) -> dict:
     return {**dataclasses.asdict(config), "units": [list(unit) for unit in config.units]}
-
-
-def encoder_config_from(payload: dict) -> ResNetConfig:
-    return ResNetConfig(**{**payload, "units": tuple(tuple(unit) for unit in payload["units"])})
-
-
-def prepare_settings_from(payload: dict) -> PrepareSettings:
-    return PrepareSettings(**{**payload, "leads": tuple(payload["leads"])})
 
 
 def save_encoder(
@@ -51,10 +45,20 @@ def save_encoder(
 
 
 def load_encoder(folder: str | os.PathLike) -> tuple[torch.nn.Module, PrepareSettings, dict]:
-    """(model in eval mode, the window preparation it expects, the whole config.json)."""
+    """(model in eval mode, the window preparation it expects, the whole config.json); every setting
+    is checked, and then every tensor, before the model is built."""
     folder = Path(folder)
+    where = folder / "config.json"
     config = read_config_of_kind(folder, KIND, "an ECG encoder", "clinfm ecg pretrain")
-    model = pretraining_model(config["objective"], encoder_config_from(config["encoder"]))
-    load_weights(folder, model)
+    objective = check_field(config, "objective", one_of(*OBJECTIVES), where)
+    encoder = ResNetConfig.from_dict(nested(config, "encoder", where), where=where, section="encoder")
+    prepare = PrepareSettings.from_dict(nested(config, "prepare", where), where=where, section="prepare")
+    if len(prepare.leads) != encoder.leads:
+        raise InputError(
+            f"prepare.leads names {len(prepare.leads)} leads but the encoder reads {encoder.leads}: "
+            "files from different checkpoints",
+            path=where,
+        )
+    model = load_weights(folder, lambda: pretraining_model(objective, encoder))
     model.eval()
-    return model, prepare_settings_from(config["prepare"]), config
+    return model, prepare, config

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from clinfm import progress
+from clinfm.checks import MAX_LENGTH, config_from, each, flag, integer, number, one_of, optional, text
 from clinfm.ecg.header import check_sampling_rate
 from clinfm.ecg.records import (
     LEADS_12,
@@ -86,6 +87,22 @@ class PrepareSettings:
             raise InputError("give at least one lead")
         if self.sampling_rate is not None:  # given for .npy records: wrong for all of them, so say it once
             check_sampling_rate(self.sampling_rate, None, field="--sampling-rate")
+
+    @classmethod
+    def from_dict(cls, values: dict, *, where: object = None, section: str | None = None) -> PrepareSettings:
+        """Settings read from a file (``where``), every field checked."""
+        return config_from(cls, values, PREPARE_RULES, where, section=section, convert={"leads": tuple})
+
+
+#: What each field of saved PrepareSettings may hold (clinfm.checks).
+PREPARE_RULES = {
+    "seconds": number(0.01, 86_400),
+    "samples": integer(1, MAX_LENGTH),
+    "leads": each(text(), 1, 1024, unique=True),
+    "missing_leads": one_of("zeros", "skip"),
+    "center": flag(),
+    "sampling_rate": optional(number(1, 1e6)),
+}
 
 
 @dataclass

@@ -20,6 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clinfm.checks import (
+    MAX_FEED_FORWARD,
+    MAX_LAYERS,
+    MAX_LENGTH,
+    MAX_WIDTH,
+    config_from,
+    each,
+    integer,
+    number,
+    pair,
+)
 from clinfm.ecg.contrastive import PAPER_TEMPERATURE, nt_xent
 from clinfm.errors import InputError
 
@@ -50,6 +61,31 @@ class ResNetConfig:
     def representation(self) -> int:
         """Width of the representation: the last unit's filters."""
         return self.units[-1][1]
+
+    @classmethod
+    def from_dict(cls, values: dict, *, where: object = None, section: str | None = None) -> ResNetConfig:
+        """A config read from a file (``where``): every field checked before an encoder is built."""
+        return config_from(
+            cls,
+            values,
+            RESNET_RULES,
+            where,
+            section=section,
+            convert={"units": lambda units: tuple(map(tuple, units))},
+        )
+
+
+#: What each field of a saved ResNetConfig may hold (clinfm.checks).
+RESNET_RULES = {
+    "leads": integer(1, 1024),
+    "samples": integer(1, MAX_LENGTH),
+    "stem_filters": integer(1, MAX_WIDTH),
+    "kernel": integer(1, 1024),
+    "units": each(pair(integer(1, MAX_LENGTH), integer(1, MAX_WIDTH)), 1, MAX_LAYERS),
+    "dropout": number(0, 1, below=True),
+    "projection": integer(1, MAX_FEED_FORWARD),
+    "temperature": number(1e-4, 100),
+}
 
 
 PRESETS = {

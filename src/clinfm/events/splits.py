@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from clinfm.checks import config_from, integer, number, optional
 from clinfm.errors import InputError
 
 DEFAULT_FRACTIONS = {"train": 0.8, "tuning": 0.1, "held_out": 0.1}
@@ -82,12 +83,18 @@ class SplitPolicy:
         return {"seed": self.seed, "tuning": self.tuning, "held_out": self.held_out}
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> SplitPolicy:
-        try:
-            return cls(**(values or {}))
-        except TypeError as error:
-            raise InputError(f"not a split policy: {error}") from None
+    def from_dict(cls, values: dict | None, *, where: object = None) -> SplitPolicy:
+        """A policy read from a file (``where``), its fields checked; none at all is the default."""
+        return config_from(cls, values or {}, SPLIT_RULES, where, section="splits")
 
     def __post_init__(self) -> None:
         if not (0 < self.held_out < 1 and 0 <= self.tuning < 1 and self.held_out + self.tuning < 1):
             raise InputError("held-out and tuning shares must lie in (0, 1) and leave patients to train on")
+
+
+#: What each field of a saved split policy may hold (clinfm.checks).
+SPLIT_RULES = {
+    "seed": optional(integer(-(2**63), 2**63 - 1)),
+    "tuning": number(0, 1, below=True),
+    "held_out": number(0, 1, below=True),
+}

@@ -20,6 +20,7 @@ from clinfm.cli_common import (
     user_facing,
 )
 from clinfm.errors import InputError
+from clinfm.vocab.vocabulary import MIN_SAVED_SUBJECTS
 
 fuse_app = typer.Typer(
     help="Lab tests + clinical notes (MEDFuse): masked lab-test pre-training, note embeddings, "
@@ -43,7 +44,9 @@ LABS_MODEL_OPTION = typer.Option(
     None, "--labs-model", help="A lab encoder from clinfm fuse pretrain-labs (default: start untrained)."
 )
 MIN_SUBJECTS_OPTION = typer.Option(
-    None, min=1, help="Lab items seen in fewer patients are one unknown token (default: the project's)."
+    None,
+    min=MIN_SAVED_SUBJECTS,
+    help="Lab items seen in fewer patients are one unknown token (default: the project's).",
 )
 
 

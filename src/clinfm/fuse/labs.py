@@ -34,6 +34,17 @@ import polars as pl
 import torch
 from torch import nn
 
+from clinfm.checks import (
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_VOCABULARY,
+    MAX_WIDTH,
+    check_fields,
+    config_from,
+    integer,
+    mapping,
+    number,
+)
 from clinfm.errors import InputError
 from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
 
@@ -67,12 +78,19 @@ class ValueScaler:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}
 
     @classmethod
-    def from_dict(cls, payload: dict) -> ValueScaler:
-        if payload.get("format") != FORMAT or payload.get("version") != VERSION:
-            raise InputError(f"not a {FORMAT} version {VERSION} document")
-        mean, std = payload.get("mean"), payload.get("std")
-        if not isinstance(mean, dict) or not isinstance(std, dict) or set(mean) != set(std):
-            raise InputError("a value scaler needs 'mean' and 'std' dicts over the same items")
+    def from_dict(cls, payload: dict, *, where: object = None) -> ValueScaler:
+        """A scaler read from a file (``where``): finite means, positive standard deviations (values
+        are divided by them) and a positive clip."""
+        if (
+            not isinstance(payload, dict)
+            or payload.get("format") != FORMAT
+            or payload.get("version") != VERSION
+        ):
+            raise InputError(f"not a {FORMAT} version {VERSION} document", path=where)
+        check_fields(payload, SCALER_RULES, where, required=("mean", "std"), ignore_unknown=True)
+        mean, std = payload["mean"], payload["std"]
+        if set(mean) != set(std):
+            raise InputError("a value scaler needs 'mean' and 'std' dicts over the same items", path=where)
         return cls(
             {k: float(v) for k, v in mean.items()},
             {k: float(v) for k, v in std.items()},
@@ -108,6 +126,14 @@ def fit_value_scaler(frame: pl.DataFrame, vocab: Vocabulary, clip: float = DEFAU
     return ValueScaler(
         dict(zip(stats["item"], stats["mean"], strict=True)), dict(zip(stats["item"], std, strict=True)), clip
     )
+
+
+#: What a saved value scaler may hold (clinfm.checks).
+SCALER_RULES = {
+    "mean": mapping(number(-1e12, 1e12), MAX_VOCABULARY),
+    "std": mapping(number(1e-12, 1e12), MAX_VOCABULARY),
+    "clip": number(1e-3, 1e6),
+}
 
 
 class LabTokens(torch.utils.data.Dataset):
@@ -177,12 +203,30 @@ class LabEncoderConfig:
             raise InputError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
 
     @classmethod
+    def from_dict(cls, values: dict, *, where: object = None, section: str | None = None) -> LabEncoderConfig:
+        """A config read from a file (``where``): every field checked before an encoder is built."""
+        return config_from(cls, values, LAB_ENCODER_RULES, where, section=section)
+
+    @classmethod
     def small(cls) -> LabEncoderConfig:
         """A tiny model for CPU tests."""
         return cls(dim=32, layers=2, heads=2, decoder_dim=16, decoder_layers=1, decoder_heads=2, dropout=0.0)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: What each field of a saved LabEncoderConfig may hold (clinfm.checks).
+LAB_ENCODER_RULES = {
+    "dim": integer(1, MAX_WIDTH),
+    "layers": integer(1, MAX_LAYERS),
+    "heads": integer(1, MAX_HEADS),
+    "decoder_dim": integer(1, MAX_WIDTH),
+    "decoder_layers": integer(1, MAX_LAYERS),
+    "decoder_heads": integer(1, MAX_HEADS),
+    "mask_ratio": number(0, 1, below=True),
+    "dropout": number(0, 1, below=True),
+}
 
 
 def _stack(dim: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:

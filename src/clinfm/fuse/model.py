@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from clinfm.checks import MAX_FEED_FORWARD, MAX_HEADS, MAX_WIDTH, config_from, integer, number, one_of
 from clinfm.errors import InputError
 from clinfm.fuse.club import CLUB, DEFAULT_WEIGHT
 from clinfm.fuse.labs import MaskedLabModel
@@ -82,6 +83,24 @@ class FusionConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, *, where: object = None, section: str | None = None) -> FusionConfig:
+        """A config read from a file (``where``): every field checked before a model is built."""
+        return config_from(cls, values, FUSION_RULES, where, section=section)
+
+
+#: What each field of a saved FusionConfig may hold (clinfm.checks).
+FUSION_RULES = {
+    "fusion": one_of(*FUSIONS),
+    "dim": integer(1, MAX_WIDTH),
+    "heads": integer(1, MAX_HEADS),
+    "kronecker_dim": integer(1, 1024),  # the outer product is kronecker_dim squared wide
+    "dropout": number(0, 1, below=True),
+    "mi_weight": number(0, 1e6),
+    "club_hidden": integer(1, MAX_FEED_FORWARD),
+    "club_lr": number(0, 10),
+}
 
 
 def _attention_layer(dim: int, heads: int, dropout: float) -> nn.TransformerEncoderLayer:

@@ -23,6 +23,23 @@ import numpy as np
 import polars as pl
 import torch
 
+from clinfm.checks import (
+    MAX_FEED_FORWARD,
+    MAX_LABELS,
+    MAX_LAYERS,
+    MAX_VOCABULARY,
+    check_field,
+    check_fields,
+    config_from,
+    each,
+    flag,
+    integer,
+    mapping,
+    nested,
+    number,
+    optional,
+    text,
+)
 from clinfm.errors import InputError
 from clinfm.fuse.data import FusionSamples, NoteVectors, SampleRows
 from clinfm.fuse.labs import (
@@ -39,7 +56,7 @@ from clinfm.io import atomic_directory, check_output, write_json_atomic
 from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
 from clinfm.train.engine import TrainConfig, clone, fit, is_global_zero, predict
 from clinfm.train.runs import copy_logs, resume_note, work_dir, write_run
-from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary
+from clinfm.vocab.vocabulary import DEFAULT_MIN_SUBJECTS, Vocabulary, check_saved_min_subjects
 
 LAB_KIND = "fuse-lab-encoder"
 MODEL_KIND = "fuse-model"
@@ -74,11 +91,34 @@ class InputSettings:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, payload: dict) -> InputSettings:
-        values = {**payload, "labs": tuple(payload["labs"])}
-        if payload.get("sections") is not None:
-            values["sections"] = tuple(payload["sections"])
-        return cls(**values)
+    def from_dict(cls, payload: dict, *, where: object = None, section: str | None = None) -> InputSettings:
+        """Settings read from a file (``where``), every field checked."""
+        lists = {"labs": tuple, "sections": tuple}
+        return config_from(cls, payload, INPUT_RULES, where, section=section, convert=lists)
+
+
+#: What each field of saved InputSettings may hold (clinfm.checks).
+INPUT_RULES = {
+    "labs": each(text(), 1, 10_000),
+    "window_days": optional(number(0, 1e6)),
+    "sections": optional(each(text(), 0, 10_000)),
+    "encoder": text(),
+    "max_chunks": integer(1, 100_000),
+    "labs_as_text": flag(),
+    "lab_text_threshold": number(0, 1e6),
+    "note_train_layers": integer(0, MAX_LAYERS),
+}
+#: A lab item's unit, by item (for the vocabulary's items only).
+UNITS = mapping(text(), MAX_VOCABULARY)
+#: The top-level settings of a fusion model's config.json (clinfm.checks); its fusion, lab encoder
+#: and input settings are checked by their own classes.
+FUSION_MODEL_RULES = {
+    "note_dim": integer(0, MAX_FEED_FORWARD),
+    "note_encoder": optional(text()),
+    "diseases": each(text(), 1, MAX_LABELS, unique=True),
+    "thresholds": each(number(0, 1), 1, MAX_LABELS),
+    "units": UNITS,
+}
 
 
 # ---------------------------------------------------------------------------------------- cohort
@@ -339,6 +379,7 @@ def pretrain_labs(
     from clinfm.events.meds import scan_events
 
     out = check_output(out, overwrite)
+    check_saved_min_subjects(min_subjects)  # now, not after training, when the encoder is saved
     config = dataclasses.replace(lab_preset(preset), mask_ratio=mask_ratio)
     window = dt.timedelta(days=window_days) if window_days is not None else None
     recorded = {
@@ -413,19 +454,22 @@ def read_scaler(path: Path) -> ValueScaler:
     from clinfm.io import read_json_document
 
     return ValueScaler.from_dict(
-        read_json_document(path, format=FORMAT, version=VERSION, what="a lab value scaler")
+        read_json_document(path, format=FORMAT, version=VERSION, what="a lab value scaler"), where=path
     )
 
 
 def load_lab_branch(folder: str | os.PathLike) -> tuple[LabBranch, dict]:
-    """A pre-trained lab encoder (``clinfm fuse pretrain-labs``) and its config.json."""
+    """A pre-trained lab encoder (``clinfm fuse pretrain-labs``) and its config.json; every file is
+    checked, then every tensor, before the encoder is built."""
     folder = Path(folder)
+    where = folder / "config.json"
     config = read_config_of_kind(folder, LAB_KIND, "a lab encoder", "clinfm fuse pretrain-labs")
-    vocab = Vocabulary.load(folder / VOCAB_FILE)
+    check_field(config, "units", UNITS, where)
+    encoder = LabEncoderConfig.from_dict(nested(config, "encoder", where), where=where, section="encoder")
+    vocab = Vocabulary.load(folder / VOCAB_FILE, of_model=True)
     scaler = read_scaler(folder / SCALER_FILE)
-    model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["encoder"]))
-    load_weights(folder, model)
-    return LabBranch(model, vocab, scaler, True, dict(config.get("units") or {})), config
+    model = load_weights(folder, lambda: MaskedLabModel(len(vocab), encoder))
+    return LabBranch(model, vocab, scaler, True, config["units"]), config
 
 
 # ---------------------------------------------------------------------------------------- fusion
@@ -454,11 +498,17 @@ def note_encoder(settings: InputSettings, config: FusionConfig):
 
 
 def build_model(
-    settings: InputSettings, branch: LabBranch | None, config: FusionConfig, n_labels: int, note_dim: int
+    settings: InputSettings,
+    branch: LabBranch | None,
+    config: FusionConfig,
+    n_labels: int,
+    note_dim: int,
+    notes: torch.nn.Module | None = None,
 ) -> FusionModel:
     """A fusion model; its lab encoder is a copy of the branch's, so fine-tuning one model never
-    changes the encoder the next one starts from."""
-    notes = note_encoder(settings, config)
+    changes the encoder the next one starts from. ``notes``: the note encoder to fine-tune, if already
+    loaded (else it is loaded when the settings ask for one)."""
+    notes = notes if notes is not None else note_encoder(settings, config)
     lab_model = clone(branch.model) if branch is not None and config.uses_labs else None
     dim = notes.hidden_size if notes is not None else note_dim
     return FusionModel(lab_model, dim if config.uses_notes else 0, n_labels, config, note_encoder=notes)
@@ -559,19 +609,42 @@ def save_fusion(
 
 
 def load_fusion(folder: str | os.PathLike) -> tuple[FusionModel, LabBranch | None, dict]:
+    """A trained fusion model (``clinfm fuse train``'s ``model/``), its lab branch (whose encoder is
+    the model's own) and its config.json; every file is checked, then every tensor, before the model
+    is built."""
     folder = Path(folder)
+    where = folder / "config.json"
     config = read_config_of_kind(folder, MODEL_KIND, "a fusion model", "clinfm fuse train: its model/")
-    branch = None
-    if config["lab_encoder"] is not None:
-        vocab = Vocabulary.load(folder / VOCAB_FILE)
-        scaler = read_scaler(folder / SCALER_FILE)
-        lab_model = MaskedLabModel(len(vocab), LabEncoderConfig(**config["lab_encoder"]))
-        branch = LabBranch(lab_model, vocab, scaler, True, dict(config.get("units") or {}))
-    fusion = FusionConfig(**config["fusion"])
-    settings = InputSettings.from_dict(config["inputs"])
-    model = build_model(settings, branch, fusion, len(config["diseases"]), config["note_dim"])
-    load_weights(folder, model)
-    return model.eval(), branch, config
+    check_fields(config, FUSION_MODEL_RULES, where, required=tuple(FUSION_MODEL_RULES), ignore_unknown=True)
+    if len(config["thresholds"]) != len(config["diseases"]):
+        raise InputError(
+            f"{len(config['thresholds'])} thresholds for {len(config['diseases'])} diseases: "
+            "expected one each",
+            path=where,
+        )
+    fusion = FusionConfig.from_dict(nested(config, "fusion", where), where=where, section="fusion")
+    settings = InputSettings.from_dict(nested(config, "inputs", where), where=where, section="inputs")
+    lab_values = nested(config, "lab_encoder", where, optional=True)
+    if lab_values is not None:
+        lab_config = LabEncoderConfig.from_dict(lab_values, where=where, section="lab_encoder")
+        vocab, scaler = Vocabulary.load(folder / VOCAB_FILE, of_model=True), read_scaler(folder / SCALER_FILE)
+
+    def branch(lab_model: MaskedLabModel | None = None) -> LabBranch | None:
+        if lab_values is None:
+            return None
+        return LabBranch(
+            lab_model or MaskedLabModel(len(vocab), lab_config), vocab, scaler, True, config["units"]
+        )
+
+    # A language model to fine-tune comes from disk, not from this config: loaded once, outside the
+    # skeleton load_weights builds on the meta device (it would cache a model without weights).
+    notes = note_encoder(settings, fusion)
+
+    def build() -> FusionModel:
+        return build_model(settings, branch(), fusion, len(config["diseases"]), config["note_dim"], notes)
+
+    model = load_weights(folder, build)
+    return model.eval(), branch(model.lab_model), config
 
 
 def lab_branch_for(
@@ -606,6 +679,7 @@ def train(
     predictions in the meds-evaluation schema), ``run.json`` and a report.
     """
     out = check_output(out, overwrite)
+    check_saved_min_subjects(min_subjects)  # now, not after training, when the model is saved
     fusion = fusion or FusionConfig()
     settings = settings or InputSettings()
     recorded = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from clinfm.checks import located, nested
 from clinfm.ner.data import load_tokenizer
 from clinfm.ner.model import Tagger, TaggerConfig, encoder_from_config
 from clinfm.train.checkpoint import load_weights, read_config_of_kind, save_checkpoint
@@ -29,9 +30,12 @@ def save_tagger(folder: str | os.PathLike, model: Tagger, tokenizer, extra: dict
 def load_tagger(folder: str | os.PathLike) -> tuple[Tagger, object, dict]:
     """(tagger in eval mode, its tokenizer, the whole config.json) from a folder ``save_tagger`` wrote."""
     folder = Path(folder)
+    where = folder / "config.json"
     config = read_config_of_kind(folder, KIND, "an NER tagger", "clinfm ner train")
-    tagger_config = TaggerConfig.from_dict(config["tagger"])
-    model = Tagger(encoder_from_config(tagger_config.encoder_config), tagger_config)
-    load_weights(folder, model)
+    tagger_config = TaggerConfig.from_dict(nested(config, "tagger", where), where=where, section="tagger")
+    with located(where):
+        model = load_weights(
+            folder, lambda: Tagger(encoder_from_config(tagger_config.encoder_config), tagger_config)
+        )
     model.eval()
     return model, load_tokenizer(str(folder / TOKENIZER_FOLDER)), config

@@ -22,6 +22,18 @@ from pathlib import Path
 
 import pycrfsuite
 
+from clinfm.checks import (
+    MAX_LABELS,
+    MAX_LENGTH,
+    check_fields,
+    each,
+    flag,
+    integer,
+    nested,
+    number,
+    one_of,
+    text,
+)
 from clinfm.errors import InputError
 from clinfm.io import atomic_directory
 from clinfm.ner.document import ReadReport, Sentence, counting_units, split_long
@@ -158,6 +170,16 @@ def _tag_pieces(tagger: pycrfsuite.Tagger, sentence: Sentence, cut: ReadReport) 
     # cut without the tags: where gold tags are known, they must not steer a prediction
     pieces = split_long(replace(sentence, tags=None), cut, sentence.document)
     return [tag for piece in pieces for tag in tagger.tag(sentence_features(piece.tokens))]
+
+
+#: What each saved hyperparameter may hold (clinfm.checks).
+HYPERPARAMETER_RULES = {
+    "c1": number(0, 1e6),
+    "c2": number(0, 1e6),
+    "max_iterations": integer(1, MAX_LENGTH),
+    "algorithm": one_of(*ALGORITHMS),
+    "all_possible_transitions": flag(),
+}
 
 
 class FeatureCRF:
@@ -317,10 +339,16 @@ class FeatureCRF:
                 f"field 'version' is {config.get('version')!r}; this clinfm reads version {VERSION}",
                 path=config_path,
             )
-        try:
-            model = cls(**config["hyperparameters"])
-        except (KeyError, TypeError) as error:
-            raise InputError(f"field 'hyperparameters' is malformed ({error})", path=config_path) from error
+        check_fields(config, {"labels": each(text(), 1, MAX_LABELS)}, config_path, ignore_unknown=True)
+        hyperparameters = nested(config, "hyperparameters", config_path)
+        check_fields(
+            hyperparameters,
+            HYPERPARAMETER_RULES,
+            config_path,
+            section="hyperparameters",
+            required=("algorithm",),
+        )
+        model = cls(**hyperparameters)
         try:
             model._open(model_path.read_bytes())
         except (OSError, ValueError) as error:

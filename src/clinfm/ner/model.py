@@ -19,6 +19,24 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from clinfm.checks import (
+    MAX_FEED_FORWARD,
+    MAX_HEADS,
+    MAX_LABELS,
+    MAX_LAYERS,
+    MAX_LENGTH,
+    MAX_VOCABULARY,
+    MAX_WIDTH,
+    Rule,
+    check_fields,
+    config_from,
+    each,
+    integer,
+    number,
+    one_of,
+    optional,
+    text,
+)
 from clinfm.errors import InputError
 from clinfm.ner.crf import CRF
 from clinfm.pretrained import downloads_allowed, offline_huggingface
@@ -69,8 +87,45 @@ class TaggerConfig:
         return {**asdict(self), "labels": list(self.labels)}
 
     @classmethod
-    def from_dict(cls, payload: dict) -> TaggerConfig:
-        return cls(**{**payload, "labels": tuple(payload["labels"])})
+    def from_dict(cls, payload: dict, *, where: object = None, section: str | None = None) -> TaggerConfig:
+        """A config read from a file (``where``): every field, and the sizes in the encoder's Hugging
+        Face config, checked before an encoder is built from it."""
+        config = config_from(cls, payload, TAGGER_RULES, where, section=section, convert={"labels": tuple})
+        encoder_section = f"{section}.encoder_config" if section else "encoder_config"
+        check_fields(
+            config.encoder_config, ENCODER_RULES, where, section=encoder_section, ignore_unknown=True
+        )
+        return config
+
+
+#: What each field of a saved TaggerConfig may hold (clinfm.checks).
+TAGGER_RULES = {
+    "labels": each(text(), 1, MAX_LABELS, unique=True),
+    "head": one_of(*HEADS),
+    "encoder_config": Rule("an object", lambda value: isinstance(value, dict)),
+    "encoder_source": text(),
+    "dropout": number(0, 1, below=True),
+    "max_length": integer(1, MAX_LENGTH),
+}
+_WIDTH, _LAYERS, _HEADS = integer(1, MAX_WIDTH), integer(1, MAX_LAYERS), integer(1, MAX_HEADS)
+_FEED_FORWARD, _DROPOUT = integer(1, MAX_FEED_FORWARD), number(0, 1, below=True)
+#: The settings of a Hugging Face encoder config that decide how much it allocates, under the names
+#: the common encoders give them (BERT's, DistilBERT's, GPT-2's); the rest is Hugging Face's to check.
+ENCODER_RULES = {
+    "model_type": text(),
+    "vocab_size": integer(1, MAX_VOCABULARY),
+    "max_position_embeddings": integer(1, MAX_LENGTH),
+    "type_vocab_size": integer(0, 1000),
+    **dict.fromkeys(("hidden_size", "dim", "d_model", "n_embd", "embedding_size"), _WIDTH),
+    **dict.fromkeys(("num_hidden_layers", "n_layers", "n_layer"), _LAYERS),
+    **dict.fromkeys(("num_attention_heads", "n_heads", "n_head"), _HEADS),
+    **dict.fromkeys(("intermediate_size", "hidden_dim"), _FEED_FORWARD),
+    **dict.fromkeys(
+        ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"), _DROPOUT
+    ),
+    # The encoder is built in this precision: float64 weights are no tagger clinfm trains.
+    **dict.fromkeys(("dtype", "torch_dtype"), optional(one_of("float32", "float16", "bfloat16"))),
+}
 
 
 def scratch_encoder_config(preset: str, vocab_size: int | None = None):
@@ -95,7 +150,13 @@ def encoder_from_config(config: dict) -> nn.Module:
     model_type = settings.pop("model_type", None)
     if model_type is None:
         raise InputError("the tagger's encoder config has no model_type")
-    return AutoModel.from_config(AutoConfig.for_model(model_type, **settings))
+    try:  # the sizes were checked (ENCODER_RULES); what else the config says is Hugging Face's to judge
+        return AutoModel.from_config(AutoConfig.for_model(model_type, **settings))
+    except (ValueError, TypeError, KeyError) as error:
+        raise InputError(
+            "the tagger's encoder config does not describe a Hugging Face encoder "
+            f"({str(error).splitlines()[0]})"
+        ) from None
 
 
 def pretrained_encoder(path: str) -> nn.Module:

@@ -2,13 +2,15 @@
 (+ the vocabulary and other JSON files the model needs). Never pickle.
 
 A checkpoint holds weights, settings and the (minimum-count) vocabulary: no subject ids, no counts,
-no data. Loading checks every tensor's name and shape against the model the config describes, so a
-checkpoint of another preset or vocabulary is refused in one line instead of half-loading.
+no data. Loading checks every tensor's name, shape, dtype and values against the model the config
+describes (the config itself is checked by its reader, ``clinfm.checks``), so a checkpoint of another
+preset or vocabulary, or a tampered one, is refused in one line instead of half-loading.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -74,16 +76,32 @@ def read_config_of_kind(folder: str | os.PathLike, kind: str, what: str, made_by
     return config
 
 
-def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> torch.nn.Module:
-    """Load ``model.safetensors`` into ``model``; every tensor must match by name and shape."""
+def load_weights(folder: str | os.PathLike, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """The model ``build`` makes (from a config already checked), with the weights of ``model.safetensors``.
+
+    Every tensor must match the model by name, shape and dtype (float32 unless the model itself keeps
+    another, as batch norm's counters) and hold finite values. The model is first built on the meta
+    device, which allocates nothing, and compared with the file: a config describing a model bigger
+    than its weights is refused before the real one is built, so loading never takes more memory
+    than the file and the model it holds. So ``build`` runs twice and must only construct: anything it
+    needs from disk (a language model to fine-tune) is loaded before and passed in.
+    """
     path = Path(folder) / WEIGHTS_FILE
     try:
-        state = load_file(path)
+        state = load_file(path)  # safetensors: tensors only, never pickle
     except (OSError, SafetensorError, ValueError) as error:
         raise InputError(
             f"not a readable safetensors file ({str(error).splitlines()[0]})", path=path
         ) from None
-    expected = model.state_dict()
+    with torch.device("meta"):
+        expected = build().state_dict()
+    _check_weights(state, expected, path)
+    model = build()
+    model.load_state_dict(state)
+    return model
+
+
+def _check_weights(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path) -> None:
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         raise InputError(
@@ -98,5 +116,16 @@ def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> torch.nn.
                 "the weights and config.json (or the vocabulary) come from different models",
                 path=path,
             )
-    model.load_state_dict(state)
-    return model
+        if tensor.dtype != expected[name].dtype:
+            # load_state_dict would cast silently: float64 weights are not what was trained.
+            raise InputError(
+                f"{name} is {_dtype(tensor)}, expected {_dtype(expected[name])}: weights edited or "
+                "saved by another program",
+                path=path,
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"{name} holds NaN or infinite values: the weights are corrupt", path=path)
+
+
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

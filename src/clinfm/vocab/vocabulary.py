@@ -17,12 +17,16 @@ from pathlib import Path
 
 import polars as pl
 
+from clinfm.checks import MAX_VOCABULARY, Rule, check_fields, each, flag, integer, located, text
 from clinfm.errors import InputError
 from clinfm.io import read_json_document, write_json_atomic
 from clinfm.vocab.systems import check_vocabulary, vocabulary_of
 
 #: A code must be seen in at least this many distinct subjects to enter a vocabulary.
 DEFAULT_MIN_SUBJECTS = 10
+#: The lowest threshold a vocabulary saved with a model may have: 1 would keep every code, even one
+#: seen in a single patient. Loading a model refuses a vocabulary claiming less, or not counted at all.
+MIN_SAVED_SUBJECTS = 2
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -192,6 +196,8 @@ class Vocabulary:
                 "build it with Vocabulary.from_events, or pass allow_uncounted=True",
                 path=path,
             )
+        if self.counted:
+            check_saved_min_subjects(self.min_subjects)
         payload = {
             "format": FORMAT,
             "version": VERSION,
@@ -203,27 +209,61 @@ class Vocabulary:
         write_json_atomic(path, payload)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Vocabulary:
-        """Read a vocabulary saved by ``save``; InputError for anything else, or a threshold below 1."""
+    def load(cls, path: str | os.PathLike, *, of_model: bool = False) -> Vocabulary:
+        """Read a vocabulary saved by ``save``; InputError for anything else, or a threshold below 1.
+
+        ``of_model=True`` for the vocabulary a model was saved with: it must say it was counted
+        (built from data) at a threshold of at least ``MIN_SAVED_SUBJECTS``, as every clinfm model's
+        is. A file claiming less would bring codes of single patients in with the model.
+        """
         path = Path(path)
         payload = read_json_document(path, format=FORMAT, version=VERSION, what="a clinfm vocabulary")
-        min_subjects = _check_min_subjects(payload.get("min_subjects"), where=path)
-        special_tokens, codes = payload.get("special_tokens"), payload.get("codes")
-        for name, value in (("special_tokens", special_tokens), ("codes", codes)):
-            if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
-                raise InputError(f"{name} must be a list of strings", path=path)
-        try:
+        rules = MODEL_VOCABULARY_RULES if of_model else VOCABULARY_RULES
+        required = ("min_subjects", "special_tokens", "codes") + (("counted",) if of_model else ())
+        check_fields(payload, rules, path, required=required, ignore_unknown=True)
+        with located(path):
             return cls(
-                tuple(codes), min_subjects, tuple(special_tokens), counted=payload.get("counted") is True
+                tuple(payload["codes"]),
+                payload["min_subjects"],
+                tuple(payload["special_tokens"]),
+                counted=payload.get("counted") is True,
             )
-        except InputError as error:
-            raise InputError(str(error), path=path) from None
+
+
+def check_saved_min_subjects(min_subjects: int) -> int:
+    """``min_subjects`` if a vocabulary counted at it may be saved with a model; check it before
+    training, not when the model is saved."""
+    if _check_min_subjects(min_subjects) < MIN_SAVED_SUBJECTS:
+        raise InputError(
+            f"min_subjects {min_subjects} would save codes seen in a single patient with the model; "
+            f"use at least {MIN_SAVED_SUBJECTS} (default {DEFAULT_MIN_SUBJECTS})"
+        )
+    return min_subjects
+
+
+#: What a saved vocabulary may hold (clinfm.checks) ...
+VOCABULARY_RULES = {
+    "min_subjects": integer(1, 1_000_000_000),
+    "counted": flag(),
+    "special_tokens": each(text(), 1, 1000),
+    "codes": each(text(), 0, MAX_VOCABULARY),
+}
+#: ... and a model's: counted, at a threshold no single patient passes.
+MODEL_VOCABULARY_RULES = VOCABULARY_RULES | {
+    "min_subjects": integer(MIN_SAVED_SUBJECTS, 1_000_000_000).because(
+        "a model's vocabulary never holds a code seen in a single patient"
+    ),
+    "counted": Rule("true", lambda value: value is True).because(
+        "a model's vocabulary is built from data, every code counted against min_subjects"
+    ),
+}
 
 
 __all__ = [
     "DEFAULT_MIN_SUBJECTS",
     "DEFAULT_SPECIAL_TOKENS",
     "MASK_TOKEN",
+    "MIN_SAVED_SUBJECTS",
     "PAD_TOKEN",
     "UNK_TOKEN",
     "Vocabulary",
