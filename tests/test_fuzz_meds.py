@@ -102,16 +102,29 @@ def _two_splits(root: Path) -> None:  # a training subject also listed as held o
     splits.vstack(train.with_columns(split=pl.lit("held_out"))).write_parquet(path)
 
 
+def _corrupt(root: Path) -> None:  # a shard cut short, as a full disk or a killed copy leaves it
+    shard = _shard(root)
+    shard.write_bytes(shard.read_bytes()[:200])
+
+
 @pytest.mark.parametrize(
     "breakage, expected",
     [
+        (_corrupt, "not a readable Parquet file"),
         (_backwards, "time goes backwards"),
         (_two_shards, "more than one shard"),
         (_null_subject, "subject_id is null"),
         (_integer_time, "time"),
         (_two_splits, "also in another split"),
     ],
-    ids=["time-backwards", "subject-in-two-shards", "null-subject", "int64-time", "subject-in-two-splits"],
+    ids=[
+        "corrupt-shard",
+        "time-backwards",
+        "subject-in-two-shards",
+        "null-subject",
+        "int64-time",
+        "subject-in-two-splits",
+    ],
 )
 @pytest.mark.parametrize("command", ["pretrain", "describe"])
 def test_training_and_describe_refuse_what_validate_refuses(site, tmp_path, breakage, expected, command):
