@@ -151,6 +151,34 @@ def test_a_valid_copy_rewritten_by_polars_is_accepted(site, tmp_path):
     assert _cli("describe", data).exit_code == 0
 
 
+def test_other_widths_of_the_meds_types_are_read(site, tmp_path):
+    """pandas' nanosecond times, Polars' float64 values, unsigned ids: the readers cast them, so the
+    check on every read accepts them; validate still says they are not MEDS. A task with unknown
+    (null) outcomes, which predict accepts, does not block the dataset's other commands."""
+    data = _copy(site, tmp_path)
+    _rewrite(
+        _shard(data),
+        lambda f: f.with_columns(
+            pl.col("time").dt.cast_time_unit("ns"),
+            pl.col("numeric_value").cast(pl.Float64),
+            pl.col("subject_id").cast(pl.UInt64),
+        ),
+    )
+    task = sorted((data / "tasks").glob("*.parquet"))[0]
+    _rewrite(task, lambda f: f.with_columns(boolean_value=pl.lit(None, pl.Boolean)))
+    assert _cli("describe", data).exit_code == 0
+    assert "incorrect types" in _cli("validate", data).output  # validate stays strict about MEDS
+
+
+def test_a_second_training_run_into_the_same_output_is_refused(site, tmp_path):
+    """Training runs hold their output too: two runs never share one resume folder."""
+    out = tmp_path / "run"
+    with open(tmp_path / ".run.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        _refused(_cli("pretrain", "--data", site, "--out", out, "--epochs", "1"), "another clinfm run")
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()
+
+
 # ------------------------------------------------------------------------------------------- labels
 
 
@@ -249,6 +277,12 @@ def test_a_row_with_an_unquoted_separator_is_refused_with_its_row(tmp_path):
     line = _refused(_cli("convert", "csv", src, tmp_path / "out", "--mapping", mapping), "events.csv")
     assert "row 2 has 5 fields, the header 4" in line and "quoted" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ragged_row_after_a_very_long_value_is_still_one_line(tmp_path):
+    note = "x" * 200_000  # past the csv module's default field limit (128 KB)
+    src, mapping = _extract(tmp_path, f"1,2020-01-01,ASPIRIN,{note}\n2,2020-01-02,HEPARIN,5000,units\n")
+    _refused(_cli("convert", "csv", src, tmp_path / "out", "--mapping", mapping), "row 2 has 5 fields")
 
 
 def test_quoted_separators_and_short_rows_are_read(tmp_path):

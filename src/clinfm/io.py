@@ -133,6 +133,7 @@ def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iter
     """
     out = check_output(out, overwrite)
     with output_lock(out):
+        check_output(out, overwrite)  # again, held: an output a killed run had moved aside is back
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         try:
             yield tmp

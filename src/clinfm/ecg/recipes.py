@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -105,8 +106,16 @@ def _map(function, jobs: list, workers: int, description: str) -> list:
     """``function`` over ``jobs`` in ``workers`` processes (1: in this one), with a progress bar."""
     if workers <= 1 or len(jobs) < 2:
         return [function(job) for job in progress.track(jobs, description)]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
+    try:
         return list(progress.track(pool.map(function, jobs, chunksize=4), description, total=len(jobs)))
+    finally:  # on Ctrl-C or SIGTERM, drop the queued jobs instead of finishing them first
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_signals() -> None:
+    """Workers end on SIGTERM as plain processes do; the parent, not they, reports and cleans up."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _write_patient(job: tuple) -> int:

@@ -27,6 +27,9 @@ class ValidationReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     meds_version: str | None = None
+    # Strict: every column in exactly the MEDS type (clinfm validate). Not strict: other widths of a
+    # type, which clinfm's readers cast (the check every command runs), pass with a warning.
+    strict: bool = True
 
     @property
     def ok(self) -> bool:
@@ -63,26 +66,36 @@ def _conforms(schema, arrow, path: Path, report: ValidationReport) -> bool:
     return True
 
 
-def _text_as_meds(arrow, schema, path: Path, report: ValidationReport):
-    """An Arrow schema or table with each text column as the text type the `meds` ``schema``
-    specifies for it (string or large_string), with a warning: Polars and pandas write one or the
-    other, and clinfm reads both."""
-    if arrow is None:
-        return None
+def _as_meds_types(arrow, schema, path: Path, report: ValidationReport):
+    """Unless the report is strict: an Arrow schema or table with each column whose type is another
+    width of the type the `meds` ``schema`` specifies (large_string for string, float64 for float32,
+    int32 for int64, timestamps in ns for us) given the MEDS type, with a warning. Polars and pandas
+    write those widths, and clinfm's readers cast them (``normalize_events``, ``read_labels``)."""
+    if arrow is None or report.strict:
+        return arrow
     wanted, fields = schema.schema(), arrow if isinstance(arrow, pa.Schema) else arrow.schema
-    swapped = [
+    relaxed = [
         f.name
         for f in fields
         if f.name in wanted.names
-        and _is_text(f.type)
-        and _is_text(wanted.field(f.name).type)
         and f.type != wanted.field(f.name).type
+        and _same_kind(f.type, wanted.field(f.name).type)
     ]
-    if not swapped:
+    if not relaxed:
         return arrow
-    report.warnings.append(f"{path}: {', '.join(swapped)} stored as another text type than MEDS says")
-    relaxed = pa.schema([f.with_type(wanted.field(f.name).type) if f.name in swapped else f for f in fields])
-    return relaxed if isinstance(arrow, pa.Schema) else arrow.cast(relaxed)
+    report.warnings.append(
+        f"{path}: {', '.join(relaxed)} stored in another width than MEDS says (clinfm casts it)"
+    )
+    schema = pa.schema([f.with_type(wanted.field(f.name).type) if f.name in relaxed else f for f in fields])
+    return schema if isinstance(arrow, pa.Schema) else arrow.cast(schema, safe=False)
+
+
+def _same_kind(found: pa.DataType, wanted: pa.DataType) -> bool:
+    kinds = (_is_text, pa.types.is_integer, pa.types.is_floating)
+    if any(kind(found) and kind(wanted) for kind in kinds):
+        return True
+    naive = pa.types.is_timestamp
+    return naive(found) and naive(wanted) and found.tz is None and wanted.tz is None
 
 
 def _is_text(dtype: pa.DataType) -> bool:
@@ -91,7 +104,7 @@ def _is_text(dtype: pa.DataType) -> bool:
 
 def _check_shard(path: Path, report: ValidationReport) -> pl.DataFrame | None:
     """Schema, nulls and ordering of one shard; returns its per-subject summary."""
-    schema = _text_as_meds(_read(pq.read_schema, path, report), meds.DataSchema, path, report)
+    schema = _as_meds_types(_read(pq.read_schema, path, report), meds.DataSchema, path, report)
     if not _conforms(meds.DataSchema, schema, path, report):
         return None
     shard = pl.scan_parquet(path).select("subject_id", "time", "code").with_row_index("row", offset=1)
@@ -133,7 +146,7 @@ def _check_codes(root: Path, used_codes: pl.Series, report: ValidationReport) ->
     if not path.exists():
         report.warnings.append(f"{path}: missing; descriptions of codes are unknown")
         return
-    schema = _text_as_meds(_read(pq.read_schema, path, report), meds.CodeMetadataSchema, path, report)
+    schema = _as_meds_types(_read(pq.read_schema, path, report), meds.CodeMetadataSchema, path, report)
     if not _conforms(meds.CodeMetadataSchema, schema, path, report):
         return
     described = read_codes(root)["code"]
@@ -168,7 +181,7 @@ def _check_splits(root: Path, subjects: pl.Series, report: ValidationReport) -> 
     if not path.exists():
         report.warnings.append(f"{path}: missing; clinfm assigns deterministic splits when it needs them")
         return
-    table = _text_as_meds(_read(pq.read_table, path, report), meds.SubjectSplitSchema, path, report)
+    table = _as_meds_types(_read(pq.read_table, path, report), meds.SubjectSplitSchema, path, report)
     if not _conforms(meds.SubjectSplitSchema, table, path, report):
         return
     splits = pl.read_parquet(path)
@@ -199,7 +212,7 @@ def _check_tasks(root: Path, subjects: pl.Series, report: ValidationReport) -> N
         ]
         if report.meds_version and report.meds_version.startswith("0.3"):
             table = table.drop_columns(unused)
-        table = _text_as_meds(table, meds.LabelSchema, path, report)
+        table = _as_meds_types(table, meds.LabelSchema, path, report)
         if not _conforms(meds.LabelSchema, table, path, report):
             continue
         labelled = pl.from_arrow(table.select(["subject_id"]))["subject_id"]
@@ -214,19 +227,21 @@ def validate(root: str | os.PathLike) -> ValidationReport:
     return check_dataset(root, warnings=True)
 
 
-def check_dataset(root: str | os.PathLike, *, warnings: bool = True) -> ValidationReport:
+def check_dataset(root: str | os.PathLike, *, warnings: bool = True, strict: bool = True) -> ValidationReport:
     """Check a MEDS dataset (0.4, or 0.3.3 as MEDS_transforms writes it).
 
     Errors: a data shard, ``codes.parquet``, ``subject_splits.parquet`` or a label file that breaks
     the `meds` schemas; null subject ids or codes; a subject split across shards or not contiguous;
     events out of time order; a subject in two splits. Warnings: codes missing from
-    ``codes.parquet``, codes without a known vocabulary prefix, ICD codes not in the code sets
-    (only with ``warnings``: the code checks are the slow part).
+    ``codes.parquet``, codes without a known vocabulary prefix, ICD codes not in the code sets.
+    Without ``warnings`` (every command's check) neither the codes (the slow part) nor the label
+    files under ``tasks/`` are checked: a command checks the label file it reads. Not ``strict``,
+    other widths of the MEDS types (float64 values, ns times, large_string codes) pass with a warning.
     """
     root = Path(root)
     if not root.is_dir():
         raise InputError("not a directory; expected a MEDS dataset folder", path=root)
-    report = ValidationReport(root=root)
+    report = ValidationReport(root=root, strict=strict)
     metadata = read_dataset_metadata(root)
     report.meds_version = metadata.get("meds_version")
     if not metadata:
@@ -256,7 +271,8 @@ def check_dataset(root: str | os.PathLike, *, warnings: bool = True) -> Validati
         _check_codes(root, used_codes, report)
         _check_vocabularies(used_codes, report)
     _check_splits(root, subjects, report)
-    _check_tasks(root, subjects, report)
+    if warnings:  # a command checks the label file it reads (read_labels), not every task's
+        _check_tasks(root, subjects, report)
     return report
 
 
@@ -277,14 +293,15 @@ def require_valid(root: str | os.PathLike) -> None:
     stamp = _stamp(root)
     if stamp in _valid:
         return
-    report = check_dataset(root, warnings=False)
+    report = check_dataset(root, warnings=False, strict=False)
     if report.errors:
-        raise InputError(f"{report.errors[0]} (clinfm validate {root} lists every problem)")
+        first = report.errors[0].strip().splitlines()[0]
+        raise InputError(f"{first} (clinfm validate {root} lists every problem)")
     _valid.add(stamp)
 
 
 def _stamp(root: Path) -> tuple:
-    files = [*data_files(root), root / meds.subject_splits_filepath, *task_files(root).values()]
+    files = [*data_files(root), root / meds.subject_splits_filepath]
     return (str(root.resolve()), *((str(f), *_size_and_time(f)) for f in files))
 
 

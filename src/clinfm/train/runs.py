@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
 from clinfm.errors import InputError
-from clinfm.io import write_json_atomic
+from clinfm.io import output_lock, write_json_atomic
 from clinfm.train.engine import is_global_zero
 
 
@@ -63,7 +63,14 @@ def copy_logs(work: Path, target: Path) -> None:
 def work_dir(out: Path, settings: dict, resume: bool) -> Iterator[Path]:
     """The folder an interrupted run resumes from, beside ``out``; refused if it holds a run with
     other settings (its epochs and cached predictions would be mixed with the new ones). A run that
-    fails before it has anything to resume from (bad settings, bad input) leaves nothing behind."""
+    fails before it has anything to resume from (bad settings, bad input) leaves nothing behind.
+    ``out`` is held meanwhile (:func:`clinfm.io.output_lock`): two runs never train into one
+    resume folder."""
+    with output_lock(out) if is_global_zero() else nullcontext():  # DDP's other processes write nothing
+        yield from _work_dir(out, settings, resume)
+
+
+def _work_dir(out: Path, settings: dict, resume: bool) -> Iterator[Path]:
     work = partial_dir(out)
     if work.exists() and not resume:
         shutil.rmtree(work)

@@ -180,7 +180,7 @@ def convert_csv(
     """Convert the CSV files in ``src`` that ``mapping`` (a YAML file) describes to MEDS at ``out``."""
     spec = load_mapping(mapping)
     check_output(out, overwrite)
-    with staging_area(out) as staging:
+    with staging_area(out, overwrite) as staging:
         converted = [_table_events(Path(src), table, staging) for table in spec.tables]
         return write_dataset(
             out,

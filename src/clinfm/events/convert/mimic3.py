@@ -276,7 +276,7 @@ def convert_mimic3(
     Procedure descriptions of CPT codes are not in the package's vocabularies and stay empty.
     """
     check_output(out, overwrite)
-    with staging_area(out) as staging:
+    with staging_area(out, overwrite) as staging:
         tables = open_tables(src, TABLES, staging, required=("PATIENTS",))
         parts = [_patients(tables["PATIENTS"])]
         lab_codes = _lab_codes(tables.get("D_LABITEMS"))

@@ -280,7 +280,7 @@ def convert_omop(
     logged); CONCEPT, when present, gives codes and descriptions. Returns the output path.
     """
     check_output(out, overwrite)
-    with staging_area(out) as staging:
+    with staging_area(out, overwrite) as staging:
         tables = open_tables(src, TABLES, staging, required=("PERSON",))
         concepts = _concepts(tables.get("CONCEPT"))
         if concepts is None:

@@ -24,7 +24,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from clinfm.errors import InputError
-from clinfm.io import output_lock
+from clinfm.io import check_output, output_lock
 from clinfm.progress import status
 
 log = logging.getLogger("clinfm")
@@ -119,12 +119,16 @@ def _first_long_row(path: Path, separator: str, width: int) -> tuple[int | None,
     """The first data row (from 1) with more than ``width`` fields, and its field count; read with
     Python's csv module, which follows the same quoting rules, on the rare path only."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle, delimiter=separator)
-        next(reader, None)
-        for row, fields in enumerate(reader, start=1):
-            if len(fields) > width:
-                return row, len(fields)
+    csv.field_size_limit(2**31 - 1)  # a note can exceed the module's 128 KB default
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as handle:
+            reader = csv.reader(handle, delimiter=separator)
+            next(reader, None)
+            for row, fields in enumerate(reader, start=1):
+                if len(fields) > width:
+                    return row, len(fields)
+    except (csv.Error, OSError, EOFError, zlib.error):
+        pass  # Polars' own message is then the one shown
     return None, 0
 
 
@@ -338,14 +342,14 @@ def stage_tables(tables: list[SourceTable], staging: Path) -> None:
 
 
 @contextmanager
-def staging_area(out: str | os.PathLike) -> Iterator[Path]:
+def staging_area(out: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """A temporary folder beside ``out`` for typed tables, removed whatever happens; ``out`` is held
-    meanwhile, and a folder a killed run left is removed by the next run into the same ``out``."""
-    with (
-        output_lock(out) as held,
-        tempfile.TemporaryDirectory(prefix=f".{held.name}.staging-", dir=held.parent) as staging,
-    ):
-        yield Path(staging)
+    meanwhile, and a folder a killed run left is removed by the next run into the same ``out``.
+    ``out`` is checked once held (an old output a killed run had moved aside is back by then)."""
+    with output_lock(out) as held:
+        check_output(held, overwrite)
+        with tempfile.TemporaryDirectory(prefix=f".{held.name}.staging-", dir=held.parent) as staging:
+            yield Path(staging)
 
 
 def open_tables(
