@@ -269,7 +269,8 @@ def _relocate(
 def _write_index(
     tmp: Path, reports: list[DemoReport], quick: bool, total: float, left_out: tuple[tuple[str, str], ...]
 ) -> Path:
-    """``index.html``: every report with its one-sentence answer and the time its section took."""
+    """``index.html``: every report with its one-sentence answer and the time its section took, then
+    what the plan left out and why."""
     from clinfm.report.html import IndexEntry, duration, write_index
 
     note = (
